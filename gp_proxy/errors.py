@@ -1,0 +1,5 @@
+"""Errors that are the user's to fix: the CLI prints them as one line and exits non-zero."""
+
+
+class AutoproxError(ValueError):
+    """A user error (bad name, bad file, bad value) with a message meant to be read as is."""

@@ -1,0 +1,344 @@
+"""Proxy batches: one small, seeded, ImageNet-normalised batch of images and labels per data set.
+
+A zero-cost proxy scores an untrained network from one forward/backward pass over such a batch.
+Three sources are understood:
+
+* ``"skimage"`` (offline default): seeded random crops of scikit-image's bundled sample photographs
+  (colon histology for ``"chaoyang"``), with seeded uniform labels;
+* ``"noise"``: standard Gaussian images with seeded uniform labels;
+* a folder path: real data, either a CIFAR-100 folder (python pickles or binary version) or an
+  ImageFolder tree ``root/<class_name>/<image files>``, with real labels.
+
+Every batch is a pure function of its :class:`BatchSpec`: the same spec gives bitwise equal tensors,
+whatever the global random state.
+"""
+from __future__ import annotations
+
+import _codecs
+import pickle
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from gp_proxy.errors import AutoproxError
+
+__all__ = [
+    "BatchSpec",
+    "DATASETS",
+    "DatasetInfo",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NAMED_SOURCES",
+    "get_dataset",
+    "make_batch",
+]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A target data set: its name, class count and image kind (``"natural"`` or ``"histology"``)."""
+
+    name: str
+    num_classes: int
+    kind: str
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "c100": DatasetInfo("c100", 100, "natural"),
+    "flowers": DatasetInfo("flowers", 102, "natural"),
+    "chaoyang": DatasetInfo("chaoyang", 4, "histology"),
+    "imagenet": DatasetInfo("imagenet", 1000, "natural"),
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NAMED_SOURCES = ("skimage", "noise")
+
+SKIMAGE_PHOTOS = {
+    "natural": ("astronaut", "chelsea", "coffee", "rocket"),
+    "histology": ("immunohistochemistry",),
+}
+MIN_CROP_FRACTION = 0.3  # smallest skimage crop side, as a fraction of the photo's shorter side
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+CIFAR_RECORD_BYTES = 2 + 3 * 32 * 32  # binary version: coarse label, fine label, 3x32x32 pixels
+LAYOUT_ERROR = (
+    "not a CIFAR-100 folder (train/test pickles or train.bin) "
+    "or an ImageFolder tree (class folders of images)"
+)
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """What a proxy batch is made of.
+
+    ``source`` is ``"skimage"``, ``"noise"`` or the path of a data folder; the two names win over
+    a folder of the same name in the working directory (write ``./noise`` for that folder).
+    """
+
+    dataset: str
+    source: str = "skimage"
+    batch_size: int = 16
+    seed: int = 0
+    image_size: int = 224
+
+    def key(self) -> str:
+        """Canonical string for cache keys, e.g. ``"c100|skimage|b16|s0|224"`` (paths made absolute)."""
+        source = self.source if self.source in NAMED_SOURCES else str(_source_path(self.source))
+        return f"{self.dataset}|{source}|b{self.batch_size}|s{self.seed}|{self.image_size}"
+
+    def validate(self) -> None:
+        """Raise :class:`AutoproxError` unless the data set, source, sizes and seed are usable."""
+        get_dataset(self.dataset)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("image_size", self.image_size, 16)
+        _check_int("seed", self.seed, 0)
+        if self.source not in NAMED_SOURCES:
+            _detect_layout(_source_path(self.source))
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` called ``name``; :class:`AutoproxError` listing the known names otherwise."""
+    if name not in DATASETS:
+        raise AutoproxError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def make_batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """The proxy batch of ``spec``.
+
+    Returns images ``(B, 3, S, S)`` float32, ImageNet-normalised (noise is N(0, 1) per pixel), and
+    labels ``(B,)`` int64 in ``[0, num_classes)``, with ``B = batch_size`` and ``S = image_size``.
+    """
+    spec.validate()
+    info = get_dataset(spec.dataset)
+    generator = torch.Generator().manual_seed(spec.seed)
+    if spec.source == "noise":
+        shape = (spec.batch_size, 3, spec.image_size, spec.image_size)
+        images = torch.randn(shape, generator=generator)
+        return images, _random_labels(spec.batch_size, info.num_classes, generator)
+    if spec.source == "skimage":
+        images = _skimage_crops(info.kind, spec.batch_size, spec.image_size, generator)
+        return _normalise(images), _random_labels(spec.batch_size, info.num_classes, generator)
+    root = _source_path(spec.source)
+    loader = {"cifar-python": _cifar_python, "cifar-binary": _cifar_binary, "imagefolder": _image_folder}
+    images, labels = loader[_detect_layout(root)](root, spec, generator)
+    if int(labels.max()) >= info.num_classes:
+        raise AutoproxError(
+            f"{root}: label {int(labels.max())} is out of range for {info.name} "
+            f"({info.num_classes} classes)"
+        )
+    return _normalise(images), labels
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise AutoproxError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _source_path(source: str) -> Path:
+    """The absolute path a non-named source stands for; it must exist."""
+    path = Path(source).expanduser().resolve()
+    if not path.exists():
+        raise AutoproxError(
+            f"{source}: no such data folder; a source is {' or '.join(map(repr, NAMED_SOURCES))} "
+            "or the path of a data folder"
+        )
+    return path
+
+
+def _random_labels(batch_size: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randint(num_classes, (batch_size,), generator=generator, dtype=torch.int64)
+
+
+def _normalise(images: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` float in [0, 1] -> ImageNet-normalised float32."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((images - mean) / std).float().contiguous()
+
+
+def _resize(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinear (antialiased) resize of ``(3, H, W)`` float to ``size`` (int: a square)."""
+    size = (size, size) if isinstance(size, int) else size
+    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+# --- skimage photographs ---------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _skimage_photos(kind: str) -> tuple[torch.Tensor, ...]:
+    """scikit-image's bundled photographs of ``kind``, each ``(3, H, W)`` float32 in [0, 1]."""
+    import skimage.data
+
+    return tuple(
+        torch.from_numpy(getattr(skimage.data, name)()[..., :3]).permute(2, 0, 1).float().div(255)
+        for name in SKIMAGE_PHOTOS[kind]
+    )
+
+
+def _skimage_crops(kind: str, batch_size: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Seeded random square crops (size, position, horizontal flip) -> ``(B, 3, size, size)`` in [0, 1]."""
+    photos = _skimage_photos(kind)
+    which = torch.randint(len(photos), (batch_size,), generator=generator)
+    fraction, x, y, flip = torch.rand((4, batch_size), generator=generator, dtype=torch.float64)
+    crops = []
+    for i in range(batch_size):
+        photo = photos[int(which[i])]
+        height, width = photo.shape[1:]
+        side = round(min(height, width) * (MIN_CROP_FRACTION + (1 - MIN_CROP_FRACTION) * float(fraction[i])))
+        top = int(float(y[i]) * (height - side + 1))
+        left = int(float(x[i]) * (width - side + 1))
+        crop = photo[:, top : top + side, left : left + side]
+        crops.append(_resize(crop.flip(-1) if flip[i] < 0.5 else crop, size))
+    return torch.stack(crops)
+
+
+# --- folders on disk -------------------------------------------------------------------------
+
+
+def _detect_layout(root: Path) -> str:
+    """``"cifar-python"``, ``"cifar-binary"`` or ``"imagefolder"``; :class:`AutoproxError` otherwise."""
+    if (root / "train").is_file():
+        return "cifar-python"
+    if (root / "train.bin").is_file():
+        return "cifar-binary"
+    if root.is_dir() and any(_is_image(p) for d in _class_dirs(root) for p in d.rglob("*")):
+        return "imagefolder"
+    raise AutoproxError(f"{root}: {LAYOUT_ERROR}")
+
+
+def _pick(num_items: int, spec: BatchSpec, generator: torch.Generator, root: Path) -> torch.Tensor:
+    """Seeded choice of ``batch_size`` distinct indices in ``[0, num_items)``."""
+    if num_items < spec.batch_size:
+        raise AutoproxError(f"{root}: batch_size {spec.batch_size} exceeds the {num_items} images there")
+    return torch.randperm(num_items, generator=generator)[: spec.batch_size]
+
+
+def _cifar_batch(
+    root: Path, pixels: np.ndarray, labels: np.ndarray, spec: BatchSpec, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick and upscale CIFAR rows: ``pixels`` (N, 3072) uint8, ``labels`` (N,) -> images in [0, 1], labels."""
+    index = _pick(len(pixels), spec, generator, root).numpy()
+    images = torch.from_numpy(np.asarray(pixels[index], dtype=np.uint8).reshape(-1, 3, 32, 32)).float() / 255
+    images = F.interpolate(images, size=(spec.image_size,) * 2, mode="bilinear", align_corners=False)
+    return images, torch.from_numpy(np.asarray(labels[index], dtype=np.int64))
+
+
+def _cifar_python(root: Path, spec: BatchSpec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``train`` pickle of a CIFAR-100 "python version" folder."""
+    path = root / "train"
+    content = _restricted_load(path)
+    if not isinstance(content, dict):
+        raise AutoproxError(f"{path}: not a CIFAR-100 pickle (expected a dict, got {type(content).__name__})")
+    pixels = _field(path, content, "data")
+    labels = np.asarray(_field(path, content, "fine_labels"))
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.shape[1] != 3072:
+        raise AutoproxError(f"{path}: 'data' must be an (N, 3072) uint8 array")
+    if labels.shape != (len(pixels),) or not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0:
+        raise AutoproxError(f"{path}: 'fine_labels' must be {len(pixels)} non-negative integers")
+    return _cifar_batch(root, pixels, labels, spec, generator)
+
+
+def _cifar_binary(root: Path, spec: BatchSpec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``train.bin`` records (coarse label, fine label, 3072 pixels) of a CIFAR-100 binary folder."""
+    path = root / "train.bin"
+    size = path.stat().st_size
+    if size == 0 or size % CIFAR_RECORD_BYTES:
+        raise AutoproxError(f"{path}: size {size} is not a multiple of the {CIFAR_RECORD_BYTES}-byte CIFAR-100 record")
+    try:
+        records = np.memmap(path, dtype=np.uint8, mode="r", shape=(size // CIFAR_RECORD_BYTES, CIFAR_RECORD_BYTES))
+    except OSError as error:
+        raise AutoproxError(f"{path}: cannot read ({error})") from error
+    return _cifar_batch(root, records[:, 2:], records[:, 1], spec, generator)
+
+
+def _field(path: Path, content: dict, name: str) -> object:
+    """``content[b"name"]`` (Python 2 pickles) or ``content["name"]``."""
+    for key in (name.encode(), name):
+        if key in content:
+            return content[key]
+    raise AutoproxError(f"{path}: not a CIFAR-100 pickle, no {name!r} entry (keys: {sorted(map(str, content))})")
+
+
+@lru_cache(maxsize=None)
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    """The only globals a pickle may name: what rebuilds numpy arrays, dtypes and scalars."""
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    numeric = np._core.numeric if hasattr(np, "_core") else np.core.numeric
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _codecs.encode}
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{package}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+class _NumpyUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds plain containers and numpy arrays, and refuses every other global."""
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return _numpy_globals()[(module, name)]
+        except KeyError:
+            raise AutoproxError(f"refusing to unpickle {module}.{name}: only numpy arrays are allowed") from None
+
+
+def _restricted_load(path: Path) -> object:
+    """Unpickle ``path`` with :class:`_NumpyUnpickler` (Python 2 strings read as bytes)."""
+    try:
+        with open(path, "rb") as file:
+            return _NumpyUnpickler(file, encoding="bytes").load()
+    except AutoproxError as error:
+        raise AutoproxError(f"{path}: {error}") from None
+    except Exception as error:  # a corrupt pickle can raise nearly anything
+        raise AutoproxError(f"{path}: cannot read as a CIFAR-100 pickle ({type(error).__name__}: {error})") from error
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    """Sorted, non-hidden sub-folders of ``root``."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file() and not path.name.startswith(".")
+
+
+def _image_folder(root: Path, spec: BatchSpec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageFolder tree: class index = sorted class-folder order; resize shorter side, centre crop."""
+    classes = _class_dirs(root)
+    num_classes = get_dataset(spec.dataset).num_classes
+    if len(classes) > num_classes:
+        raise AutoproxError(
+            f"{root}: {len(classes)} class folders, more than the {num_classes} classes of {spec.dataset}"
+        )
+    files: list[tuple[Path, int]] = []
+    for label, folder in enumerate(classes):
+        images = sorted(p for p in folder.rglob("*") if _is_image(p))
+        if not images:
+            raise AutoproxError(f"{root}: class folder {folder.name!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        files += [(path, label) for path in images]
+    index = _pick(len(files), spec, generator, root).tolist()
+    images = torch.stack([_load_image(files[i][0], spec.image_size) for i in index])
+    return images, torch.tensor([files[i][1] for i in index], dtype=torch.int64)
+
+
+def _load_image(path: Path, size: int) -> torch.Tensor:
+    """Shorter side resized to ``int(size * 256 / 224)``, centre crop ``size`` -> ``(3, size, size)`` in [0, 1]."""
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise AutoproxError(f"{path}: cannot read image ({error})") from error
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255
+    height, width = tensor.shape[1:]
+    short = int(size * 256 / 224)
+    scale = short / min(height, width)
+    tensor = _resize(tensor, (round(height * scale), round(width * scale)))
+    top = (tensor.shape[1] - size) // 2
+    left = (tensor.shape[2] - size) // 2
+    return tensor[:, top : top + size, left : left + size]
