@@ -13,7 +13,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from gp_proxy.atomic import atomic_path
 from gp_proxy.errors import AutoproxError
+from vit_space.paths import cache_root
 
 BENCH_NAMES = ("autoformer", "pit")
 ORIGIN_FILES = {
@@ -143,11 +144,8 @@ class Benchmark:
 
 
 def cache_dir() -> Path:
-    """User cache for fetched files: ``$AUTOPROX_CACHE/bench`` or ``$XDG_CACHE_HOME/autoprox/bench``."""
-    if os.environ.get("AUTOPROX_CACHE"):
-        return Path(os.environ["AUTOPROX_CACHE"]).expanduser() / "bench"
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg).expanduser() / "autoprox" / "bench"
+    """User cache for fetched files: ``cache_root()/bench``."""
+    return cache_root() / "bench"
 
 
 def search_paths() -> list[Path]:
@@ -229,12 +227,10 @@ def fetch_bench(
 
 def _download(url: str, target: Path, expected: str) -> None:
     """Stream ``url`` to a temp file beside ``target``; move it into place if its sha256 matches."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(target) as tmp:
         digest = hashlib.sha256()
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
                     while chunk := response.read(_CHUNK):
@@ -247,9 +243,6 @@ def _download(url: str, target: Path, expected: str) -> None:
             raise AutoproxError(
                 f"{url}: sha256 {digest.hexdigest()} does not match the expected {expected}; nothing was saved"
             )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> str:

@@ -1,0 +1,185 @@
+"""On-disk cache of probe statistics, keyed by everything that changes the numbers.
+
+One file per (space, architecture, batch, sketch size, condition): a `torch.save` of plain
+tensors and a JSON key, read back with `weights_only=True` and checked against the key it
+was asked for. Files are written atomically; a corrupt or mismatched file is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from gp_proxy.atomic import atomic_path
+from gp_proxy.errors import AutoproxError
+from gp_proxy.stats import StatsBundle, UnitStats, stack
+from vit_space.data import BatchSpec, get_dataset, make_batch
+from vit_space.paths import cache_root
+from vit_space.probe import CONDITIONS, conditions, probe_conditions
+from vit_space.spaces import Arch, Space
+
+FORMAT_VERSION = 1
+PREFIX = {"data": "", "noise": "noise.", "synflow": "sf."}
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """How statistics are measured: the batch (data set, source, size, seed), sketch size and conditions."""
+
+    batch: BatchSpec
+    sketch_size: int = 32
+    conditions: tuple[str, ...] = ("data",)
+
+    def validate(self) -> None:
+        self.batch.validate()
+        if not isinstance(self.sketch_size, int) or self.sketch_size < 2:
+            raise AutoproxError(f"sketch size must be an integer >= 2, got {self.sketch_size!r}")
+        conditions(self.conditions, torch.zeros(1, 3, 2, 2), torch.zeros(1, dtype=torch.long), 0)
+
+    def for_dataset(self, dataset: str) -> ProbeSpec:
+        return replace(self, batch=replace(self.batch, dataset=dataset))
+
+    def key(self, space: Space, arch: Arch, condition: str) -> dict:
+        """The cache key of one entry (JSON-able)."""
+        return {"format": FORMAT_VERSION, "space": space.name, "arch": space.to_json(arch),
+                "batch": self.batch.key(), "sketch": self.sketch_size, "condition": condition}
+
+
+def _digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class StatsCache:
+    """A folder of cached `UnitStats` (default `cache_root()/stats`)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root).expanduser() if root is not None else cache_root() / "stats"
+
+    def path(self, key: dict) -> Path:
+        return self.root / key["space"] / f"{_digest(key)}.pt"
+
+    def load(self, key: dict) -> UnitStats | None:
+        """The cached statistics for `key`, None if absent; `AutoproxError` if corrupt or mismatched."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            stored = json.loads(payload["key"])
+            stats = UnitStats(tensors=payload["tensors"], numel=payload["numel"], groups=payload["groups"],
+                              block=payload["block"])
+            stats.check()
+        except AutoproxError as e:
+            raise AutoproxError(f"cache file {path} is corrupt ({e}); delete it to recompute it") from e
+        except Exception as e:  # torch.load, KeyError, json: any unreadable file
+            raise AutoproxError(f"cache file {path} is corrupt ({type(e).__name__}); delete it to recompute it") from e
+        if stored != key:
+            raise AutoproxError(f"cache file {path} holds another entry than its name says; delete it to recompute it")
+        return stats
+
+    def save(self, key: dict, stats: UnitStats) -> Path:
+        """Write `stats` under `key` atomically and return the path."""
+        path = self.path(key)
+        payload = {"key": json.dumps(key, sort_keys=True), "tensors": stats.tensors, "numel": stats.numel,
+                   "groups": stats.groups, "block": stats.block}
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        return path
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*.pt")) if self.root.is_dir() else 0
+
+
+@lru_cache(maxsize=8)
+def _batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    return make_batch(spec)
+
+
+def probe_arch(space: Space, arch: Arch, spec: ProbeSpec, only: Sequence[str] | None = None) -> dict[str, UnitStats]:
+    """Build `arch` with its seeded init and probe it under the spec's conditions (or `only` these)."""
+    images, labels = _batch(spec.batch)
+    conds = conditions(tuple(only or spec.conditions), images, labels, spec.batch.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(space.seeded_init(arch, spec.batch.seed))
+        model = space.build(arch, num_classes=get_dataset(spec.batch.dataset).num_classes,
+                            img_size=spec.batch.image_size)
+    model.train()
+    return probe_conditions(model, conds, spec.sketch_size, spec.batch.seed)
+
+
+@dataclass
+class FillReport:
+    computed: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+    probe_seconds: list[float] = field(default_factory=list)
+
+
+def fill(space: Space, archs: Sequence[Arch], specs: Iterable[ProbeSpec], cache: StatsCache,
+         progress: bool = True) -> FillReport:
+    """Probe every (architecture, spec) whose statistics are not cached yet, and cache them.
+
+    Safe to interrupt: finished entries are on disk, the one in progress is not, and a rerun
+    skips what is there.
+    """
+    jobs = [(arch, spec) for spec in specs for arch in archs]
+    report, start = FillReport(), time.perf_counter()
+    with tqdm(jobs, desc="probing", unit="arch", disable=not progress) as bar:
+        for arch, spec in bar:
+            bar.set_postfix_str(f"{spec.batch.dataset} {space.arch_hash(arch)[:8]}", refresh=False)
+            missing = [c for c in spec.conditions if cache.load(spec.key(space, arch, c)) is None]
+            if not missing:
+                report.cached += 1
+                continue
+            t0 = time.perf_counter()
+            for condition, stats in probe_arch(space, arch, spec, missing).items():
+                cache.save(spec.key(space, arch, condition), stats)
+            report.probe_seconds.append(time.perf_counter() - t0)
+            report.computed += 1
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def merge_conditions(per_condition: dict[str, UnitStats]) -> UnitStats:
+    """One `UnitStats` with statistic names prefixed by condition (`X`, `noise.X`, `sf.X`)."""
+    first = next(iter(per_condition.values()))
+    return UnitStats(
+        tensors={PREFIX[c] + k: v for c, s in per_condition.items() for k, v in s.tensors.items()},
+        numel={PREFIX[c] + k: v for c, s in per_condition.items() for k, v in s.numel.items()},
+        groups=first.groups, block=first.block)
+
+
+def load_bundle(space: Space, archs: Sequence[Arch], spec: ProbeSpec, cache: StatsCache,
+                ids: Sequence[str] | None = None) -> StatsBundle:
+    """Stack the cached statistics of `archs` under `spec` into one `StatsBundle`.
+
+    Raises `AutoproxError` naming how many entries are missing and the command that fills them.
+    """
+    if not archs:
+        raise AutoproxError("no architectures to load statistics for: the benchmark is empty")
+    entries, missing = [], 0
+    for arch in archs:
+        per_condition = {c: cache.load(spec.key(space, arch, c)) for c in spec.conditions}
+        if any(s is None for s in per_condition.values()):
+            missing += 1
+            continue
+        entries.append(merge_conditions(per_condition))
+    if missing:
+        raise AutoproxError(
+            f"{missing} of {len(archs)} {space.name} architectures have no cached statistics for "
+            f"{spec.batch.key()} sketch {spec.sketch_size} conditions {','.join(spec.conditions)} in {cache.root}; "
+            f"fill them with `autoprox stats --datasets {spec.batch.dataset} --source {spec.batch.source} "
+            f"--batch {spec.batch.batch_size} --seed {spec.batch.seed} --sketch {spec.sketch_size} "
+            f"--conditions {','.join(spec.conditions)} --bench ...`")
+    return stack(entries, list(ids) if ids is not None else [space.arch_hash(a) for a in archs])
+
+
+__all__ = ["CONDITIONS", "FORMAT_VERSION", "FillReport", "ProbeSpec", "StatsCache", "fill", "load_bundle",
+           "merge_conditions", "probe_arch"]

@@ -1,0 +1,201 @@
+"""The statistics probe: one forward and one backward pass, sketches of what proxies read.
+
+For every transformer block (a module with `attn.qkv`, `attn.proj`, `mlp.fc1`, `mlp.fc2`) and
+each of its four linears (a *unit*), the probe records sketches of the weight `W` and its
+gradient `gW`, the input activation `X` and its gradient `gX`, the output `Y` and its gradient
+`gY`; and, on the two attention units, the attention probabilities `A`.
+
+Attention probabilities of timm's `Attention` are recomputed for the sketched rows only from
+the qkv output, so the model keeps its fused attention and the probe costs about one plain
+training step. Other attention modules run unfused and are read at `attn.attn_drop`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from timm.layers.attention import Attention
+from torch import nn
+
+from gp_proxy.errors import AutoproxError
+from gp_proxy.stats import UnitStats
+from vit_space.sketch import sketch, sketch_indices
+
+LINEARS = ("qkv", "proj", "fc1", "fc2")
+KINDS = ("W", "gW", "X", "gX", "Y", "gY", "A")
+GROUPS = {"msa": ("qkv", "proj"), "mlp": ("fc1", "fc2"), "ln_out": ("qkv", "fc1"),
+          **{name: (name,) for name in LINEARS}}
+CONDITIONS = ("data", "noise", "synflow")
+
+
+def find_blocks(model: nn.Module) -> list[nn.Module]:
+    """Transformer blocks in forward order: modules with attn.{qkv,proj} and mlp.{fc1,fc2} linears."""
+    blocks = [m for m in model.modules()
+              if all(isinstance(getattr(getattr(m, part, None), name, None), nn.Linear)
+                     for part, name in (("attn", "qkv"), ("attn", "proj"), ("mlp", "fc1"), ("mlp", "fc2")))]
+    if not blocks:
+        raise AutoproxError(f"{type(model).__name__} has no transformer blocks with attn.qkv, attn.proj, "
+                            "mlp.fc1 and mlp.fc2 linears; the probe needs a ViT-style model")
+    return blocks
+
+
+def unit_linears(block: nn.Module) -> list[nn.Linear]:
+    return [block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2]
+
+
+def _fast_attention(attn: nn.Module) -> bool:
+    return type(attn) is Attention and getattr(attn, "gate", None) is None
+
+
+def attention_sketch(attn: nn.Module, qkv: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """(size, size) sketch of the softmax probabilities (B, H, N, N) of timm's `Attention`,
+    computed from its qkv output (B, N, 3*H*hd) for the sketched rows only."""
+    with torch.no_grad():
+        batch, tokens, _ = qkv.shape
+        heads = attn.num_heads
+        q, k, _ = qkv.reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        rows = sketch_indices(batch * heads * tokens, size, seed).to(qkv.device)
+        b, h, n = rows // (heads * tokens), (rows // tokens) % heads, rows % tokens
+        logits = torch.einsum("sd,snd->sn", q[b, h, n], k[b, h]) * attn.scale
+        cols = sketch_indices(tokens, size, seed).to(qkv.device)
+        return logits.softmax(dim=-1).index_select(1, cols).float().cpu()
+
+
+class _Recorder:
+    """Hooks that fill `sketches[kind][unit]` and `numel[kind][unit]` during one pass."""
+
+    def __init__(self, blocks: list[nn.Module], size: int, seed: int):
+        self.blocks, self.size, self.seed = blocks, size, seed
+        units = 4 * len(blocks)
+        self.sketches = {k: [torch.zeros(size, size) for _ in range(units)] for k in KINDS}
+        self.numel = {k: torch.zeros(units, dtype=torch.float64) for k in KINDS}
+        self.handles: list = []
+        self.fused: list[tuple[nn.Module, bool]] = []
+
+    def record(self, kind: str, unit: int, t: torch.Tensor) -> None:
+        self.sketches[kind][unit] = sketch(t, self.size, self.seed)
+        self.numel[kind][unit] = t.numel()
+
+    def __enter__(self) -> "_Recorder":
+        for b, block in enumerate(self.blocks):
+            for j, linear in enumerate(unit_linears(block)):
+                self.handles.append(linear.register_forward_hook(self._linear_hook(4 * b + j)))
+            if _fast_attention(block.attn):
+                self.handles.append(block.attn.qkv.register_forward_hook(self._fast_attn_hook(block.attn, 4 * b)))
+            elif isinstance(getattr(block.attn, "attn_drop", None), nn.Module):
+                if hasattr(block.attn, "fused_attn"):
+                    self.fused.append((block.attn, block.attn.fused_attn))
+                    block.attn.fused_attn = False
+                self.handles.append(block.attn.attn_drop.register_forward_hook(self._probs_hook(4 * b)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
+        for attn, fused in self.fused:
+            attn.fused_attn = fused
+
+    def _grad_hook(self, kind: str, unit: int) -> Callable[[torch.Tensor], None]:
+        return lambda grad: self.record(kind, unit, grad)
+
+    def _linear_hook(self, unit: int):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            x = args[0]
+            self.record("X", unit, x)
+            self.record("Y", unit, output)
+            if x.requires_grad:
+                x.register_hook(self._grad_hook("gX", unit))
+            if output.requires_grad:
+                output.register_hook(self._grad_hook("gY", unit))
+        return hook
+
+    def _fast_attn_hook(self, attn: nn.Module, unit: int):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            self._set_attention(attention_sketch(attn, output, self.size, self.seed), output.shape, attn.num_heads, unit)
+        return hook
+
+    def _probs_hook(self, unit: int):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            self.sketches["A"][unit] = self.sketches["A"][unit + 1] = sketch(output, self.size, self.seed)
+            self.numel["A"][unit] = self.numel["A"][unit + 1] = output.numel()
+        return hook
+
+    def _set_attention(self, probs: torch.Tensor, qkv_shape: torch.Size, heads: int, unit: int) -> None:
+        batch, tokens, _ = qkv_shape
+        self.sketches["A"][unit] = self.sketches["A"][unit + 1] = probs
+        self.numel["A"][unit] = self.numel["A"][unit + 1] = batch * heads * tokens * tokens
+
+    def weights(self) -> None:
+        """Record W and gW (call after the backward pass)."""
+        for b, block in enumerate(self.blocks):
+            for j, linear in enumerate(unit_linears(block)):
+                self.record("W", 4 * b + j, linear.weight)
+                if linear.weight.grad is not None:
+                    self.record("gW", 4 * b + j, linear.weight.grad)
+
+    def result(self) -> UnitStats:
+        units = 4 * len(self.blocks)
+        linear_of_unit = [LINEARS[u % 4] for u in range(units)]
+        groups = {g: torch.tensor([name in members for name in linear_of_unit]) for g, members in GROUPS.items()}
+        return UnitStats(tensors={k: torch.stack(v) for k, v in self.sketches.items()},
+                         numel=dict(self.numel), groups=groups,
+                         block=torch.arange(units, dtype=torch.long) // 4)
+
+
+def probe(model: nn.Module, images: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+          size: int = 32, seed: int = 0) -> UnitStats:
+    """One forward and backward pass of `model` on `images` (B, 3, H, W) with `loss_fn(logits)`.
+
+    Returns the sketched statistics of every unit; hooks are removed and gradients cleared after.
+    """
+    blocks = find_blocks(model)
+    model.zero_grad(set_to_none=True)
+    with _Recorder(blocks, size, seed) as recorder:
+        loss_fn(model(images)).backward()
+        recorder.weights()
+    model.zero_grad(set_to_none=True)
+    stats = recorder.result()
+    bad = [k for k, t in stats.tensors.items() if not torch.isfinite(t).all()]
+    if bad:
+        raise AutoproxError(f"the probe produced NaN/inf in statistics {bad}; the model or batch diverges")
+    return stats
+
+
+@dataclass(frozen=True)
+class Condition:
+    """How to feed a model for one set of statistics."""
+
+    name: str
+    images: torch.Tensor
+    loss_fn: Callable[[torch.Tensor], torch.Tensor]
+    absolute_weights: bool = False
+
+
+def conditions(names: tuple[str, ...], images: torch.Tensor, labels: torch.Tensor, seed: int) -> list[Condition]:
+    """The probe conditions: `data` (the batch, cross-entropy), `noise` (Gaussian images of the same
+    shape, same labels) and `synflow` (one all-ones image through absolute weights, loss = sum of
+    logits). `synflow` changes the weights in place, so it is always run last."""
+    unknown = [n for n in names if n not in CONDITIONS]
+    if unknown:
+        raise AutoproxError(f"unknown probe conditions {unknown}; known: {', '.join(CONDITIONS)}")
+    cross_entropy = lambda logits: F.cross_entropy(logits, labels)  # noqa: E731
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed + 7919))
+    table = {"data": Condition("data", images, cross_entropy),
+             "noise": Condition("noise", noise, cross_entropy),
+             "synflow": Condition("synflow", torch.ones(1, *images.shape[1:]), torch.sum, absolute_weights=True)}
+    return [table[n] for n in sorted(set(names), key=CONDITIONS.index)]
+
+
+def probe_conditions(model: nn.Module, conds: list[Condition], size: int, seed: int) -> dict[str, UnitStats]:
+    """Probe `model` under each condition in order (absolute-weight conditions modify the model)."""
+    out = {}
+    for cond in conds:
+        if cond.absolute_weights:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.abs_()
+        out[cond.name] = probe(model, cond.images, cond.loss_fn, size, seed)
+    return out

@@ -1,0 +1,36 @@
+"""Sketches: a fixed, seeded subset of S rows and S columns of a tensor viewed as a matrix.
+
+A tensor of shape (..., C) is viewed as a (rows, C) matrix. The indices for a dimension of
+size n depend only on (n, S, seed), so a tensor and its gradient share them, and so do
+tensors that share a dimension (a linear's input activation and its weight share the columns
+of size in_features). When n < S the permutation repeats cyclically, so every element
+appears floor(S/n) or ceil(S/n) times.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+
+@lru_cache(maxsize=4096)
+def sketch_indices(n: int, size: int, seed: int) -> torch.Tensor:
+    """(size,) int64 indices into a dimension of length n (sorted when n >= size)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + n)
+    perm = torch.randperm(n, generator=generator)
+    if n >= size:
+        return perm[:size].sort().values
+    return perm.repeat(-(-size // n))[:size]
+
+
+def as_matrix(t: torch.Tensor) -> torch.Tensor:
+    """View (..., C) as (rows, C); a vector becomes a single row."""
+    return t.reshape(-1, t.shape[-1]) if t.dim() > 1 else t.reshape(1, -1)
+
+
+def sketch(t: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """(size, size) float32 sketch of `t` (detached, on the CPU)."""
+    m = as_matrix(t.detach())
+    rows = sketch_indices(m.shape[0], size, seed).to(m.device)
+    cols = sketch_indices(m.shape[1], size, seed).to(m.device)
+    return m.index_select(0, rows).index_select(1, cols).float().cpu()
