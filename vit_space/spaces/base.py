@@ -71,7 +71,8 @@ def check_keys(arch: Any, keys: Sequence[str], space: str) -> None:
         raise AutoproxError(f"{space} arch must be a JSON object with keys {list(keys)}, got {type(arch).__name__}")
     missing, extra = [k for k in keys if k not in arch], [k for k in arch if k not in keys]
     if missing or extra:
-        raise AutoproxError(f"{space} arch: missing fields {missing}, unknown fields {extra}; expected {list(keys)}")
+        problems = [f"{what} fields {names}" for what, names in (("missing", missing), ("unknown", extra)) if names]
+        raise AutoproxError(f"{space} arch: {', '.join(problems)}; expected {list(keys)}")
 
 
 def check_choice(value: Any, allowed: Sequence, field: str, space: str) -> Any:

@@ -1,0 +1,113 @@
+import pytest
+import torch
+
+from conftest import bench_archs
+from gp_proxy.errors import AutoproxError
+from vit_space import cache as cache_mod
+from vit_space.cache import ProbeSpec, StatsCache, fill, load_bundle
+from vit_space.data import BatchSpec
+from vit_space.spaces import get_space
+
+SPEC = ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64), sketch_size=8, conditions=("data", "synflow"))
+
+
+@pytest.fixture
+def setup(tmp_path):
+    return get_space("pit"), bench_archs("pit")[:3], StatsCache(tmp_path / "stats")
+
+
+def test_fill_skips_cached_entries_and_loads_a_stacked_bundle(setup):
+    space, archs, cache = setup
+    first = fill(space, archs, [SPEC], cache, progress=False)
+    again = fill(space, archs, [SPEC], cache, progress=False)
+    assert (first.computed, first.cached, again.computed, again.cached) == (3, 0, 0, 3)
+    assert len(list(cache.root.rglob("*.pt"))) == 6  # one file per arch and condition
+    bundle = load_bundle(space, archs, SPEC, cache)
+    units = [4 * sum(a["depth"]) for a in archs]
+    assert bundle.tensors["X"].shape == (3, max(units), 8, 8)
+    assert bundle.groups["all"].sum(1).tolist() == units
+    assert "sf.gW" in bundle.names and (bundle.tensors["sf.W"] >= 0).all()
+    assert bundle.ids == tuple(space.arch_hash(a) for a in archs)
+    fresh = cache_mod.probe_arch(space, archs[1], SPEC)["data"]
+    assert torch.equal(bundle.tensors["gX"][1, : units[1]], fresh.tensors["gX"])
+
+
+def test_missing_entries_name_the_command(setup):
+    space, archs, cache = setup
+    fill(space, archs[:2], [SPEC], cache, progress=False)
+    with pytest.raises(AutoproxError, match=r"1 of 3 pit architectures have no cached statistics.*autoprox stats"):
+        load_bundle(space, archs, SPEC, cache)
+    with pytest.raises(AutoproxError, match="benchmark is empty"):
+        load_bundle(space, [], SPEC, cache)
+
+
+def test_corrupt_and_mismatched_files_are_refused(setup):
+    space, archs, cache = setup
+    fill(space, archs[:2], [SPEC], cache, progress=False)
+    key0, key1 = (SPEC.key(space, a, "data") for a in archs[:2])
+    cache.path(key0).write_bytes(cache.path(key1).read_bytes())
+    with pytest.raises(AutoproxError, match="holds another entry"):
+        cache.load(key0)
+    cache.path(key1).write_bytes(b"not a torch file")
+    with pytest.raises(AutoproxError, match=f"cache file {cache.path(key1)} is corrupt"):
+        cache.load(key1)
+    with pytest.raises(AutoproxError, match="holds another entry|is corrupt"):
+        fill(space, archs[:2], [SPEC], cache, progress=False)
+
+
+def test_nan_statistics_are_refused(setup):
+    space, archs, cache = setup
+    fill(space, archs[:1], [SPEC], cache, progress=False)
+    key = SPEC.key(space, archs[0], "data")
+    payload = torch.load(cache.path(key), weights_only=True)
+    payload["tensors"]["gX"][0, 0, 0] = float("nan")
+    torch.save(payload, cache.path(key))
+    with pytest.raises(AutoproxError, match="'gX' holds NaN or inf"):
+        cache.load(key)
+
+
+def test_interrupted_fill_keeps_finished_entries_and_resumes(setup, monkeypatch):
+    space, archs, cache = setup
+    real_save, calls = StatsCache.save, []
+
+    def save_then_interrupt(self, key, stats):
+        if len(calls) == 2:  # the first arch's two conditions are saved, then Ctrl-C
+            raise KeyboardInterrupt
+        calls.append(key)
+        return real_save(self, key, stats)
+
+    monkeypatch.setattr(StatsCache, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fill(space, archs, [SPEC], cache, progress=False)
+    monkeypatch.setattr(StatsCache, "save", real_save)
+    assert len(list(cache.root.rglob("*.pt"))) == 2 and not list(cache.root.rglob("*.part"))
+    resumed = fill(space, archs, [SPEC], cache, progress=False)
+    assert (resumed.computed, resumed.cached) == (2, 1)
+
+
+def test_failed_write_leaves_the_old_file_intact(setup, monkeypatch):
+    space, archs, cache = setup
+    fill(space, archs[:1], [SPEC], cache, progress=False)
+    key = SPEC.key(space, archs[0], "data")
+    before = cache.path(key).read_bytes()
+
+    def broken_save(obj, f):
+        open(f, "wb").write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        cache.save(key, cache.load(key))
+    assert cache.path(key).read_bytes() == before
+    assert not list(cache.root.rglob("*.part"))
+
+
+def test_keys_separate_everything_that_changes_the_numbers():
+    space, arch = get_space("pit"), bench_archs("pit")[0]
+    keys = {cache_mod._digest(spec.key(space, arch, "data")) for spec in [
+        SPEC, ProbeSpec(BatchSpec("c100", batch_size=4, image_size=64), 8),
+        ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64, seed=1), 8),
+        ProbeSpec(BatchSpec("c100", "noise", batch_size=2, image_size=64), 8),
+        ProbeSpec(BatchSpec("flowers", batch_size=2, image_size=64), 8),
+        ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64), 16)]}
+    assert len(keys) == 6

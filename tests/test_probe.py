@@ -1,0 +1,120 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gp_proxy.errors import AutoproxError
+from vit_space.cache import ProbeSpec, probe_arch
+from vit_space.data import BatchSpec
+from vit_space.probe import find_blocks, probe, unit_linears
+from vit_space.sketch import sketch, sketch_indices
+from vit_space.spaces import get_space
+
+ARCH = {"hidden_dim": 192, "depth": 12, "mlp_ratio": [3.5, 4.0] * 6, "num_heads": [3, 4] * 6}
+S = 16
+
+
+@pytest.fixture
+def model_and_batch():
+    torch.manual_seed(0)
+    model = get_space("autoformer").build(ARCH, num_classes=10, img_size=64)
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([3, 7])
+    return model, images, lambda logits: F.cross_entropy(logits, labels)
+
+
+def full_capture(model, images, loss_fn):
+    """Full tensors of block 0's fc1: weight, grad, input and output with their gradients."""
+    fc1, store = find_blocks(model)[0].mlp.fc1, {}
+
+    def hook(module, args, out):
+        store["X"], store["Y"] = args[0], out
+        args[0].retain_grad()
+        out.retain_grad()
+
+    handle = fc1.register_forward_hook(hook)
+    model.zero_grad()
+    loss_fn(model(images)).backward()
+    handle.remove()
+    return {"W": fc1.weight.detach(), "gW": fc1.weight.grad.clone(), "X": store["X"].detach(),
+            "gX": store["X"].grad, "Y": store["Y"].detach(), "gY": store["Y"].grad}
+
+
+def test_sketches_equal_the_sampled_entries_of_full_tensors(model_and_batch):
+    model, images, loss_fn = model_and_batch
+    stats = probe(model, images, loss_fn, size=S, seed=0)
+    full = full_capture(model, images, loss_fn)
+    unit = 2  # block 0, fc1
+    for kind, tensor in full.items():
+        torch.testing.assert_close(stats.tensors[kind][unit], sketch(tensor, S, 0), rtol=1e-4, atol=1e-7)
+        assert stats.numel[kind][unit] == tensor.numel()
+    # the input activation and the weight share their column (in_features) indices
+    cols = sketch_indices(192, S, 0)
+    rows = sketch_indices(full["X"].reshape(-1, 192).shape[0], S, 0)
+    torch.testing.assert_close(stats.tensors["X"][unit], full["X"].reshape(-1, 192)[rows][:, cols])
+    torch.testing.assert_close(stats.tensors["W"][unit], full["W"][sketch_indices(full["W"].shape[0], S, 0)][:, cols])
+
+
+def test_units_groups_and_attention(model_and_batch):
+    model, images, loss_fn = model_and_batch
+    stats = probe(model, images, loss_fn, size=S, seed=0)
+    assert stats.num_units == 4 * 12
+    assert stats.groups["msa"].tolist() == [True, True, False, False] * 12
+    assert stats.groups["ln_out"].tolist() == [True, False, True, False] * 12
+    assert stats.block.tolist() == [b for b in range(12) for _ in range(4)]
+    attn_numel = stats.numel["A"].view(12, 4)
+    assert (attn_numel[:, 2:] == 0).all() and (attn_numel[:, :2] > 0).all()
+    assert attn_numel[0, 0] == 2 * 3 * 17 * 17  # batch x heads x tokens x tokens (64/16 = 4, 16 patches + cls)
+
+
+def test_fast_attention_sketch_equals_materialised_probabilities(model_and_batch):
+    model, images, loss_fn = model_and_batch
+    stats = probe(model, images, loss_fn, size=S, seed=0)
+    assert all(b.attn.fused_attn for b in find_blocks(model))  # the probe left fused attention on
+    captured = []
+    for block in find_blocks(model):
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(lambda m, a, out: captured.append(sketch(out, S, 0)))
+    with torch.no_grad():
+        model(images)
+    for b, probs in enumerate(captured):
+        torch.testing.assert_close(stats.tensors["A"][4 * b], probs, rtol=1e-5, atol=1e-6)
+
+
+def test_hooks_removed_and_gradients_cleared(model_and_batch):
+    model, images, loss_fn = model_and_batch
+    probe(model, images, loss_fn, size=S, seed=0)
+    for module in model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_seeded_probe_of_an_arch_is_reproducible_and_conditions_differ():
+    spec = ProbeSpec(BatchSpec("chaoyang", batch_size=2, image_size=64), sketch_size=S,
+                     conditions=("data", "noise", "synflow"))
+    a = probe_arch(get_space("autoformer"), ARCH, spec)
+    b = probe_arch(get_space("autoformer"), ARCH, spec)
+    for cond in a:
+        for kind in a[cond].tensors:
+            assert torch.equal(a[cond].tensors[kind], b[cond].tensors[kind])
+    assert torch.equal(a["data"].tensors["W"], a["noise"].tensors["W"])
+    assert not torch.equal(a["data"].tensors["X"], a["noise"].tensors["X"])
+    assert (a["synflow"].tensors["W"] >= 0).all()
+    assert a["synflow"].numel["X"][0] == 1 * 17 * 192  # synflow feeds a single all-ones image
+
+
+def test_timm_models_are_probed_and_non_vits_refused():
+    space = get_space("timm:pit_ti_224")
+    spec = ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64), sketch_size=8)
+    stats = probe_arch(space, {"timm": "pit_ti_224"}, spec)["data"]
+    assert stats.num_units == 4 * (2 + 6 + 4)
+    assert torch.isfinite(stats.tensors["gW"]).all() and stats.tensors["gW"].abs().sum() > 0
+    with pytest.raises(AutoproxError, match="no transformer blocks"):
+        probe_arch(get_space("timm:resnet18"), {"timm": "resnet18"}, spec)
+
+
+def test_sketch_indices_for_short_dimensions_repeat_every_element():
+    idx = sketch_indices(5, 12, seed=3)
+    counts = torch.bincount(idx, minlength=5)
+    assert set(counts.tolist()) <= {2, 3} and counts.sum() == 12
+    assert torch.equal(sketch_indices(100, 8, 3), sketch_indices(100, 8, 3))
+    assert not torch.equal(sketch_indices(100, 8, 3), sketch_indices(100, 8, 4))

@@ -1,0 +1,187 @@
+"""The `autoprox` command: thin sub-commands over the library.
+
+User errors print one line (`autoprox: error: ...`) and exit 2; Ctrl-C exits 130 and keeps
+everything already written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from gp_proxy.errors import AutoproxError
+from vit_space import bench as bench_mod
+from vit_space.cache import CONDITIONS, ProbeSpec, StatsCache, fill
+from vit_space.data import DATASETS, BatchSpec
+from vit_space.spaces import Arch, Space, get_space
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def read_archs(path: str, space: Space) -> list[Arch]:
+    """A JSON list of architectures (or {"records": [{"arch": ...}]}) validated against `space`."""
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise AutoproxError(f"cannot read {path}: {e.strerror}") from e
+    except json.JSONDecodeError as e:
+        raise AutoproxError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from e
+    if isinstance(payload, dict) and isinstance(payload.get("records"), list):
+        payload = [r.get("arch") if isinstance(r, dict) else r for r in payload["records"]]
+    if not isinstance(payload, list) or not payload:
+        raise AutoproxError(f"{path}: expected a non-empty JSON list of architectures")
+    archs = []
+    for i, arch in enumerate(payload):
+        try:
+            archs.append(space.validate(arch))
+        except AutoproxError as e:
+            raise AutoproxError(f"{path}: architecture {i}: {e}") from e
+    return archs
+
+
+def _data_sources(pairs: Sequence[str]) -> dict[str, str]:
+    sources = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or name not in DATASETS:
+            raise AutoproxError(f"--data takes NAME=PATH with NAME in {', '.join(DATASETS)}, got {pair!r}")
+        sources[name] = path
+    return sources
+
+
+def _targets(args: argparse.Namespace) -> list[tuple[Space, list[Arch], list[str]]]:
+    """(space, archs, default datasets) for each --bench, or for --space with --archs/--sample."""
+    if args.bench:
+        out = []
+        for name in _csv(args.bench):
+            bench = bench_mod.load_bench(name)
+            space = get_space(bench.space)
+            out.append((space, [space.validate(a) for a in bench.archs], bench.datasets("kd")))
+        return out
+    if not args.space:
+        raise AutoproxError("give --bench NAME|PATH, or --space with --archs FILE.json or --sample N")
+    space = get_space(args.space)
+    if args.archs:
+        archs = read_archs(args.archs, space)
+    elif args.sample:
+        rng = random.Random(args.seed)
+        archs = [space.sample(rng) for _ in range(args.sample)]
+    else:
+        raise AutoproxError("--space needs --archs FILE.json or --sample N")
+    return [(space, archs, ["c100"])]
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    cache = StatsCache(args.cache)
+    sources = _data_sources(args.data)
+    conditions = tuple(_csv(args.conditions))
+    for space, archs, default_datasets in _targets(args):
+        archs = archs[: args.limit] if args.limit else archs
+        specs = []
+        for dataset in _csv(args.datasets) if args.datasets else default_datasets:
+            spec = ProbeSpec(BatchSpec(dataset, sources.get(dataset, args.source), args.batch, args.seed,
+                                       args.image_size), args.sketch, conditions)
+            spec.validate()
+            specs.append(spec)
+        report = fill(space, archs, specs, cache, progress=not args.quiet)
+        per_probe = f", {np.mean(report.probe_seconds):.2f} s per probe" if report.probe_seconds else ""
+        print(f"{space.name}: {report.computed + report.cached} entries "
+              f"({report.computed} probed, {report.cached} already cached) in {report.seconds:.1f} s{per_probe}")
+    print(f"cache {cache.root}: {cache.size_bytes() / 2**20:.1f} MiB")
+
+
+def cmd_arch(args: argparse.Namespace) -> None:
+    for space, archs, _ in _targets(args):
+        for arch in archs:
+            print(json.dumps({"space": space.name, "hash": space.arch_hash(arch), "arch": arch,
+                              "params": space.num_params(arch, args.num_classes, args.image_size),
+                              "macs": space.macs(arch, args.num_classes, args.image_size)}))
+
+
+def cmd_bench_fetch(args: argparse.Namespace) -> None:
+    for path in bench_mod.fetch_bench(_csv(args.names), base_url=args.url, dest=args.dest, force=args.force):
+        print(f"{path}: {len(bench_mod.load_bench(path))} architectures, sha256 verified")
+
+
+def cmd_bench_show(args: argparse.Namespace) -> None:
+    bench = bench_mod.load_bench(args.bench)
+    space = get_space(bench.space)
+    params = np.array([space.num_params(a, 100) for a in bench.archs]) / 1e6
+    print(f"{bench.name}: {len(bench)} {bench.space} architectures from {bench.source}")
+    print(f"parameters (100 classes): {params.min():.2f}M to {params.max():.2f}M")
+    for field in bench.fields:
+        acc = bench.accuracy(field)
+        ok = np.isfinite(acc)
+        print(f"  {field:20s} n={ok.sum():3d}  mean {acc[ok].mean():6.2f}  std {acc[ok].std():5.2f}  "
+              f"min {acc[ok].min():6.2f}  max {acc[ok].max():6.2f}")
+
+
+def _add_target_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bench", help="benchmark name(s) (autoformer, pit) or path(s), comma-separated")
+    p.add_argument("--space", help="autoformer, pit or timm:NAME[,NAME...] (with --archs or --sample)")
+    p.add_argument("--archs", help="JSON file: a list of architectures of --space")
+    p.add_argument("--sample", type=int, default=0, help="sample N architectures of --space (with --seed)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the batch, the init and the sketch (default 0)")
+    p.add_argument("--image-size", type=int, default=224)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoprox", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stats", help="probe architectures once and cache their statistics")
+    _add_target_args(p)
+    p.add_argument("--datasets", help=f"comma-separated, from {', '.join(DATASETS)} (default: the benchmark's KD data sets)")
+    p.add_argument("--source", default="skimage", help="proxy images: skimage (default), noise, or a data folder")
+    p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="real data for one data set")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--sketch", type=int, default=32, help="sketch size S (rows and columns kept)")
+    p.add_argument("--conditions", default="data", help=f"comma-separated, from {', '.join(CONDITIONS)}")
+    p.add_argument("--limit", type=int, default=0, help="only the first N architectures")
+    p.add_argument("--cache", help="cache folder (default $AUTOPROX_CACHE/stats or ~/.cache/autoprox/stats)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("arch", help="validate architectures and print their hash, parameters and MACs")
+    _add_target_args(p)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.set_defaults(func=cmd_arch)
+
+    bench = sub.add_parser("bench", help="ViT-Bench-101 files").add_subparsers(dest="bench_command", required=True)
+    p = bench.add_parser("fetch", help="download the original benchmark files into the user cache")
+    p.add_argument("--names", default=",".join(bench_mod.BENCH_NAMES))
+    p.add_argument("--url", help="base URL (https:// or file://); default $AUTOPROX_BENCH_URL or the public repository")
+    p.add_argument("--dest", help="folder (default: the user cache, where --bench NAME looks)")
+    p.add_argument("--force", action="store_true", help="download even if a verified copy is there")
+    p.set_defaults(func=cmd_bench_fetch)
+    p = bench.add_parser("show", help="summarise a benchmark")
+    p.add_argument("--bench", required=True)
+    p.set_defaults(func=cmd_bench_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except AutoproxError as e:
+        print(f"autoprox: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autoprox: interrupted; everything finished so far is saved, rerun to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
