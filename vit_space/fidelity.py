@@ -30,8 +30,8 @@ def full_proxies(model: nn.Module, images: torch.Tensor, loss_fn: Callable[[torc
     model.zero_grad(set_to_none=True)
     loss_fn(model(images)).backward()
     linears = [lin for block in find_blocks(model) for lin in unit_linears(block)]
-    out = {"snip": sum(float((lin.weight * lin.weight.grad).abs().double().sum()) for lin in linears),
+    out = {"snip": sum(float((lin.weight.detach() * lin.weight.grad).abs().double().sum()) for lin in linears),
            "grad_norm": sum(float(lin.weight.grad.double().norm()) for lin in linears),
-           "weight_l2": sum(float(lin.weight.double().norm()) for lin in linears)}
+           "weight_l2": sum(float(lin.weight.detach().double().norm()) for lin in linears)}
     model.zero_grad(set_to_none=True)
     return out

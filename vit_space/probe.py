@@ -51,7 +51,7 @@ def _fast_attention(attn: nn.Module) -> bool:
 
 def attention_sketch(attn: nn.Module, qkv: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     """(size, size) sketch of the softmax probabilities (B, H, N, N) of timm's `Attention`,
-    computed from its qkv output (B, N, 3*H*hd) for the sketched rows only."""
+    computed from its qkv output (B, N, 3*H*hd) for the sketched rows only (not rescaled)."""
     with torch.no_grad():
         batch, tokens, _ = qkv.shape
         heads = attn.num_heads
@@ -119,7 +119,7 @@ class _Recorder:
 
     def _probs_hook(self, unit: int):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            self.sketches["A"][unit] = self.sketches["A"][unit + 1] = sketch(output, self.size, self.seed)
+            self.sketches["A"][unit] = self.sketches["A"][unit + 1] = sketch(output, self.size, self.seed, match_rms=False)
             self.numel["A"][unit] = self.numel["A"][unit + 1] = output.numel()
         return hook
 

