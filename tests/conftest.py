@@ -1,19 +1,22 @@
-import json
 import random
-from pathlib import Path
 
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "vitbench101"
+from gp_proxy.errors import AutoproxError
+from vit_space.bench import Benchmark, load_bench
+
+
+def bench(name: str) -> Benchmark:
+    """ViT-Bench-101 by name ($AUTOPROX_BENCH_DIR or ../shared/vitbench101); skip the test without it."""
+    try:
+        return load_bench(name)
+    except AutoproxError as e:
+        pytest.skip(str(e))
 
 
 def bench_archs(name: str) -> list[dict]:
-    """Architectures of the shared ViT-Bench-101 file (the test is skipped without it)."""
-    path = SHARED / f"{name}.json"
-    if not path.is_file():
-        pytest.skip(f"{path} is not available")
-    return [r["arch"] for r in json.loads(path.read_text())["records"]]
+    return list(bench(name).archs)
 
 
 @pytest.fixture(autouse=True)

@@ -43,8 +43,9 @@ class ProbeSpec:
             raise AutoproxError(f"sketch size must be an integer >= 2, got {self.sketch_size!r}")
         conditions(self.conditions, torch.zeros(1, 3, 2, 2), torch.zeros(1, dtype=torch.long), 0)
 
-    def for_dataset(self, dataset: str) -> ProbeSpec:
-        return replace(self, batch=replace(self.batch, dataset=dataset))
+    def for_dataset(self, dataset: str, source: str | None = None) -> ProbeSpec:
+        """The same spec on another data set (and, if given, another image source)."""
+        return replace(self, batch=replace(self.batch, dataset=dataset, source=source or self.batch.source))
 
     def key(self, space: Space, arch: Arch, condition: str) -> dict:
         """The cache key of one entry (JSON-able)."""

@@ -17,9 +17,13 @@ import torch
 
 from gp_proxy.errors import AutoproxError
 from vit_space import bench as bench_mod
+from gp_proxy.discover import ALGORITHMS, DiscoveryConfig, discover
+from gp_proxy.fitness import JCM_MODES
+from gp_proxy.library import KNOWN_PROXIES
 from vit_space.cache import CONDITIONS, ProbeSpec, StatsCache, fill
 from vit_space.data import DATASETS, BatchSpec
 from vit_space.spaces import Arch, Space, get_space
+from vit_space.tasks import tasks_for
 
 
 def _csv(text: str) -> list[str]:
@@ -82,20 +86,42 @@ def _targets(args: argparse.Namespace) -> list[tuple[Space, list[Arch], list[str
 def cmd_stats(args: argparse.Namespace) -> None:
     cache = StatsCache(args.cache)
     sources = _data_sources(args.data)
-    conditions = tuple(_csv(args.conditions))
     for space, archs, default_datasets in _targets(args):
         archs = archs[: args.limit] if args.limit else archs
-        specs = []
-        for dataset in _csv(args.datasets) if args.datasets else default_datasets:
-            spec = ProbeSpec(BatchSpec(dataset, sources.get(dataset, args.source), args.batch, args.seed,
-                                       args.image_size), args.sketch, conditions)
-            spec.validate()
-            specs.append(spec)
+        specs = [_probe_spec(args, d, sources.get(d)) for d in _csv(args.datasets) or default_datasets]
         report = fill(space, archs, specs, cache, progress=not args.quiet)
         per_probe = f", {np.mean(report.probe_seconds):.2f} s per probe" if report.probe_seconds else ""
         print(f"{space.name}: {report.computed + report.cached} entries "
               f"({report.computed} probed, {report.cached} already cached) in {report.seconds:.1f} s{per_probe}")
     print(f"cache {cache.root}: {cache.size_bytes() / 2**20:.1f} MiB")
+
+
+def _probe_spec(args: argparse.Namespace, dataset: str = "c100", source: str | None = None) -> ProbeSpec:
+    spec = ProbeSpec(BatchSpec(dataset, source or args.source, args.batch, args.seed, args.image_size), args.sketch,
+                     tuple(_csv(args.conditions)))
+    spec.validate()
+    return spec
+
+
+def cmd_discover(args: argparse.Namespace) -> None:
+    config = DiscoveryConfig(algorithm=args.algo, iterations=args.iterations, max_evaluations=args.max_evaluations,
+                             population=args.population, seed=args.search_seed, jcm=args.jcm,
+                             seed_proxies=tuple(_csv(args.seed_proxies)), batch=args.parents)
+    config.validate()
+    spec = _probe_spec(args)
+    benches = _csv(args.bench)
+    tasks = tasks_for(benches, _csv(args.datasets) or None, spec, StatsCache(args.cache), kind=args.fields,
+                      test_fraction=args.holdout, split_seed=args.split_seed, compute_missing=args.compute_missing,
+                      sources=_data_sources(args.data))
+    probe = {"source": spec.batch.source, "batch_size": spec.batch.batch_size, "seed": spec.batch.seed,
+             "image_size": spec.batch.image_size, "sketch_size": spec.sketch_size, "conditions": list(spec.conditions)}
+    provenance = {"benchmarks": benches, "tasks": [t.name for t in tasks], "holdout": args.holdout,
+                  "split_seed": args.split_seed}
+    result = discover(tasks, config, args.out, resume=args.resume, probe=probe, provenance=provenance,
+                      workers=args.workers, progress=not args.quiet)
+    best = result.saved[0]
+    print(f"{result.evaluations} programs evaluated in {result.seconds:.0f} s; best proxy: {best}")
+    print(f"summary: {Path(args.out) / 'summary.md'}")
 
 
 def cmd_arch(args: argparse.Namespace) -> None:
@@ -133,6 +159,18 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=224)
 
 
+def _add_probe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", default="skimage", help="proxy images: skimage (default), noise, or a data folder")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--sketch", type=int, default=32, help="sketch size S (rows and columns kept)")
+    p.add_argument("--conditions", default="data", help=f"comma-separated, from {', '.join(CONDITIONS)}")
+    p.add_argument("--cache", help="cache folder (default $AUTOPROX_CACHE/stats or ~/.cache/autoprox/stats)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    if "--seed" not in p._option_string_actions:
+        p.add_argument("--seed", type=int, default=0, help="seed of the batch, the init and the sketch (default 0)")
+        p.add_argument("--image-size", type=int, default=224)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoprox", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,15 +178,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="probe architectures once and cache their statistics")
     _add_target_args(p)
     p.add_argument("--datasets", help=f"comma-separated, from {', '.join(DATASETS)} (default: the benchmark's KD data sets)")
-    p.add_argument("--source", default="skimage", help="proxy images: skimage (default), noise, or a data folder")
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="real data for one data set")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--sketch", type=int, default=32, help="sketch size S (rows and columns kept)")
-    p.add_argument("--conditions", default="data", help=f"comma-separated, from {', '.join(CONDITIONS)}")
     p.add_argument("--limit", type=int, default=0, help="only the first N architectures")
-    p.add_argument("--cache", help="cache folder (default $AUTOPROX_CACHE/stats or ~/.cache/autoprox/stats)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_probe_args(p)
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("discover", help="evolve zero-cost proxies on cached statistics")
+    p.add_argument("--bench", required=True, help="benchmark name(s) or path(s), comma-separated")
+    p.add_argument("--datasets", default="", help="comma-separated (default: each benchmark's KD data sets)")
+    p.add_argument("--fields", default="kd", choices=["kd", "base"], help="which accuracy fields to rank")
+    p.add_argument("--out", required=True, help="output folder (proxies/, logbook.csv, summary.md, checkpoint.json)")
+    p.add_argument("--algo", default="elitism", choices=list(ALGORITHMS))
+    p.add_argument("--iterations", type=int, default=1000, help="elitism steps or (mu+lambda) generations")
+    p.add_argument("--max-evaluations", type=int, default=0, help="stop after this many evaluated programs")
+    p.add_argument("--population", type=int, default=50)
+    p.add_argument("--parents", type=int, default=1, help="elitism: parents mutated per step")
+    p.add_argument("--jcm", default="mean", choices=list(JCM_MODES))
+    p.add_argument("--holdout", type=float, default=0.5, help="share of each benchmark's architectures held out")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--search-seed", type=int, default=0, help="seed of the evolution")
+    p.add_argument("--seed-proxies", default="", help=f"start from these known proxies: {', '.join(KNOWN_PROXIES)}")
+    p.add_argument("--workers", type=int, default=1, help="evaluation processes")
+    p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
+    p.add_argument("--compute-missing", action="store_true", help="probe architectures missing from the cache")
+    p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="real data for one data set")
+    _add_probe_args(p)
+    p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("arch", help="validate architectures and print their hash, parameters and MACs")
     _add_target_args(p)

@@ -1,0 +1,111 @@
+"""Fitness of proxies: rank correlations per task and the joint correlation metric (JCM).
+
+A *task* is one ranking problem: the statistics of a set of networks (a `StatsBundle`) and
+their accuracies on one data set, with an architecture-level train/held-out split. A proxy's
+fitness is the JCM of its Kendall tau over the training parts of all tasks; every number is
+also reported on the held-out parts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+from gp_proxy.errors import AutoproxError
+from gp_proxy.stats import StatsBundle
+
+CORRELATIONS = ("kendall", "spearman", "pearson")
+JCM_MODES = ("mean", "min", "mean-std")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One ranking problem.
+
+    name:     e.g. "autoformer/c100_kd_acc".
+    bundle:   statistics of the A networks.
+    accuracy: (A,) float64, NaN where unknown.
+    train, test: sorted int arrays of positions (disjoint); test may be empty.
+    """
+
+    name: str
+    bundle: StatsBundle
+    accuracy: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.accuracy.shape != (self.bundle.num_archs,):
+            raise AutoproxError(f"task {self.name}: {self.accuracy.shape[0]} accuracies for "
+                                f"{self.bundle.num_archs} networks")
+        known = np.isfinite(self.accuracy)
+        if known[self.train].sum() < 3:
+            raise AutoproxError(f"task {self.name}: fewer than 3 architectures with a known accuracy to fit on")
+        if np.ptp(self.accuracy[self.train][known[self.train]]) == 0:
+            raise AutoproxError(f"task {self.name}: every training accuracy is the same, nothing to rank")
+
+
+def _paired(scores: np.ndarray, accuracy: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The entries where both are finite; None when fewer than 3 are left or either side is constant."""
+    keep = np.isfinite(scores) & np.isfinite(accuracy)
+    s, a = scores[keep], accuracy[keep]
+    return None if len(s) < 3 or np.ptp(s) == 0 or np.ptp(a) == 0 else (s, a)
+
+
+def kendall(scores: np.ndarray, accuracy: np.ndarray) -> float:
+    """Kendall tau-b of (A,) `scores` vs `accuracy` over the entries where both are finite (else NaN)."""
+    pair = _paired(scores, accuracy)
+    return float("nan") if pair is None else float(stats.kendalltau(*pair).statistic)
+
+
+def correlations(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -> dict[str, float]:
+    """Kendall tau-b, Spearman rho, Pearson r and the count n of `scores` vs `accuracy` at `index`,
+    over the entries where both are finite (NaN when fewer than 3 are left or either side is constant)."""
+    keep = np.isfinite(scores[index]) & np.isfinite(accuracy[index])
+    pair = _paired(scores[index], accuracy[index])
+    if pair is None:
+        return dict.fromkeys(CORRELATIONS, float("nan")) | {"n": int(keep.sum())}
+    return {"kendall": float(stats.kendalltau(*pair).statistic), "spearman": float(stats.spearmanr(*pair).statistic),
+            "pearson": float(stats.pearsonr(*pair).statistic), "n": int(keep.sum())}
+
+
+def jcm(taus: Sequence[float], mode: str = "mean") -> float:
+    """Joint correlation metric of per-task Kendall taus: their mean, min, or mean minus std."""
+    taus = np.asarray(taus, dtype=np.float64)
+    if mode not in JCM_MODES:
+        raise AutoproxError(f"unknown JCM mode {mode!r}; known: {', '.join(JCM_MODES)}")
+    if taus.size == 0 or not np.isfinite(taus).all():
+        return float("nan")
+    return float({"mean": taus.mean, "min": taus.min, "mean-std": lambda: taus.mean() - taus.std()}[mode]())
+
+
+def valid_scores(scores: np.ndarray) -> bool:
+    """Finite everywhere and not constant across networks."""
+    return bool(np.isfinite(scores).all() and np.ptp(scores) > 0)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Correlations of one proxy on every task, on the training and held-out parts."""
+
+    train: dict[str, dict[str, float]]
+    test: dict[str, dict[str, float]]
+    jcm_train: float
+    jcm_test: float
+    valid: bool
+
+    def as_dict(self) -> dict:
+        return {"valid": self.valid, "jcm_train": self.jcm_train, "jcm_test": self.jcm_test,
+                "train": self.train, "test": self.test}
+
+
+def report(scores: dict[str, np.ndarray], tasks: Sequence[Task], mode: str = "mean") -> Report:
+    """The `Report` of per-task `scores` (task name -> (A,) scores); invalid if any task's scores
+    are NaN/inf or constant."""
+    valid = all(valid_scores(scores[t.name]) for t in tasks)
+    train = {t.name: correlations(scores[t.name], t.accuracy, t.train) for t in tasks}
+    test = {t.name: correlations(scores[t.name], t.accuracy, t.test) for t in tasks if len(t.test)}
+    return Report(train, test, jcm([c["kendall"] for c in train.values()], mode) if valid else float("nan"),
+                  jcm([c["kendall"] for c in test.values()], mode) if valid and test else float("nan"), valid)

@@ -1,0 +1,92 @@
+"""Saved proxies: one versioned JSON file per proxy, loaded by parsing, never by evaluating.
+
+    {"format": "autoprox-proxy", "version": 1,
+     "expression": "agg_sum_all(l1(mul(W, gW)))",
+     "statistics": {"names": [...], "groups": [...], "probe": {how they were measured}},
+     "fitness": {"jcm_mode": ..., "jcm_train": ..., "jcm_test": ..., "train": {task: {...}}, "test": {...}},
+     "provenance": {"engine_version": ..., "date": ..., ...}}
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deap import gp
+
+from gp_proxy import __version__
+from gp_proxy.atomic import write_text
+from gp_proxy.errors import AutoproxError
+from gp_proxy.primitives import build_pset
+from gp_proxy.program import parse
+
+FORMAT, VERSION = "autoprox-proxy", 1
+
+
+@dataclass
+class SavedProxy:
+    expression: str
+    names: list[str]
+    groups: list[str]
+    probe: dict = field(default_factory=dict)
+    fitness: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    def tree(self) -> gp.PrimitiveTree:
+        """The expression parsed against the primitive set of its statistics and groups."""
+        return parse(self.expression, build_pset(self.names, self.groups))
+
+    def to_json(self) -> str:
+        payload = {"format": FORMAT, "version": VERSION, "expression": self.expression,
+                   "statistics": {"names": self.names, "groups": self.groups, "probe": self.probe},
+                   "fitness": self.fitness, "provenance": {"engine_version": __version__, **self.provenance}}
+        return json.dumps(_finite(payload), indent=2) + "\n"
+
+
+def _finite(value):
+    """JSON has no NaN: write it as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def save_proxy(path: str | Path, proxy: SavedProxy) -> Path:
+    """Check that the expression parses, then write the file atomically."""
+    proxy.tree()
+    write_text(path, proxy.to_json())
+    return Path(path)
+
+
+def load_proxy(path: str | Path) -> SavedProxy:
+    """Read and check a saved proxy: format, version, fields, and the expression against its statistics."""
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise AutoproxError(f"cannot read proxy file {path}: {e.strerror}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AutoproxError(f"{path}: not a JSON proxy file ({e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise AutoproxError(f"{path}: not an autoprox proxy file (no \"format\": \"{FORMAT}\")")
+    if payload.get("version") != VERSION:
+        raise AutoproxError(f"{path}: unsupported proxy file version {payload.get('version')!r}; this autoprox reads {VERSION}")
+    stats = payload.get("statistics")
+    if not isinstance(payload.get("expression"), str) or not isinstance(stats, dict):
+        raise AutoproxError(f"{path}: needs a string \"expression\" and a \"statistics\" object")
+    names, groups = stats.get("names"), stats.get("groups")
+    if not (isinstance(names, list) and isinstance(groups, list)):
+        raise AutoproxError(f"{path}: \"statistics\" needs lists \"names\" and \"groups\"")
+    extras = {k: payload.get(k, {}) for k in ("fitness", "provenance")} | {"probe": stats.get("probe", {})}
+    for key, value in extras.items():
+        if not isinstance(value, dict):
+            raise AutoproxError(f"{path}: \"{key}\" must be an object")
+    proxy = SavedProxy(payload["expression"], names, groups, **extras)
+    try:
+        proxy.tree()
+    except AutoproxError as e:
+        raise AutoproxError(f"{path}: {e}") from e
+    return proxy

@@ -1,0 +1,46 @@
+"""Ranking tasks from benchmarks: cached statistics + accuracies + an architecture-level split."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from gp_proxy.errors import AutoproxError
+from gp_proxy.fitness import Task
+from vit_space.bench import Benchmark, field_name, load_bench
+from vit_space.cache import ProbeSpec, StatsCache, fill, load_bundle
+from vit_space.spaces import get_space
+
+
+def bench_tasks(bench: Benchmark, datasets: Sequence[str], spec: ProbeSpec, cache: StatsCache,
+                kind: str = "kd", test_fraction: float = 0.5, split_seed: int = 0,
+                compute_missing: bool = False, sources: dict[str, str] | None = None) -> list[Task]:
+    """One task per data set of `bench`: the statistics probed on that data set's batch (from
+    `sources[dataset]` if given, else the spec's source), the accuracies of field `kind` (kd or
+    base), and the same seeded split for every data set."""
+    if len(bench) < 4:
+        raise AutoproxError(f"benchmark {bench.name} has {len(bench)} architectures; ranking needs at least 4")
+    space = get_space(bench.space)
+    archs = [space.validate(a) for a in bench.archs]
+    train, test = (bench.split(test_fraction, split_seed) if test_fraction > 0
+                   else (np.arange(len(bench)), np.array([], dtype=int)))
+    tasks = []
+    for dataset in datasets:
+        accuracy = bench.accuracy(dataset, kind)
+        probe_dataset = "imagenet" if field_name(dataset, kind) == "imagenet_super_acc" else dataset
+        data_spec = spec.for_dataset(probe_dataset, (sources or {}).get(probe_dataset))
+        if compute_missing:
+            fill(space, archs, [data_spec], cache)
+        bundle = load_bundle(space, archs, data_spec, cache)
+        tasks.append(Task(f"{bench.name}/{field_name(dataset, kind)}", bundle, accuracy, train, test))
+    return tasks
+
+
+def tasks_for(benches: Sequence[str], datasets: Sequence[str] | None, spec: ProbeSpec, cache: StatsCache,
+              **kwargs) -> list[Task]:
+    """Tasks of several benchmarks (names or paths); `datasets` None means each one's KD data sets."""
+    tasks = []
+    for name in benches:
+        bench = load_bench(name)
+        tasks += bench_tasks(bench, datasets or bench.datasets("kd"), spec, cache, **kwargs)
+    return tasks
