@@ -47,6 +47,12 @@ class ProbeSpec:
         """The same spec on another data set (and, if given, another image source)."""
         return replace(self, batch=replace(self.batch, dataset=dataset, source=source or self.batch.source))
 
+    def as_dict(self) -> dict:
+        """How the statistics were measured, for saved proxies (the data set aside)."""
+        b = self.batch
+        return {"source": b.source, "batch_size": b.batch_size, "seed": b.seed, "image_size": b.image_size,
+                "sketch_size": self.sketch_size, "conditions": list(self.conditions), "format": FORMAT_VERSION}
+
     def key(self, space: Space, arch: Arch, condition: str) -> dict:
         """The cache key of one entry (JSON-able)."""
         return {"format": FORMAT_VERSION, "space": space.name, "arch": space.to_json(arch),

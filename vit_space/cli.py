@@ -13,21 +13,20 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
-from gp_proxy.errors import AutoproxError
-from vit_space import bench as bench_mod
 from gp_proxy.discover import ALGORITHMS, DiscoveryConfig, discover
+from gp_proxy.errors import AutoproxError
 from gp_proxy.fitness import JCM_MODES
 from gp_proxy.library import KNOWN_PROXIES
+from vit_space import bench as bench_mod
 from vit_space.cache import CONDITIONS, ProbeSpec, StatsCache, fill
 from vit_space.data import DATASETS, BatchSpec
 from vit_space.spaces import Arch, Space, get_space
 from vit_space.tasks import tasks_for
 
 
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+def _csv(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
 def read_archs(path: str, space: Space) -> list[Arch]:
@@ -113,11 +112,9 @@ def cmd_discover(args: argparse.Namespace) -> None:
     tasks = tasks_for(benches, _csv(args.datasets) or None, spec, StatsCache(args.cache), kind=args.fields,
                       test_fraction=args.holdout, split_seed=args.split_seed, compute_missing=args.compute_missing,
                       sources=_data_sources(args.data))
-    probe = {"source": spec.batch.source, "batch_size": spec.batch.batch_size, "seed": spec.batch.seed,
-             "image_size": spec.batch.image_size, "sketch_size": spec.sketch_size, "conditions": list(spec.conditions)}
     provenance = {"benchmarks": benches, "tasks": [t.name for t in tasks], "holdout": args.holdout,
                   "split_seed": args.split_seed}
-    result = discover(tasks, config, args.out, resume=args.resume, probe=probe, provenance=provenance,
+    result = discover(tasks, config, args.out, resume=args.resume, probe=spec.as_dict(), provenance=provenance,
                       workers=args.workers, progress=not args.quiet)
     best = result.saved[0]
     print(f"{result.evaluations} programs evaluated in {result.seconds:.0f} s; best proxy: {best}")
@@ -225,7 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)

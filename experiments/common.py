@@ -1,0 +1,56 @@
+"""Shared set-up of the ViT-Bench-101 experiments: tasks from the cache and baseline scores."""
+from __future__ import annotations
+
+import numpy as np
+
+from gp_proxy.fitness import Report, Task, report
+from gp_proxy.library import KNOWN_PROXIES
+from gp_proxy.primitives import build_pset
+from gp_proxy.program import Evaluator, parse
+from vit_space.bench import load_bench
+from vit_space.cache import ProbeSpec, StatsCache
+from vit_space.data import BatchSpec, get_dataset
+from vit_space.spaces import get_space
+from vit_space.tasks import bench_tasks
+
+SPACES = ("autoformer", "pit")
+
+
+def vitbench_tasks(cache_dir: str, spaces=SPACES, datasets=None, holdout: float = 0.5, split_seed: int = 0,
+                   batch: int = 16, sketch: int = 32, source: str = "skimage") -> list[Task]:
+    spec = ProbeSpec(BatchSpec("c100", source, batch), sketch)
+    tasks = []
+    for name in spaces:
+        bench = load_bench(name)
+        tasks += bench_tasks(bench, datasets or bench.datasets("kd"), spec, StatsCache(cache_dir),
+                             test_fraction=holdout, split_seed=split_seed)
+    return tasks
+
+
+def param_scores(task: Task) -> np.ndarray:
+    """Parameter count of each architecture of the task's benchmark, with the data set's head."""
+    space_name, field = task.name.split("/")
+    bench, space = load_bench(space_name), get_space(space_name)
+    dataset = {"c100": "c100", "flower": "flowers", "chaoyang": "chaoyang", "imagenet": "imagenet"}[field.split("_")[0]]
+    classes = get_dataset(dataset).num_classes
+    return np.array([space.num_params(a, classes) for a in bench.archs], dtype=np.float64)
+
+
+def program_scores(expression: str, task: Task) -> np.ndarray:
+    pset = build_pset(task.bundle.names, list(task.bundle.groups))
+    return Evaluator(task.bundle, memo_bytes=0)(parse(expression, pset))
+
+
+def baseline_reports(tasks: list[Task]) -> dict[str, Report]:
+    """Held-out and train correlations of parameter count and every known program proxy."""
+    out = {"params": report({t.name: param_scores(t) for t in tasks}, tasks)}
+    for name, proxy in KNOWN_PROXIES.items():
+        out[name] = report({t.name: program_scores(proxy.expression, t) for t in tasks}, tasks)
+    return out
+
+
+def space_jcm(rep: Report, space: str, part: str = "test") -> float:
+    """Mean Kendall tau over one space's tasks (the issue's per-space JCM)."""
+    values = getattr(rep, part)
+    taus = [c["kendall"] for name, c in values.items() if name.startswith(space + "/")]
+    return float(np.mean(taus)) if taus else float("nan")

@@ -1,0 +1,54 @@
+import json
+
+import pytest
+
+from vit_space.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_stats_fills_the_cache_then_skips(capsys, tmp_path):
+    argv = ["stats", "--bench", "pit", "--limit", "2", "--datasets", "chaoyang", "--batch", "2",
+            "--image-size", "64", "--sketch", "8", "--cache", str(tmp_path), "--quiet"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "pit: 2 entries (2 probed, 0 already cached)" in out
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "(0 probed, 2 already cached)" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["stats", "--bench", "nope"], "no benchmark file 'nope'"),
+    (["stats", "--bench", "pit", "--datasets", "cifar"], "unknown dataset 'cifar'; known: c100"),
+    (["stats", "--bench", "pit", "--conditions", "data,zen"], "unknown probe conditions ['zen']"),
+    (["stats", "--space", "vit", "--sample", "1"], "unknown space 'vit'"),
+    (["stats", "--bench", "pit", "--data", "c100"], "--data takes NAME=PATH"),
+    (["arch", "--space", "timm:deit_tiny_patch16_22"], "unknown timm model"),
+    (["discover", "--bench", "pit", "--out", "x", "--seed-proxies", "zen"], "unknown proxy 'zen'"),
+])
+def test_user_errors_are_one_line_with_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_arch_validates_a_user_file(capsys, tmp_path):
+    good = {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 2]}
+    path = tmp_path / "archs.json"
+    path.write_text(json.dumps([good, {**good, "num_heads": [2, 2, 3]}]))
+    code, _, err = run(capsys, "arch", "--space", "pit", "--archs", str(path))
+    assert code == 2 and "architecture 1: pit arch: num_heads=[2, 2, 3] is not allowed" in err
+    path.write_text("[{]")
+    assert "malformed JSON" in run(capsys, "arch", "--space", "pit", "--archs", str(path))[2]
+    path.write_text(json.dumps([good]))
+    code, out, _ = run(capsys, "arch", "--space", "pit", "--archs", str(path), "--num-classes", "100")
+    row = json.loads(out)
+    assert code == 0 and row["arch"] == good and row["params"] > 0 and len(row["hash"]) == 16
+
+
+def test_discover_missing_cache_says_how_to_fill_it(capsys, tmp_path):
+    code, _, err = run(capsys, "discover", "--bench", "pit", "--datasets", "c100", "--out", str(tmp_path / "o"),
+                       "--cache", str(tmp_path / "empty"))
+    assert code == 2 and "100 of 100 pit architectures have no cached statistics" in err and "autoprox stats" in err

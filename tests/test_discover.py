@@ -1,0 +1,109 @@
+import json
+import random
+
+import numpy as np
+import pytest
+from deap import gp
+
+from gp_proxy.discover import DiscoveryConfig, discover, task_pset
+from gp_proxy.errors import AutoproxError
+from gp_proxy.evolve import Objective, elitism_preserve_step, evaluate_invalid, make_toolbox
+from gp_proxy.program import parse
+from gp_proxy.store import load_proxy
+from synthetic import planted_tasks
+
+FAST = dict(population=20, hall_of_fame=5, checkpoint_every=10)
+
+
+def test_elitism_preserve_finds_the_planted_signal_and_reports_heldout(tmp_path):
+    tasks = planted_tasks()
+    result = discover(tasks, DiscoveryConfig(iterations=150, seed=1, **FAST), tmp_path, progress=False)
+    best = load_proxy(result.saved[0])
+    assert best.fitness["jcm_train"] > 0.7 and best.fitness["jcm_test"] > 0.6
+    assert set(best.fitness["test"]) == {"data1", "data2"} and best.fitness["test"]["data1"]["n"] == 20
+    planted = Objective(tasks)(parse("agg_sum_mlp(fro(gW))", task_pset(tasks)))[0]
+    assert best.fitness["jcm_train"] >= planted - 0.05  # about as good as the planted formula
+    log = (tmp_path / "logbook.csv").read_text().splitlines()
+    assert log[0] == "iteration,evals,kept,best,median,valid" and len(log) == 152
+    bests = [float(line.split(",")[3]) for line in log[1:]]
+    assert bests == sorted(bests)  # elitism never loses the best
+    assert "| 1 | `" in (tmp_path / "summary.md").read_text()
+
+
+def test_accepted_children_are_within_the_margin_of_their_parent():
+    tasks = planted_tasks()
+    toolbox = make_toolbox(task_pset(tasks), Objective(tasks))
+    mutate = toolbox.mutate
+
+    def tracked(individual):
+        parent_jcm = individual.fitness.values[0]
+        child, = mutate(individual)
+        child.parent_jcm = parent_jcm
+        return child,
+
+    toolbox.register("mutate", tracked)
+    random.seed(3)
+    population = toolbox.population(n=10)
+    evaluate_invalid(population, toolbox)
+    kept_total = 0
+    for _ in range(40):
+        before = {id(i) for i in population}
+        evals, kept = elitism_preserve_step(population, toolbox, 0.5, 3, margin=0.02, max_tries=3)
+        assert len(population) == 10 and 1 <= evals <= 3 and kept in (0, 1)
+        for child in (i for i in population if id(i) not in before):
+            assert child.fitness.values[0] >= child.parent_jcm - 0.02
+        kept_total += kept
+    assert kept_total > 10
+
+
+def test_resume_continues_to_the_same_result(tmp_path):
+    tasks = planted_tasks()
+    straight = discover(tasks, DiscoveryConfig(iterations=40, seed=2, **FAST), tmp_path / "a", progress=False)
+    discover(tasks, DiscoveryConfig(iterations=25, seed=2, **FAST), tmp_path / "b", progress=False)
+    resumed = discover(tasks, DiscoveryConfig(iterations=40, seed=2, **FAST), tmp_path / "b", resume=True,
+                       progress=False)
+    assert [str(i) for i in resumed.halloffame] == [str(i) for i in straight.halloffame]
+    assert list(resumed.logbook) == list(straight.logbook)
+    assert (tmp_path / "a" / "logbook.csv").read_text() == (tmp_path / "b" / "logbook.csv").read_text()
+
+
+def test_same_seed_same_result_and_mu_plus_lambda_runs(tmp_path):
+    tasks = planted_tasks()
+    config = DiscoveryConfig(algorithm="mu+lambda", iterations=3, lambda_=20, seed=4, **FAST)
+    first = discover(tasks, config, tmp_path / "a", progress=False)
+    second = discover(tasks, config, tmp_path / "b", progress=False)
+    assert [str(i) for i in first.halloffame] == [str(i) for i in second.halloffame]
+    assert first.evaluations > 20 and list(first.logbook) == list(second.logbook)
+    budget = discover(tasks, DiscoveryConfig(iterations=1000, max_evaluations=60, seed=4, **FAST),
+                      tmp_path / "c", progress=False)
+    assert 60 <= budget.evaluations < 70
+
+
+def test_seed_proxies_start_the_population(tmp_path):
+    tasks = planted_tasks()
+    config = DiscoveryConfig(iterations=1, seed_proxies=("grad_norm",), **FAST)
+    result = discover(tasks, config, tmp_path, progress=False)
+    assert result.halloffame  # agg_sum_all(fro(gW)) reads statistics the synthetic tasks have
+
+
+def test_bad_checkpoints_and_configs(tmp_path):
+    tasks = planted_tasks()
+    config = DiscoveryConfig(iterations=5, seed=0, **FAST)
+    discover(tasks, config, tmp_path, progress=False)
+    with pytest.raises(AutoproxError, match="exists: pass --resume"):
+        discover(tasks, config, tmp_path, progress=False)
+    with pytest.raises(AutoproxError, match="comes from another configuration"):
+        discover(tasks, DiscoveryConfig(iterations=5, seed=1, **FAST), tmp_path, resume=True, progress=False)
+    checkpoint = tmp_path / "checkpoint.json"
+    state = json.loads(checkpoint.read_text())
+    state["population"][0]["expression"] = "__import__('os').system('echo hi')"
+    checkpoint.write_text(json.dumps(state))
+    with pytest.raises(AutoproxError, match="unexpected character"):
+        discover(tasks, DiscoveryConfig(iterations=6, seed=0, **FAST), tmp_path, resume=True, progress=False)
+    checkpoint.write_text("{not json")
+    with pytest.raises(AutoproxError, match="is corrupt"):
+        discover(tasks, DiscoveryConfig(iterations=6, seed=0, **FAST), tmp_path, resume=True, progress=False)
+    for bad, message in [(dict(algorithm="ga"), "unknown algorithm 'ga'"), (dict(jcm="max"), "unknown JCM mode"),
+                         (dict(seed_proxies=("zen",)), "unknown proxy 'zen'")]:
+        with pytest.raises(AutoproxError, match=message):
+            DiscoveryConfig(**bad).validate()

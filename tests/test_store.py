@@ -1,0 +1,72 @@
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gp_proxy.errors import AutoproxError
+from gp_proxy.store import SavedProxy, load_proxy, save_proxy
+
+NAMES, GROUPS = ["W", "gW", "X"], ["all", "msa"]
+
+
+def proxy(expression: str = "agg_sum_all(l1(mul(W, gW)))") -> SavedProxy:
+    return SavedProxy(expression, NAMES, GROUPS, {"sketch_size": 32}, {"jcm_train": 0.5, "jcm_test": float("nan")},
+                      {"seed": 1})
+
+
+def test_round_trip(tmp_path):
+    path = save_proxy(tmp_path / "p.json", proxy())
+    loaded = load_proxy(path)
+    assert loaded.expression == "agg_sum_all(l1(mul(W, gW)))" and str(loaded.tree()) == loaded.expression
+    assert loaded.probe == {"sketch_size": 32} and loaded.fitness["jcm_test"] is None  # NaN is written as null
+    assert loaded.provenance["seed"] == 1 and "engine_version" in loaded.provenance
+
+
+def test_invalid_expression_is_never_saved(tmp_path):
+    with pytest.raises(AutoproxError, match="unknown statistic 'Z'"):
+        save_proxy(tmp_path / "p.json", proxy("agg_sum_all(l1(Z))"))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(format="other"), "not an autoprox proxy file"),
+    (lambda d: d.update(version=99), "unsupported proxy file version 99"),
+    (lambda d: d.update(expression=5), "needs a string \"expression\""),
+    (lambda d: d["statistics"].update(names="W"), "needs lists \"names\" and \"groups\""),
+    (lambda d: d.update(fitness=[1]), "\"fitness\" must be an object"),
+    (lambda d: d.update(expression="agg_sum_all(l1(mul(W)))"), "wrong number of arguments"),
+    (lambda d: d.update(expression="agg_sum_all(mul(W, gW))"), "type mismatch"),
+    (lambda d: d.update(expression="__import__('os').system('touch /tmp/x')"), "unexpected character"),
+    (lambda d: d["statistics"].update(names=["W", "os.system('x')"]), "invalid statistic name"),
+])
+def test_malformed_files_are_rejected(tmp_path, edit, message):
+    payload = json.loads(proxy().to_json())
+    edit(payload)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    with pytest.raises(AutoproxError, match=message.replace("(", r"\(")):
+        load_proxy(path)
+
+
+def test_not_json_and_missing(tmp_path):
+    (tmp_path / "p.json").write_bytes(b"\xff\xfe not json")
+    with pytest.raises(AutoproxError, match="not a JSON proxy file"):
+        load_proxy(tmp_path / "p.json")
+    with pytest.raises(AutoproxError, match="cannot read proxy file"):
+        load_proxy(tmp_path / "missing.json")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=30),
+                    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children,
+                                                                                        max_size=4), max_leaves=30))
+def test_fuzzed_json_is_rejected_cleanly(tmp_path_factory, junk):
+    path = tmp_path_factory.mktemp("fuzz") / "p.json"
+    path.write_text(json.dumps({"format": "autoprox-proxy", "version": 1, "expression": junk,
+                                "statistics": {"names": NAMES, "groups": GROUPS}}))
+    try:
+        load_proxy(path)
+    except AutoproxError:
+        return
+    assert isinstance(junk, str)  # only a string could ever be a valid expression
