@@ -42,10 +42,11 @@ def sketch(t: torch.Tensor, size: int, seed: int, match_rms: bool = True) -> tor
     m = as_matrix(t.detach())
     rows = sketch_indices(m.shape[0], size, seed).to(m.device)
     cols = sketch_indices(m.shape[1], size, seed).to(m.device)
-    sample = m.index_select(0, rows).index_select(1, cols).double()
+    sample = m.index_select(0, rows).index_select(1, cols).float()
     if not match_rms:
-        return sample.float().cpu()
-    sample_ms, full_ms = sample.square().mean(), m.double().square().mean()
-    if sample_ms > 0:
-        sample = sample * (full_ms / sample_ms).sqrt()
-    return sample.float().cpu()
+        return sample.cpu()
+    sample_norm = torch.linalg.vector_norm(sample)
+    if sample_norm > 0:  # one pass over the full tensor, no copy: the cost that matters in the probe
+        full_rms = torch.linalg.vector_norm(m) / m.numel() ** 0.5
+        sample = sample * (full_rms / (sample_norm / sample.numel() ** 0.5))
+    return sample.cpu()
