@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from gp_proxy.atomic import write_text
 from gp_proxy.errors import AutoproxError
 from gp_proxy.evolve import (Objective, elitism_preserve_step, evaluate_invalid, jcm_of, make_stats, make_toolbox,
-                             mu_plus_lambda_step)
+                             mu_plus_lambda_step, same_fitness)
 from gp_proxy.fitness import JCM_MODES, Task
 from gp_proxy.library import known_proxy
 from gp_proxy.primitives import build_pset
@@ -195,7 +195,7 @@ def _evaluation_map(objective: Objective, workers: int) -> Iterator[Callable]:
 
 def _run(toolbox, objective: Objective, pset: gp.PrimitiveSetTyped, config: DiscoveryConfig, out_dir: Path,
          checkpoint: Path, resume: bool, probe: dict | None, provenance: dict | None, progress: bool) -> DiscoveryResult:
-    halloffame, stats = tools.HallOfFame(config.hall_of_fame), make_stats()
+    halloffame, stats = tools.HallOfFame(config.hall_of_fame, similar=same_fitness), make_stats()
     if resume and checkpoint.exists():
         population, logbook, start, evaluations = _restore(checkpoint, pset, config, halloffame)
     else:

@@ -97,6 +97,13 @@ def jcm_of(individual) -> float:
     return individual.fitness.values[0]
 
 
+def same_fitness(a, b) -> bool:
+    """Hall-of-fame similarity: the same (rounded) JCM, i.e. in practice the same ranking. Keeps
+    the hall of fame from filling up with `neg`/`abs`/`transpose` variants of one proxy; of
+    equal proxies the first found stays (the smallest, when found together)."""
+    return jcm_of(a) == jcm_of(b)
+
+
 def make_stats() -> tools.Statistics:
     """Best, median and share of valid programs of a population's JCM."""
     stats = tools.Statistics(jcm_of)
