@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import torch
 from deap import creator, gp, tools
 from tqdm.auto import tqdm
 
@@ -179,6 +180,12 @@ def _evaluate_in_worker(tree: gp.PrimitiveTree) -> tuple[float, int]:
     return _WORKER_OBJECTIVE(tree)
 
 
+def _single_threaded() -> None:
+    """Worker start-up: one torch thread each (the workers are the parallelism, and OpenMP's
+    thread pool does not survive a fork)."""
+    torch.set_num_threads(1)
+
+
 @contextmanager
 def _evaluation_map(objective: Objective, workers: int) -> Iterator[Callable]:
     """`map` for `workers` <= 1, else a forked process pool whose workers share the objective's
@@ -188,7 +195,7 @@ def _evaluation_map(objective: Objective, workers: int) -> Iterator[Callable]:
         yield map
         return
     _WORKER_OBJECTIVE = objective
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_single_threaded) as pool:
         yield lambda _evaluate, trees: pool.map(_evaluate_in_worker, list(trees))
     _WORKER_OBJECTIVE = None
 

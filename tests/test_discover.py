@@ -107,3 +107,12 @@ def test_bad_checkpoints_and_configs(tmp_path):
                          (dict(seed_proxies=("zen",)), "unknown proxy 'zen'")]:
         with pytest.raises(AutoproxError, match=message):
             DiscoveryConfig(**bad).validate()
+
+
+def test_a_process_pool_gives_the_same_result(tmp_path):
+    tasks = planted_tasks()
+    config = DiscoveryConfig(algorithm="mu+lambda", iterations=2, lambda_=20, seed=5, **FAST)
+    serial = discover(tasks, config, tmp_path / "a", progress=False)
+    pooled = discover(tasks, config, tmp_path / "b", workers=2, progress=False)
+    assert [str(i) for i in pooled.halloffame] == [str(i) for i in serial.halloffame]
+    assert list(pooled.logbook) == list(serial.logbook)
