@@ -17,8 +17,9 @@ SPACES = ("autoformer", "pit")
 
 
 def vitbench_tasks(cache_dir: str, spaces=SPACES, datasets=None, holdout: float = 0.5, split_seed: int = 0,
-                   batch: int = 16, sketch: int = 32, source: str = "skimage") -> list[Task]:
-    spec = ProbeSpec(BatchSpec("c100", source, batch), sketch)
+                   batch: int = 16, sketch: int = 32, source: str = "skimage",
+                   conditions: tuple[str, ...] = ("data",)) -> list[Task]:
+    spec = ProbeSpec(BatchSpec("c100", source, batch), sketch, conditions)
     tasks = []
     for name in spaces:
         bench = load_bench(name)

@@ -29,16 +29,19 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--population", type=int, default=50)
     parser.add_argument("--jcm", default="mean")
+    parser.add_argument("--conditions", default="data", help="probe conditions, e.g. data,synflow")
     parser.add_argument("--runs", default="results/discovery")
     parser.add_argument("--out", default="results/vitbench101_discovery.md")
     args = parser.parse_args()
-    tasks = vitbench_tasks(args.cache)
+    conditions = tuple(args.conditions.split(","))
+    tasks = vitbench_tasks(args.cache, conditions=conditions)
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         out = Path(args.runs) / f"seed{seed}"
         config = DiscoveryConfig(iterations=args.iterations, population=args.population, seed=seed, jcm=args.jcm)
         result = discover(tasks, config, out, resume=(out / "checkpoint.json").exists(),
-                          probe={"source": "skimage", "batch_size": 16, "seed": 0, "sketch_size": 32},
+                          probe={"source": "skimage", "batch_size": 16, "seed": 0, "sketch_size": 32,
+                                 "conditions": list(conditions)},
                           provenance={"benchmarks": list(SPACES)})
         best = load_proxy(result.saved[0])
         rep = Objective(tasks).report(best.tree())
@@ -57,11 +60,12 @@ def main() -> None:
         "# Proxies discovered on ViT-Bench-101, held-out quality",
         "",
         f"Command: `python experiments/discover_vitbench.py --cache {args.cache} --seeds {args.seeds} "
-        f"--iterations {args.iterations} --population {args.population} --jcm {args.jcm}`",
+        f"--iterations {args.iterations} --population {args.population} --jcm {args.jcm} "
+        f"--conditions {args.conditions} --runs {args.runs}`",
         "",
         "Tasks: AutoFormer and PiT x c100/flower/chaoyang KD accuracies (6 tasks); each space split 50/50 "
         "(seed 0) into search and held-out architectures. Statistics: skimage crops, batch 16, seed 0, "
-        "sketch 32, condition data. JCM = mean Kendall tau; a space's JCM = mean over its three tasks. "
+        f"sketch 32, conditions {args.conditions}. JCM = mean Kendall tau; a space's JCM = mean over its three tasks. "
         "Sorted by held-out JCM (both spaces); discovered proxies are chosen by training JCM only.",
         "",
         *lines,
