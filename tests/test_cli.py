@@ -52,3 +52,18 @@ def test_discover_missing_cache_says_how_to_fill_it(capsys, tmp_path):
     code, _, err = run(capsys, "discover", "--bench", "pit", "--datasets", "c100", "--out", str(tmp_path / "o"),
                        "--cache", str(tmp_path / "empty"))
     assert code == 2 and "100 of 100 pit architectures have no cached statistics" in err and "autoprox stats" in err
+
+
+def test_discover_end_to_end_on_a_slice(capsys, tmp_path):
+    argv = ["discover", "--bench", "pit", "--limit", "8", "--datasets", "chaoyang,c100", "--compute-missing",
+            "--batch", "2", "--image-size", "64", "--sketch", "8", "--iterations", "5", "--population", "6",
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--quiet"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "best proxy:" in out and (tmp_path / "run" / "proxies" / "rank01.json").is_file()
+    saved = json.loads((tmp_path / "run" / "proxies" / "rank01.json").read_text())
+    assert saved["statistics"]["probe"]["sketch_size"] == 8 and saved["provenance"]["benchmarks"] == ["pit"]
+    assert set(saved["fitness"]["test"]) == {"pit/chaoyang_kd_acc", "pit/c100_kd_acc"}
+    assert saved["fitness"]["test"]["pit/c100_kd_acc"]["n"] == 4  # the held-out half of 8
+    code, _, err = run(capsys, *argv)  # the run is there: no silent overwrite
+    assert code == 2 and "pass --resume" in err

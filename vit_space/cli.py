@@ -111,7 +111,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
     benches = _csv(args.bench)
     tasks = tasks_for(benches, _csv(args.datasets) or None, spec, StatsCache(args.cache), kind=args.fields,
                       test_fraction=args.holdout, split_seed=args.split_seed, compute_missing=args.compute_missing,
-                      sources=_data_sources(args.data))
+                      sources=_data_sources(args.data), limit=args.limit)
     provenance = {"benchmarks": benches, "tasks": [t.name for t in tasks], "holdout": args.holdout,
                   "split_seed": args.split_seed}
     result = discover(tasks, config, args.out, resume=args.resume, probe=spec.as_dict(), provenance=provenance,
@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="evaluation processes")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
     p.add_argument("--compute-missing", action="store_true", help="probe architectures missing from the cache")
+    p.add_argument("--limit", type=int, default=0, help="only the first N architectures of each benchmark")
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="real data for one data set")
     _add_probe_args(p)
     p.set_defaults(func=cmd_discover)

@@ -37,10 +37,13 @@ def bench_tasks(bench: Benchmark, datasets: Sequence[str], spec: ProbeSpec, cach
 
 
 def tasks_for(benches: Sequence[str], datasets: Sequence[str] | None, spec: ProbeSpec, cache: StatsCache,
-              **kwargs) -> list[Task]:
-    """Tasks of several benchmarks (names or paths); `datasets` None means each one's KD data sets."""
+              limit: int = 0, **kwargs) -> list[Task]:
+    """Tasks of several benchmarks (names or paths); `datasets` None means each one's KD data sets;
+    `limit` > 0 keeps only the first `limit` architectures of each benchmark."""
     tasks = []
     for name in benches:
         bench = load_bench(name)
+        if limit:
+            bench = bench.subset(np.arange(min(limit, len(bench))))
         tasks += bench_tasks(bench, datasets or bench.datasets("kd"), spec, cache, **kwargs)
     return tasks
