@@ -123,8 +123,7 @@ def _restore(path: Path, pset: gp.PrimitiveSetTyped, config: DiscoveryConfig, ha
 
         population = load(state["population"])
         halloffame.update(load(state["halloffame"]))
-        logbook = tools.Logbook()
-        logbook.header = ["iteration", "evals", "kept", *make_stats().fields]
+        logbook = _new_logbook()
         logbook.extend(state["logbook"])
         version, internal, gauss = state["random_state"]
         random.setstate((version, tuple(internal), gauss))
