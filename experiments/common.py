@@ -18,13 +18,15 @@ SPACES = ("autoformer", "pit")
 
 def vitbench_tasks(cache_dir: str, spaces=SPACES, datasets=None, holdout: float = 0.5, split_seed: int = 0,
                    batch: int = 16, sketch: int = 32, source: str = "skimage",
-                   conditions: tuple[str, ...] = ("data",)) -> list[Task]:
+                   conditions: tuple[str, ...] = ("data",), fold: tuple[int, int] | None = None) -> list[Task]:
+    """The ViT-Bench-101 tasks; `fold` = (k, i) uses fold i of a seeded k-fold split instead of `holdout`."""
     spec = ProbeSpec(BatchSpec("c100", source, batch), sketch, conditions)
     tasks = []
     for name in spaces:
         bench = load_bench(name)
+        split = bench.kfold(fold[0], split_seed)[fold[1]] if fold else None
         tasks += bench_tasks(bench, datasets or bench.datasets("kd"), spec, StatsCache(cache_dir),
-                             test_fraction=holdout, split_seed=split_seed)
+                             test_fraction=holdout, split_seed=split_seed, split=split)
     return tasks
 
 

@@ -14,16 +14,21 @@ from vit_space.spaces import get_space
 
 def bench_tasks(bench: Benchmark, datasets: Sequence[str], spec: ProbeSpec, cache: StatsCache,
                 kind: str = "kd", test_fraction: float = 0.5, split_seed: int = 0,
-                compute_missing: bool = False, sources: dict[str, str] | None = None) -> list[Task]:
+                compute_missing: bool = False, sources: dict[str, str] | None = None,
+                split: tuple[np.ndarray, np.ndarray] | None = None) -> list[Task]:
     """One task per data set of `bench`: the statistics probed on that data set's batch (from
     `sources[dataset]` if given, else the spec's source), the accuracies of field `kind` (kd or
-    base), and the same seeded split for every data set."""
+    base), and the same seeded split for every data set (or the given `split`, e.g. a k-fold fold)."""
     if len(bench) < 4:
         raise AutoproxError(f"benchmark {bench.name} has {len(bench)} architectures; ranking needs at least 4")
     space = get_space(bench.space)
     archs = [space.validate(a) for a in bench.archs]
-    train, test = (bench.split(test_fraction, split_seed) if test_fraction > 0
-                   else (np.arange(len(bench)), np.array([], dtype=int)))
+    if split is not None:
+        train, test = split
+    elif test_fraction > 0:
+        train, test = bench.split(test_fraction, split_seed)
+    else:
+        train, test = np.arange(len(bench)), np.array([], dtype=int)
     tasks = []
     for dataset in datasets:
         accuracy = bench.accuracy(dataset, kind)
