@@ -67,3 +67,23 @@ def test_discover_end_to_end_on_a_slice(capsys, tmp_path):
     assert saved["fitness"]["test"]["pit/c100_kd_acc"]["n"] == 4  # the held-out half of 8
     code, _, err = run(capsys, *argv)  # the run is there: no silent overwrite
     assert code == 2 and "pass --resume" in err
+
+
+def test_bench_fetch_from_a_file_url_checks_the_published_checksum(capsys, tmp_path):
+    import torch
+
+    mirror, dest = tmp_path / "mirror", tmp_path / "dest"
+    mirror.mkdir()
+    torch.save([{"arch": {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 2]},
+                 "c100_kd_acc": 70.0}], mirror / "gt_pit.pth")
+    code, _, err = run(capsys, "bench", "fetch", "--names", "pit", "--url", mirror.as_uri(), "--dest", str(dest))
+    assert code == 2 and "does not match the expected bdda8984" in err  # not the published file
+    assert not dest.exists() or not list(dest.iterdir())  # nothing half-written or unverified is kept
+
+
+def test_stats_probes_named_timm_models(capsys, tmp_path):
+    code, out, err = run(capsys, "stats", "--space", "timm:deit_tiny_patch16_224", "--sample", "1",
+                         "--datasets", "imagenet", "--batch", "1", "--image-size", "64", "--sketch", "8",
+                         "--cache", str(tmp_path), "--quiet")
+    assert code == 0, err
+    assert "timm: 1 entries (1 probed, 0 already cached)" in out
