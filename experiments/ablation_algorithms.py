@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=50)
     parser.add_argument("--out", default="results/ablation_algorithms.md")
     parser.add_argument("--plot", default="results/ablation_algorithms.png")
+    parser.add_argument("--size-limit", type=int, default=12, help="largest program (nodes)")
     args = parser.parse_args()
     tasks = vitbench_tasks(args.cache)
     objective = Objective(tasks)
@@ -44,7 +45,8 @@ def main() -> None:
     for algo in ("elitism", "mu+lambda"):
         for seed in [int(s) for s in args.seeds.split(",")]:
             config = DiscoveryConfig(algorithm=algo, iterations=10**6, max_evaluations=args.evaluations,
-                                     population=args.population, lambda_=args.population, seed=seed)
+                                     population=args.population, lambda_=args.population, seed=seed,
+                                     size_limit=args.size_limit)
             with tempfile.TemporaryDirectory() as out:
                 result = discover(tasks, config, out, progress=False)
             rep = objective.report(result.halloffame[0])
@@ -61,7 +63,7 @@ def main() -> None:
         "# Elitism-preserve vs (mu + lambda) at equal evaluations",
         "",
         f"Command: `python experiments/ablation_algorithms.py --cache {args.cache} --evaluations {args.evaluations} "
-        f"--seeds {args.seeds} --population {args.population}`",
+        f"--seeds {args.seeds} --population {args.population} --size-limit {args.size_limit}`",
         "",
         f"Joint ViT-Bench-101 tasks (AutoFormer + PiT x 3 KD data sets), 50/50 split; population {args.population}; "
         "(mu + lambda): lambda = mu, cxpb = mutpb = 0.5, truncation selection; elitism-preserve: pool 50%, top-5, "

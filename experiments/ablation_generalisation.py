@@ -35,13 +35,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=800)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/ablation_generalisation.md")
+    parser.add_argument("--size-limit", type=int, default=12, help="largest program (nodes)")
     args = parser.parse_args()
     tasks = vitbench_tasks(args.cache)
     everything = Objective(tasks)
     names = [t.name for t in tasks]
     rows = []
     for label, keep in RUNS.items():
-        config = DiscoveryConfig(iterations=args.iterations, seed=args.seed)
+        config = DiscoveryConfig(iterations=args.iterations, seed=args.seed, size_limit=args.size_limit)
         with tempfile.TemporaryDirectory() as out:
             result = discover([t for t in tasks if keep(t.name)], config, out, progress=False)
         rep = everything.report(result.halloffame[0])
@@ -53,7 +54,7 @@ def main() -> None:
         "# What discovered proxies generalise to",
         "",
         f"Command: `python experiments/ablation_generalisation.py --cache {args.cache} --iterations {args.iterations} "
-        f"--seed {args.seed}`",
+        f"--seed {args.seed} --size-limit {args.size_limit}`",
         "",
         "Each row searches on the tasks it names (search half of each space, split seed 0) and reports Kendall "
         "tau on the held-out half of every task. Tasks not searched on measure transfer: to other data sets "

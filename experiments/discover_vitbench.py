@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=50)
     parser.add_argument("--jcm", default="mean")
     parser.add_argument("--conditions", default="data", help="probe conditions, e.g. data,synflow")
+    parser.add_argument("--size-limit", type=int, default=12, help="largest program (nodes)")
     parser.add_argument("--runs", default="results/discovery")
     parser.add_argument("--out", default="results/vitbench101_discovery.md")
     args = parser.parse_args()
@@ -38,7 +39,8 @@ def main() -> None:
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         out = Path(args.runs) / f"seed{seed}"
-        config = DiscoveryConfig(iterations=args.iterations, population=args.population, seed=seed, jcm=args.jcm)
+        config = DiscoveryConfig(iterations=args.iterations, population=args.population, seed=seed, jcm=args.jcm,
+                                 size_limit=args.size_limit)
         result = discover(tasks, config, out, resume=(out / "checkpoint.json").exists(),
                           probe={"source": "skimage", "batch_size": 16, "seed": 0, "sketch_size": 32,
                                  "conditions": list(conditions)},
@@ -61,7 +63,7 @@ def main() -> None:
         "",
         f"Command: `python experiments/discover_vitbench.py --cache {args.cache} --seeds {args.seeds} "
         f"--iterations {args.iterations} --population {args.population} --jcm {args.jcm} "
-        f"--conditions {args.conditions} --runs {args.runs}`",
+        f"--conditions {args.conditions} --size-limit {args.size_limit} --runs {args.runs}`",
         "",
         "Tasks: AutoFormer and PiT x c100/flower/chaoyang KD accuracies (6 tasks); each space split 50/50 "
         "(seed 0) into search and held-out architectures. Statistics: skimage crops, batch 16, seed 0, "

@@ -31,12 +31,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conditions", default="data")
     parser.add_argument("--out", default="results/kfold_discovery.md")
+    parser.add_argument("--size-limit", type=int, default=12, help="largest program (nodes)")
     args = parser.parse_args()
     rows, scores = [], {"discovered": [], "params": []}
     for fold in range(args.folds):
         tasks = vitbench_tasks(args.cache, conditions=tuple(args.conditions.split(",")), fold=(args.folds, fold))
         with tempfile.TemporaryDirectory() as out:
-            result = discover(tasks, DiscoveryConfig(iterations=args.iterations, seed=args.seed), out, progress=False)
+            config = DiscoveryConfig(iterations=args.iterations, seed=args.seed, size_limit=args.size_limit)
+            result = discover(tasks, config, out, progress=False)
         found = Objective(tasks).report(result.halloffame[0])
         params = report({t.name: param_scores(t) for t in tasks}, tasks)
         for name, rep in (("discovered", found), ("params", params)):
@@ -52,7 +54,7 @@ def main() -> None:
         "# K-fold generalisation of discovered proxies on ViT-Bench-101",
         "",
         f"Command: `python experiments/kfold_discovery.py --cache {args.cache} --folds {args.folds} "
-        f"--iterations {args.iterations} --seed {args.seed} --conditions {args.conditions}`",
+        f"--iterations {args.iterations} --seed {args.seed} --conditions {args.conditions} --size-limit {args.size_limit}`",
         "",
         f"Each space is cut into {args.folds} seeded folds (20 architectures each); the search sees the other folds "
         "(80 architectures per space, 6 tasks) and the held-out numbers are mean Kendall tau over the fold's tasks.",

@@ -62,7 +62,7 @@ class DiscoveryConfig:
     min_height: int = 1
     max_height: int = 3
     height_limit: int = 10
-    size_limit: int = 30
+    size_limit: int = 12        # largest program in nodes: 12 generalised better than 30 (README)
     checkpoint_every: int = 100
 
     def validate(self) -> None:

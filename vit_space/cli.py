@@ -105,7 +105,8 @@ def _probe_spec(args: argparse.Namespace, dataset: str = "c100", source: str | N
 def cmd_discover(args: argparse.Namespace) -> None:
     config = DiscoveryConfig(algorithm=args.algo, iterations=args.iterations, max_evaluations=args.max_evaluations,
                              population=args.population, seed=args.search_seed, jcm=args.jcm,
-                             seed_proxies=tuple(_csv(args.seed_proxies)), batch=args.parents)
+                             seed_proxies=tuple(_csv(args.seed_proxies)), batch=args.parents,
+                             size_limit=args.size_limit)
     config.validate()
     spec = _probe_spec(args)
     benches = _csv(args.bench)
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--population", type=int, default=50)
     p.add_argument("--parents", type=int, default=1, help="elitism: parents mutated per step")
     p.add_argument("--jcm", default="mean", choices=list(JCM_MODES))
+    p.add_argument("--size-limit", type=int, default=12, help="largest program, in nodes (parsimony)")
     p.add_argument("--holdout", type=float, default=0.5, help="share of each benchmark's architectures held out")
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--search-seed", type=int, default=0, help="seed of the evolution")
