@@ -1,9 +1,7 @@
 import json
 import random
 
-import numpy as np
 import pytest
-from deap import gp
 
 from gp_proxy.discover import DiscoveryConfig, discover, task_pset
 from gp_proxy.errors import AutoproxError

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from gp_proxy.errors import AutoproxError
 from vit_space.cache import ProbeSpec, probe_arch
 from vit_space.data import BatchSpec
-from vit_space.probe import find_blocks, probe, unit_linears
+from vit_space.probe import find_blocks, probe
 from vit_space.sketch import sketch, sketch_indices
 from vit_space.spaces import get_space
 
