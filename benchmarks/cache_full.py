@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from gp_proxy.atomic import write_text
+from gp_proxy.report import table, write_report
 from vit_space.bench import load_bench
 from vit_space.cache import ProbeSpec, StatsCache, fill
 from vit_space.data import BatchSpec
@@ -37,21 +37,12 @@ def main() -> None:
                     f"{report.cached} | {report.seconds / 60:.1f} | {np.mean(report.probe_seconds or [0]):.2f} |")
     total = time.perf_counter() - start
     size = cache.size_bytes()
-    text = "\n".join([
-        "# Caching the statistics of the whole ViT-Bench-101",
-        "",
-        f"Command: `python benchmarks/cache_full.py --cache {args.cache} --batch {args.batch} --sketch {args.sketch}`",
+    write_report(
+        args.out, "Caching the statistics of the whole ViT-Bench-101",
+        f"python benchmarks/cache_full.py --cache {args.cache} --batch {args.batch} --sketch {args.sketch}",
         f"(torch {torch.__version__}, {torch.get_num_threads()} threads, CPU only; skimage crops, seed 0, condition data)",
-        "",
-        "| space | archs | data sets | probed | already cached | minutes | s per probe |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-        f"Total: {total / 60:.1f} minutes (target <= 30); cache size {size / 2**20:.0f} MiB (target <= 2048).",
-        "",
-    ])
-    write_text(args.out, text)
-    print(text)
+        table(["space", "archs", "data sets", "probed", "already cached", "minutes", "s per probe"], rows),
+        f"Total: {total / 60:.1f} minutes (target <= 30); cache size {size / 2**20:.0f} MiB (target <= 2048).")
 
 
 if __name__ == "__main__":

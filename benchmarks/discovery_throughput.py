@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from gp_proxy.atomic import write_text
+from gp_proxy.report import table, write_report
 from gp_proxy.discover import task_pset
 from gp_proxy.evolve import Objective, elitism_preserve_step, evaluate_invalid, make_toolbox
 from gp_proxy.program import Evaluator, generate
@@ -77,28 +77,18 @@ def main() -> None:
             evaluator(tree)
         cached = (time.perf_counter() - start) / 20
         rows.append(f"| {name} | {len(archs)} | {reprobe:.2f} | {cached * 1e3:.2f} | {reprobe / cached:,.0f} |")
-    text = "\n".join([
-        "# Discovery throughput on the whole ViT-Bench-101",
-        "",
-        f"Command: `python benchmarks/discovery_throughput.py --cache {args.cache} --programs {args.programs} "
-        f"--steps {args.steps} --reprobe-archs {args.reprobe_archs}`",
+    write_report(
+        args.out, "Discovery throughput on the whole ViT-Bench-101",
+        f"python benchmarks/discovery_throughput.py --cache {args.cache} --programs {args.programs} "
+        f"--steps {args.steps} --reprobe-archs {args.reprobe_archs}",
         f"(CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; {len(tasks)} tasks: "
         + ", ".join(t.name for t in tasks) + f"; 200 architectures; statistics loaded in {load_seconds:.0f} s)",
-        "",
-        "| workload | candidates per second (each on 200 archs x 3 data sets) |",
-        "|---|---|",
-        f"| fresh random programs, empty memo (worst case) | {fresh:.1f} |",
-        f"| elitism-preserve search, {args.steps} steps, memo | {search:.1f} |",
-        "",
+        table(["workload", "candidates per second (each on 200 archs x 3 data sets)"],
+              [f"| fresh random programs, empty memo (worst case) | {fresh:.1f} |",
+               f"| elitism-preserve search, {args.steps} steps, memo | {search:.1f} |"]),
         "Re-running the probe per candidate (the paper's way) vs scoring from cached statistics, one data set:",
-        "",
-        "| space | archs | probe + score per candidate (s) | cached score per candidate (ms) | speed-up |",
-        "|---|---|---|---|---|",
-        *rows,
-        "",
-    ])
-    write_text(args.out, text)
-    print(text)
+        table(["space", "archs", "probe + score per candidate (s)", "cached score per candidate (ms)", "speed-up"],
+              rows))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from gp_proxy.atomic import write_text
+from gp_proxy.report import table, write_report
 from vit_space.bench import load_bench
 from vit_space.cache import ProbeSpec, probe_arch
 from vit_space.data import BatchSpec, make_batch
@@ -67,23 +67,15 @@ def main() -> None:
             rows.append(f"| {name} | {space.num_params(arch, 100) / 1e6:.2f} | {b:.3f} | {p:.3f} | {p / b:.2f} | "
                         f"{end_to_end:.3f} | {end_to_end / b:.2f} |")
             print(rows[-1], flush=True)
-    text = "\n".join([
-        "# Probe overhead vs a bare forward+backward",
-        "",
-        f"Command: `python benchmarks/probe_overhead.py --archs {args.archs} --batch {args.batch} "
-        f"--sketch {args.sketch} --reps {args.reps}`",
+    write_report(
+        args.out, "Probe overhead vs a bare forward+backward",
+        f"python benchmarks/probe_overhead.py --archs {args.archs} --batch {args.batch} "
+        f"--sketch {args.sketch} --reps {args.reps}",
         f"(CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.reps} interleaved runs)",
-        "",
-        "| space | params (M) | bare fwd+bwd (s) | probe (s) | probe / bare | build+init+probe (s) | end-to-end / bare |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-        "",
+        table(["space", "params (M)", "bare fwd+bwd (s)", "probe (s)", "probe / bare", "build+init+probe (s)",
+               "end-to-end / bare"], rows),
         f"Overall: probe / bare = {totals['probe'] / totals['bare']:.2f} (target <= 1.3); "
-        f"with model building and seeded init = {totals['end_to_end'] / totals['bare']:.2f}.",
-        "",
-    ])
-    write_text(args.out, text)
-    print(text)
+        f"with model building and seeded init = {totals['end_to_end'] / totals['bare']:.2f}.")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
-from gp_proxy.atomic import write_text
+from gp_proxy.report import table, write_report
 from vit_space.bench import load_bench
 from vit_space.data import BatchSpec, make_batch
 from vit_space.fidelity import PROXIES, full_proxies, sketch_proxies
@@ -50,22 +50,14 @@ def main() -> None:
         for s in sizes:
             taus = [kendalltau(sketched[s, p], full[p]).statistic for p in PROXIES]
             rows.append(f"| {name} | {s} | " + " | ".join(f"{t:.3f}" for t in taus) + " |")
-    text = "\n".join([
-        "# Sketch fidelity: proxies from sketches vs full tensors (Kendall tau)",
-        "",
-        f"Command: `python benchmarks/sketch_fidelity.py --archs {args.archs} --batch {args.batch} "
-        f"--sizes {args.sizes} --spaces {args.spaces}`",
+    write_report(
+        args.out, "Sketch fidelity: proxies from sketches vs full tensors (Kendall tau)",
+        f"python benchmarks/sketch_fidelity.py --archs {args.archs} --batch {args.batch} "
+        f"--sizes {args.sizes} --spaces {args.spaces}",
         f"({args.archs} architectures per space drawn with seed 0, skimage crops of c100, seed 0. "
         "grad-norm and weight-L2 are sums of per-unit Frobenius norms, exact by construction since "
         "sketches keep each tensor's RMS; SNIP = sum |W * gW| is the real test.)",
-        "",
-        "| space | sketch | " + " | ".join(PROXIES) + " |",
-        "|---|---|" + "---|" * len(PROXIES),
-        *rows,
-        "",
-    ])
-    write_text(args.out, text)
-    print(text)
+        table(["space", "sketch", *PROXIES], rows))
 
 
 if __name__ == "__main__":

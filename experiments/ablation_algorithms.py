@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import space_jcm, vitbench_tasks  # noqa: E402
-from gp_proxy.atomic import write_text  # noqa: E402
+from gp_proxy.report import table, write_report  # noqa: E402
 from gp_proxy.discover import DiscoveryConfig, discover  # noqa: E402
 from gp_proxy.evolve import Objective  # noqa: E402
 
@@ -59,27 +59,16 @@ def main() -> None:
         finals = np.array([r[-1] for r in runs])
         summary.append(f"| {algo} | {finals.mean():.3f} +- {finals.std():.3f} |")
     _plot(grid, curves, args.plot)
-    text = "\n".join([
-        "# Elitism-preserve vs (mu + lambda) at equal evaluations",
-        "",
-        f"Command: `python experiments/ablation_algorithms.py --cache {args.cache} --evaluations {args.evaluations} "
-        f"--seeds {args.seeds} --population {args.population} --size-limit {args.size_limit}`",
-        "",
+    write_report(
+        args.out, "Elitism-preserve vs (mu + lambda) at equal evaluations",
+        f"python experiments/ablation_algorithms.py --cache {args.cache} --evaluations {args.evaluations} "
+        f"--seeds {args.seeds} --population {args.population} --size-limit {args.size_limit}",
         f"Joint ViT-Bench-101 tasks (AutoFormer + PiT x 3 KD data sets), 50/50 split; population {args.population}; "
         "(mu + lambda): lambda = mu, cxpb = mutpb = 0.5, truncation selection; elitism-preserve: pool 50%, top-5, "
         f"margin 0.01, 5 tries. Plot: `{args.plot}`.",
-        "",
-        "| algorithm | best training JCM at the budget (mean +- std over seeds) |",
-        "|---|---|",
-        *summary,
-        "",
-        "| algorithm | seed | evaluations | JCM train | JCM held-out | held-out AutoFormer | held-out PiT | best proxy |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-    ])
-    write_text(args.out, text)
-    print(text)
+        table(["algorithm", "best training JCM at the budget (mean +- std over seeds)"], summary),
+        table(["algorithm", "seed", "evaluations", "JCM train", "JCM held-out", "held-out AutoFormer", "held-out PiT",
+               "best proxy"], rows))
 
 
 def _plot(grid: np.ndarray, curves: dict, path: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import space_jcm, vitbench_tasks  # noqa: E402
-from gp_proxy.atomic import write_text  # noqa: E402
+from gp_proxy.report import table, write_report  # noqa: E402
 from gp_proxy.discover import DiscoveryConfig, discover  # noqa: E402
 from gp_proxy.evolve import Objective  # noqa: E402
 
@@ -50,23 +50,14 @@ def main() -> None:
         rows.append(f"| {label} | {cells} | {space_jcm(rep, 'autoformer'):.3f} | {space_jcm(rep, 'pit'):.3f} | "
                     f"{rep.jcm_test:.3f} | `{result.halloffame[0]}` |")
         print(rows[-1], flush=True)
-    text = "\n".join([
-        "# What discovered proxies generalise to",
-        "",
-        f"Command: `python experiments/ablation_generalisation.py --cache {args.cache} --iterations {args.iterations} "
-        f"--seed {args.seed} --size-limit {args.size_limit}`",
-        "",
+    write_report(
+        args.out, "What discovered proxies generalise to",
+        f"python experiments/ablation_generalisation.py --cache {args.cache} --iterations {args.iterations} "
+        f"--seed {args.seed} --size-limit {args.size_limit}",
         "Each row searches on the tasks it names (search half of each space, split seed 0) and reports Kendall "
         "tau on the held-out half of every task. Tasks not searched on measure transfer: to other data sets "
         "(single-data-set rows) or to the other space (single-space rows).",
-        "",
-        "| searched on | " + " | ".join(f"held-out {n}" for n in names) + " | AutoFormer JCM | PiT JCM | all 6 | proxy |",
-        "|---|" + "---|" * len(names) + "---|---|---|---|",
-        *rows,
-        "",
-    ])
-    write_text(args.out, text)
-    print(text)
+        table(["searched on", *(f"held-out {n}" for n in names), "AutoFormer JCM", "PiT JCM", "all 6", "proxy"], rows))
 
 
 if __name__ == "__main__":

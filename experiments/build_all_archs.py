@@ -13,7 +13,7 @@ import sys
 import torch
 from tqdm.auto import tqdm
 
-from gp_proxy.atomic import write_text
+from gp_proxy.report import table, write_report
 from vit_space.bench import load_bench
 from vit_space.spaces import count_params, disable_fused_attention, get_space, measure_macs
 
@@ -39,20 +39,12 @@ def main() -> int:
             macs.append(m)
         rows.append(f"| {name} | {len(bench)} | {min(params) / 1e6:.2f}-{max(params) / 1e6:.2f} | "
                     f"{min(macs) / 1e9:.2f}-{max(macs) / 1e9:.2f} | {sum(f.startswith(name) for f in failures)} |")
-    text = "\n".join([
-        "# Every ViT-Bench-101 architecture builds on timm",
-        "",
-        f"Command: `python experiments/build_all_archs.py --num-classes {args.num_classes}` "
+    write_report(
+        args.out, "Every ViT-Bench-101 architecture builds on timm",
+        f"python experiments/build_all_archs.py --num-classes {args.num_classes}",
         "(models built on the meta device; MACs counted by torch's FlopCounterMode with unfused attention)",
-        "",
-        "| space | built | params (M) | GMACs (224x224) | mismatches with the analytic counts |",
-        "|---|---|---|---|---|",
-        *rows,
-        "",
-        *failures,
-    ])
-    write_text(args.out, text + "\n")
-    print(text)
+        table(["space", "built", "params (M)", "GMACs (224x224)", "mismatches with the analytic counts"], rows),
+        "\n".join(failures))
     return 1 if failures else 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SPACES, baseline_reports, space_jcm, vitbench_tasks  # noqa: E402
-from gp_proxy.atomic import write_text  # noqa: E402
+from gp_proxy.report import table, write_report  # noqa: E402
 from gp_proxy.discover import DiscoveryConfig, discover  # noqa: E402
 from gp_proxy.evolve import Objective  # noqa: E402
 from gp_proxy.store import load_proxy  # noqa: E402
@@ -51,31 +51,21 @@ def main() -> None:
                      f"{result.evaluations} evals, {result.seconds:.0f} s"))
     for name, rep in baseline_reports(tasks).items():
         rows.append((name, "", rep, ""))
-    header = ("| proxy | expression | JCM train (both) | held-out AutoFormer | held-out PiT | held-out both | "
-              "train AutoFormer | train PiT | run |")
-    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
-    for name, expr, rep, run in sorted(rows, key=lambda r: -(r[2].jcm_test if r[2].valid else -9)):
-        lines.append(f"| {name} | {expr} | {rep.jcm_train:.3f} | {space_jcm(rep, 'autoformer'):.3f} | "
-                     f"{space_jcm(rep, 'pit'):.3f} | {rep.jcm_test:.3f} | {space_jcm(rep, 'autoformer', 'train'):.3f} | "
-                     f"{space_jcm(rep, 'pit', 'train'):.3f} | {run} |")
-    text = "\n".join([
-        "# Proxies discovered on ViT-Bench-101, held-out quality",
-        "",
-        f"Command: `python experiments/discover_vitbench.py --cache {args.cache} --seeds {args.seeds} "
+    lines = [f"| {name} | {expr} | {rep.jcm_train:.3f} | {space_jcm(rep, 'autoformer'):.3f} | "
+             f"{space_jcm(rep, 'pit'):.3f} | {rep.jcm_test:.3f} | {space_jcm(rep, 'autoformer', 'train'):.3f} | "
+             f"{space_jcm(rep, 'pit', 'train'):.3f} | {run} |"
+             for name, expr, rep, run in sorted(rows, key=lambda r: -(r[2].jcm_test if r[2].valid else -9))]
+    write_report(
+        args.out, "Proxies discovered on ViT-Bench-101, held-out quality",
+        f"python experiments/discover_vitbench.py --cache {args.cache} --seeds {args.seeds} "
         f"--iterations {args.iterations} --population {args.population} --jcm {args.jcm} "
-        f"--conditions {args.conditions} --size-limit {args.size_limit} --runs {args.runs}`",
-        "",
+        f"--conditions {args.conditions} --size-limit {args.size_limit} --runs {args.runs}",
         "Tasks: AutoFormer and PiT x c100/flower/chaoyang KD accuracies (6 tasks); each space split 50/50 "
         "(seed 0) into search and held-out architectures. Statistics: skimage crops, batch 16, seed 0, "
         f"sketch 32, conditions {args.conditions}. JCM = mean Kendall tau; a space's JCM = mean over its three tasks. "
         "Sorted by held-out JCM (both spaces); discovered proxies are chosen by training JCM only.",
-        "",
-        *lines,
-        "",
-    ])
-    write_text(args.out, text)
-    print(text)
-
+        table(["proxy", "expression", "JCM train (both)", "held-out AutoFormer", "held-out PiT", "held-out both",
+               "train AutoFormer", "train PiT", "run"], lines))
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import param_scores, space_jcm, vitbench_tasks  # noqa: E402
-from gp_proxy.atomic import write_text  # noqa: E402
+from gp_proxy.report import table, write_report  # noqa: E402
 from gp_proxy.discover import DiscoveryConfig, discover  # noqa: E402
 from gp_proxy.evolve import Objective  # noqa: E402
 from gp_proxy.fitness import report  # noqa: E402
@@ -50,26 +50,15 @@ def main() -> None:
     mean = {k: np.mean(v, axis=0) for k, v in scores.items()}
     std = {k: np.std(v, axis=0) for k, v in scores.items()}
     summary = [f"| {k} | " + " | ".join(f"{m:.3f} +- {s:.3f}" for m, s in zip(mean[k], std[k])) + " |" for k in scores]
-    text = "\n".join([
-        "# K-fold generalisation of discovered proxies on ViT-Bench-101",
-        "",
-        f"Command: `python experiments/kfold_discovery.py --cache {args.cache} --folds {args.folds} "
-        f"--iterations {args.iterations} --seed {args.seed} --conditions {args.conditions} --size-limit {args.size_limit}`",
-        "",
+    write_report(
+        args.out, "K-fold generalisation of discovered proxies on ViT-Bench-101",
+        f"python experiments/kfold_discovery.py --cache {args.cache} --folds {args.folds} "
+        f"--iterations {args.iterations} --seed {args.seed} --conditions {args.conditions} --size-limit {args.size_limit}",
         f"Each space is cut into {args.folds} seeded folds (20 architectures each); the search sees the other folds "
         "(80 architectures per space, 6 tasks) and the held-out numbers are mean Kendall tau over the fold's tasks.",
-        "",
-        "| proxy | held-out AutoFormer | held-out PiT | held-out both |",
-        "|---|---|---|---|",
-        *summary,
-        "",
-        "| fold | discovered AutoFormer | discovered PiT | discovered both | params AutoFormer | params PiT | params both | discovered proxy |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-    ])
-    write_text(args.out, text)
-    print(text)
+        table(["proxy", "held-out AutoFormer", "held-out PiT", "held-out both"], summary),
+        table(["fold", "discovered AutoFormer", "discovered PiT", "discovered both", "params AutoFormer", "params PiT",
+               "params both", "discovered proxy"], rows))
 
 
 if __name__ == "__main__":
