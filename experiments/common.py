@@ -16,11 +16,17 @@ from vit_space.tasks import bench_tasks
 SPACES = ("autoformer", "pit")
 
 
+def vitbench_spec(conditions: tuple[str, ...] = ("data",), source: str = "skimage", batch: int = 16,
+                  sketch: int = 32, seed: int = 0) -> ProbeSpec:
+    """The experiments' probe spec (on c100; tasks switch the data set)."""
+    return ProbeSpec(BatchSpec("c100", source, batch, seed), sketch, conditions)
+
+
 def vitbench_tasks(cache_dir: str, spaces=SPACES, datasets=None, holdout: float = 0.5, split_seed: int = 0,
                    batch: int = 16, sketch: int = 32, source: str = "skimage",
                    conditions: tuple[str, ...] = ("data",), fold: tuple[int, int] | None = None) -> list[Task]:
     """The ViT-Bench-101 tasks; `fold` = (k, i) uses fold i of a seeded k-fold split instead of `holdout`."""
-    spec = ProbeSpec(BatchSpec("c100", source, batch), sketch, conditions)
+    spec = vitbench_spec(conditions, source, batch, sketch)
     tasks = []
     for name in spaces:
         bench = load_bench(name)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SPACES, baseline_reports, space_jcm, vitbench_tasks  # noqa: E402
+from common import SPACES, baseline_reports, space_jcm, vitbench_spec, vitbench_tasks  # noqa: E402
 from gp_proxy.report import table, write_report  # noqa: E402
 from gp_proxy.discover import DiscoveryConfig, discover  # noqa: E402
 from gp_proxy.evolve import Objective  # noqa: E402
@@ -42,8 +42,7 @@ def main() -> None:
         config = DiscoveryConfig(iterations=args.iterations, population=args.population, seed=seed, jcm=args.jcm,
                                  size_limit=args.size_limit)
         result = discover(tasks, config, out, resume=(out / "checkpoint.json").exists(),
-                          probe={"source": "skimage", "batch_size": 16, "seed": 0, "sketch_size": 32,
-                                 "conditions": list(conditions)},
+                          probe=vitbench_spec(conditions).as_dict(),
                           provenance={"benchmarks": list(SPACES)})
         best = load_proxy(result.saved[0])
         rep = Objective(tasks).report(best.tree())

@@ -41,17 +41,17 @@ class SavedProxy:
         payload = {"format": FORMAT, "version": VERSION, "expression": self.expression,
                    "statistics": {"names": self.names, "groups": self.groups, "probe": self.probe},
                    "fitness": self.fitness, "provenance": {"engine_version": __version__, **self.provenance}}
-        return json.dumps(_finite(payload), indent=2) + "\n"
+        return json.dumps(json_safe(payload), indent=2) + "\n"
 
 
-def _finite(value):
-    """JSON has no NaN: write it as null."""
+def json_safe(value):
+    """`value` with every non-finite float (JSON has no NaN or inf) replaced by None (null)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 

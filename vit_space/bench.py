@@ -59,6 +59,18 @@ def field_name(dataset: str, kind: str = "kd") -> str:
     return f"{DATASETS[dataset]}_{kind}_acc"
 
 
+def field_dataset(field: str) -> str:
+    """The data set whose images a field's networks were trained on (``flower_kd_acc`` -> ``flowers``,
+    ``imagenet_super_acc`` -> ``imagenet``); `AutoproxError` for other fields."""
+    if field == IMAGENET_FIELD:
+        return "imagenet"
+    for dataset, stem in DATASETS.items():
+        if any(field == f"{stem}_{kind}_acc" for kind in KINDS):
+            return dataset
+    raise AutoproxError(f"field {field!r} names no known data set; known fields look like c100_kd_acc, "
+                        f"flower_base_acc, {IMAGENET_FIELD}")
+
+
 @dataclass(frozen=True, eq=False)
 class Benchmark:
     """Architectures of one search space with their accuracies, aligned by index.

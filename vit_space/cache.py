@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from gp_proxy.atomic import atomic_path
@@ -59,7 +60,7 @@ class ProbeSpec:
                 "batch": self.batch.key(), "sketch": self.sketch_size, "condition": condition}
 
 
-def _digest(key: dict) -> str:
+def digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -70,7 +71,7 @@ class StatsCache:
         self.root = Path(root).expanduser() if root is not None else cache_root() / "stats"
 
     def path(self, key: dict) -> Path:
-        return self.root / key["space"] / f"{_digest(key)}.pt"
+        return self.root / key["space"] / f"{digest(key)}.pt"
 
     def load(self, key: dict) -> UnitStats | None:
         """The cached statistics for `key`, None if absent; `AutoproxError` if corrupt or mismatched."""
@@ -105,20 +106,24 @@ class StatsCache:
 
 
 @lru_cache(maxsize=8)
-def _batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_of(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
     return make_batch(spec)
+
+
+def build_seeded(space: Space, arch: Arch, batch: BatchSpec) -> nn.Module:
+    """`arch` built for `batch`'s data set with its seeded init under the batch seed, in train mode
+    (the model every probe and pass proxy sees)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(space.seeded_init(arch, batch.seed))
+        model = space.build(arch, num_classes=get_dataset(batch.dataset).num_classes, img_size=batch.image_size)
+    return model.train()
 
 
 def probe_arch(space: Space, arch: Arch, spec: ProbeSpec, only: Sequence[str] | None = None) -> dict[str, UnitStats]:
     """Build `arch` with its seeded init and probe it under the spec's conditions (or `only` these)."""
-    images, labels = _batch(spec.batch)
+    images, labels = batch_of(spec.batch)
     conds = conditions(tuple(only or spec.conditions), images, labels, spec.batch.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(space.seeded_init(arch, spec.batch.seed))
-        model = space.build(arch, num_classes=get_dataset(spec.batch.dataset).num_classes,
-                            img_size=spec.batch.image_size)
-    model.train()
-    return probe_conditions(model, conds, spec.sketch_size, spec.batch.seed)
+    return probe_conditions(build_seeded(space, arch, spec.batch), conds, spec.sketch_size, spec.batch.seed)
 
 
 @dataclass
@@ -188,5 +193,5 @@ def load_bundle(space: Space, archs: Sequence[Arch], spec: ProbeSpec, cache: Sta
     return stack(entries, list(ids) if ids is not None else [space.arch_hash(a) for a in archs])
 
 
-__all__ = ["CONDITIONS", "FORMAT_VERSION", "FillReport", "ProbeSpec", "StatsCache", "fill", "load_bundle",
+__all__ = ["CONDITIONS", "FORMAT_VERSION", "FillReport", "ProbeSpec", "StatsCache", "batch_of", "build_seeded", "digest", "fill", "load_bundle",
            "merge_conditions", "probe_arch"]

@@ -21,6 +21,8 @@ from gp_proxy.library import KNOWN_PROXIES
 from vit_space import bench as bench_mod
 from vit_space.cache import CONDITIONS, ProbeSpec, StatsCache, fill
 from vit_space.data import DATASETS, BatchSpec
+from vit_space.proxies import catalogue, resolve_proxy
+from vit_space.rank import FORMATS, bench_fields, format_rankings, rank
 from vit_space.spaces import Arch, Space, get_space
 from vit_space.tasks import tasks_for
 
@@ -122,6 +124,27 @@ def cmd_discover(args: argparse.Namespace) -> None:
     print(f"summary: {Path(args.out) / 'summary.md'}")
 
 
+def cmd_rank(args: argparse.Namespace) -> None:
+    if args.format not in FORMATS:
+        raise AutoproxError(f"unknown format {args.format!r}; known: {', '.join(FORMATS)}")
+    proxies = [resolve_proxy(p) for p in _csv(args.proxy)]
+    if not proxies:
+        raise AutoproxError("--proxy needs a proxy name or a saved PROXY.json")
+    spec, cache = _probe_spec(args), StatsCache(args.cache)
+    rankings = []
+    for name in _csv(args.bench):
+        bench = bench_mod.load_bench(name)
+        fields = bench_fields(bench, _csv(args.datasets), args.fields)
+        rankings += [rank(p, bench, fields, spec, cache, args.holdout, args.split_seed, progress=not args.quiet)
+                     for p in proxies]
+    print(format_rankings(rankings, args.format))
+
+
+def cmd_proxies(args: argparse.Namespace) -> None:
+    for name, (kind, description) in catalogue().items():
+        print(f"{name:16s} {kind:9s} {description}")
+
+
 def cmd_arch(args: argparse.Namespace) -> None:
     for space, archs, _ in _targets(args):
         for arch in archs:
@@ -204,6 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="real data for one data set")
     _add_probe_args(p)
     p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("rank", help="correlate a proxy's scores with a benchmark's accuracies")
+    p.add_argument("--bench", required=True, help="benchmark name(s) (autoformer, pit) or file(s), comma-separated")
+    p.add_argument("--proxy", required=True, help="known proxy name(s) (see `autoprox proxies`) or PROXY.json, comma-separated")
+    p.add_argument("--datasets", default="", help="comma-separated, e.g. c100,flowers,chaoyang,imagenet "
+                   "(default: the benchmark's data sets with --fields)")
+    p.add_argument("--fields", default="kd", choices=["kd", "base", "all"],
+                   help="accuracy fields: KD-trained, trained from scratch, or every field (ImageNet supernet too)")
+    p.add_argument("--holdout", type=float, default=0.5, help="share of architectures in the held-out part (0: none)")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--format", default="table", help=f"output: {', '.join(FORMATS)}")
+    _add_probe_args(p)
+    p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("proxies", help="list the known proxies")
+    p.set_defaults(func=cmd_proxies)
 
     p = sub.add_parser("arch", help="validate architectures and print their hash, parameters and MACs")
     _add_target_args(p)

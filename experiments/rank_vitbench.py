@@ -1,0 +1,174 @@
+"""Hand-designed and discovered proxies ranked on ViT-Bench-101 (the comparison of issue 4).
+
+Writes OUT.md and OUT.csv: Kendall tau of every proxy on every accuracy field of both spaces,
+on the whole benchmark and on the held-out half (split seed 0, the split discovery used),
+sorted by JCM (mean Kendall tau over the KD fields); the accuracy of each proxy's top-ranked
+architecture next to the best and the mean; the same proxies under two other proxy batches;
+and OUT_scatter.png, score vs accuracy for the top proxies.
+
+    python experiments/rank_vitbench.py --cache DIR --discovered results/discovery_small \
+        --out results/vitbench101_ranking
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import SPACES, vitbench_spec  # noqa: E402
+from gp_proxy.atomic import write_text  # noqa: E402
+from gp_proxy.fitness import jcm  # noqa: E402
+from gp_proxy.report import table, write_report  # noqa: E402
+from gp_proxy.store import load_proxy  # noqa: E402
+from vit_space.bench import field_dataset, load_bench  # noqa: E402
+from vit_space.cache import StatsCache  # noqa: E402
+from vit_space.proxies import catalogue  # noqa: E402
+from vit_space.rank import Ranking, bench_fields, format_rankings, rank  # noqa: E402
+
+
+def kd_jcm(r: Ranking, part: str = "whole") -> float:
+    values = getattr(r, part)
+    return jcm([c["kendall"] for f, c in values.items() if "_kd_" in f])
+
+
+def discovered(folders: list[str]) -> dict[str, object]:
+    """The best proxy (rank01.json) of each discovery run under `folders` (runs named seedN)."""
+    out = {}
+    for folder in folders:
+        for run in sorted(Path(folder).glob("*/proxies/rank01.json")):
+            out[f"discovered ({Path(folder).name}/{run.parent.parent.name})"] = load_proxy(run)
+    return out
+
+
+def ranking_tables(names: list[str], results: dict[tuple[str, str], Ranking]) -> tuple[str, list[str]]:
+    """Summary across spaces, then one table per space with every field; and the names sorted by JCM."""
+    both = {n: np.mean([kd_jcm(results[n, s]) for s in SPACES]) for n in names}
+    order = sorted(names, key=lambda n: -both[n] if np.isfinite(both[n]) else np.inf)
+    rows = [f"| {n} | {catalogue().get(n, ('discovered',))[0]} | "
+            + " | ".join(f"{kd_jcm(results[n, s]):.3f}" for s in SPACES) + f" | {both[n]:.3f} | "
+            + " | ".join(f"{kd_jcm(results[n, s], 'heldout'):.3f}" for s in SPACES)
+            + f" | {np.mean([np.mean(list(results[n, s].seconds_per_arch.values())) for s in SPACES]):.3g} |"
+            for n in order]
+    blocks = [table(["proxy", "kind", *[f"{s} JCM" for s in SPACES], "both", *[f"{s} held-out" for s in SPACES],
+                     "s/arch"], rows)]
+    for space in SPACES:
+        fields = list(results[order[0], space].whole)
+        rows = [f"| {n} | " + " | ".join(f"{results[n, space].whole[f]['kendall']:.3f}" for f in fields)
+                + f" | {kd_jcm(results[n, space]):.3f} |" for n in order]
+        blocks += [f"### {space}: Kendall tau per field, all 100 architectures", table(["proxy", *fields, "KD JCM"], rows)]
+    return "\n\n".join(blocks), order
+
+
+def selection_table(names: list[str], results: dict[tuple[str, str], Ranking]) -> str:
+    """Accuracy of the architecture each proxy ranks first, per space and KD field."""
+    columns = [(s, f) for s in SPACES for f in results[names[0], s].whole if "_kd_" in f]
+    benches = {s: load_bench(s) for s in SPACES}
+    ref = [f"| {label} | " + " | ".join(f"{stat(benches[s].accuracy(f)):.2f}" for s, f in columns) + " |"
+           for label, stat in (("best in the benchmark", np.nanmax), ("mean of the benchmark", np.nanmean))]
+    rows = [f"| {n} | " + " | ".join(f"{results[n, s].whole[f]['top1_acc']:.2f}" for s, f in columns) + " |"
+            for n in names]
+    return table(["proxy", *[f"{s} {f}" for s, f in columns]], ref + rows)
+
+
+def batch_table(names: list[str], proxies: dict, cache: StatsCache, archs: int, dataset: str) -> str:
+    """Kendall tau on one KD field of a seeded subset of each space under three proxy batches."""
+    base = vitbench_spec()
+    variants = {"skimage crops, seed 0": base, "Gaussian noise, seed 0": replace(base, batch=replace(base.batch, source="noise")),
+                "skimage crops, seed 1": replace(base, batch=replace(base.batch, seed=1))}
+    rows = []
+    for n in names:
+        cells = []
+        for space in SPACES:
+            bench = load_bench(space)
+            subset = bench.subset(sorted(random.Random(0).sample(range(len(bench)), archs)))
+            field = bench_fields(bench, [dataset], "kd")
+            for spec in variants.values():
+                r = rank(proxies[n], subset, field, spec, cache, holdout=0, progress=False)
+                cells.append(f"{r.whole[field[0]]['kendall']:.3f}")
+        rows.append(f"| {n} | " + " | ".join(cells) + " |")
+    header = ["proxy", *[f"{s}: {v}" for s in SPACES for v in variants]]
+    return table(header, rows)
+
+
+def scatter(path: Path, names: list[str], results: dict[tuple[str, str], Ranking]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [(s, f) for s in SPACES for f in results[names[0], s].whole if "_kd_" in f]
+    fig, axes = plt.subplots(len(names), len(columns), figsize=(2.6 * len(columns), 2.3 * len(names)), squeeze=False)
+    for i, n in enumerate(names):
+        for j, (space, field) in enumerate(columns):
+            r, ax = results[n, space], axes[i][j]
+            scores, acc = r.scores[field], load_bench(space).accuracy(field)
+            ax.scatter(scores, acc, s=6)
+            if np.all(scores > 0) and scores.max() > 100 * scores.min():
+                ax.set_xscale("log")
+            ax.set_title(f"{space} {field}\ntau {r.whole[field]['kendall']:.3f}", fontsize=7)
+            ax.tick_params(labelsize=6)
+            if j == 0:
+                ax.set_ylabel(n[:28], fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", required=True)
+    parser.add_argument("--discovered", default="results/discovery_small", help="discovery run folders, comma-separated")
+    parser.add_argument("--proxies", default=",".join(catalogue()), help="known proxy names, comma-separated")
+    parser.add_argument("--datasets", default="c100,flowers,chaoyang,imagenet")
+    parser.add_argument("--batch-archs", type=int, default=30, help="architectures per space in the batch table")
+    parser.add_argument("--batch-dataset", default="c100")
+    parser.add_argument("--plots", type=int, default=4, help="proxies in the scatter plot")
+    parser.add_argument("--out", default="results/vitbench101_ranking")
+    args = parser.parse_args()
+    cache, spec = StatsCache(args.cache), vitbench_spec()
+    proxies = {n: n for n in args.proxies.split(",")} | discovered(args.discovered.split(","))
+    datasets = args.datasets.split(",")
+    results = {}
+    for space in SPACES:
+        bench = load_bench(space)
+        fields = [f for f in bench.fields if field_dataset(f) in datasets]
+        for label, proxy in proxies.items():
+            results[label, space] = replace(rank(proxy, bench, fields, spec, cache), proxy=label)
+    names = list(proxies)
+    ranking, order = ranking_tables(names, results)
+    out = Path(args.out)
+    write_text(out.with_suffix(".csv"), format_rankings([results[n, s] for n in order for s in SPACES], "csv") + "\n")
+    scatter(out.with_name(out.name + "_scatter.png"), order[: args.plots], results)
+    expressions = [f"- {n}: `{p.expression}`" for n, p in proxies.items() if not isinstance(p, str)]
+    write_report(
+        out.with_suffix(".md"), "Zero-cost proxies ranked on ViT-Bench-101",
+        f"python experiments/rank_vitbench.py --cache {args.cache} --discovered {args.discovered} "
+        f"--datasets {args.datasets} --batch-archs {args.batch_archs} --batch-dataset {args.batch_dataset} "
+        f"--out {args.out}",
+        f"Proxy batch: {spec.batch.batch_size} scikit-image crops per data set (the IHC image for chaoyang), "
+        f"random labels, seed {spec.batch.seed} (batch, labels and each architecture's init), 224 px; "
+        f"program proxies read {spec.sketch_size}x{spec.sketch_size} sketches of the probe's statistics. "
+        "JCM = mean Kendall tau over the KD fields of a space; 'both' = mean of the two spaces. Held-out = "
+        "the 50 architectures per space that discovery never saw (split seed 0); discovered proxies were "
+        "fit on the other 50, so their whole-benchmark numbers are optimistic and the held-out columns "
+        "are the fair comparison. s/arch = wall time per architecture on this 2-core machine: for pass "
+        "proxies their own passes (measured while two scoring processes shared the cores), for program "
+        "proxies the evaluation from cached statistics only; the probe they share costs about 1 s per "
+        "architecture and data set (`cache_full.md`). Fields: " + ", ".join(datasets) + ".",
+        "\n".join(expressions),
+        ranking,
+        "## Selection quality: accuracy of the architecture each proxy ranks first\n\n" + selection_table(order, results),
+        f"## Batch dependence: Kendall tau on {args.batch_dataset} KD, {args.batch_archs} seeded architectures per "
+        "space, three proxy batches (seed 1 changes the crops, the labels and the init)\n\n"
+        + batch_table(order, proxies, cache, args.batch_archs, args.batch_dataset),
+        f"Scatter plots of the top {args.plots} proxies: `{out.name}_scatter.png`; every number: `{out.name}.csv`.",
+    )
+
+
+if __name__ == "__main__":
+    main()

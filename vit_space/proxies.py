@@ -1,0 +1,185 @@
+"""Every proxy a user can rank architectures with, and the cache of scores that need own passes.
+
+Three kinds, one interface (`proxy_scores`):
+- analytic: parameter count and MACs, from the space's formulas (no model built);
+- program: expressions of the proxy language over the probe's cached statistics (the known
+  proxies of `gp_proxy.library`, or a saved proxy file), evaluated on the whole set at once;
+- pass: `vit_space.zero_cost` functions run on the model built with the probe's seeded init and
+  batch; their scores and wall times are cached per (architecture, batch) next to the statistics.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from gp_proxy.atomic import write_text
+from gp_proxy.errors import AutoproxError
+from gp_proxy.library import KNOWN_PROXIES
+from gp_proxy.primitives import build_pset
+from gp_proxy.program import Evaluator, parse
+from gp_proxy.store import SavedProxy, json_safe, load_proxy
+from vit_space.cache import ProbeSpec, StatsCache, batch_of, build_seeded, digest, fill, load_bundle
+from vit_space.data import BatchSpec, get_dataset
+from vit_space.spaces import Arch, Space
+from vit_space.zero_cost import PASS_PROXIES
+
+SCORES_VERSION = 1
+ANALYTIC = {"params": "parameter count of the built model (with the data set's head)",
+            "flops": "multiply-accumulates of one forward pass of one image (MACs)"}
+
+
+def catalogue() -> dict[str, tuple[str, str]]:
+    """Known proxy names -> (kind, one-line description), in report order."""
+    out = {name: ("analytic", text) for name, text in ANALYTIC.items()}
+    out |= {name: ("program", p.description) for name, p in KNOWN_PROXIES.items()}
+    out |= {name: ("pass", " ".join((fn.__doc__ or "").split("\n\n")[0].split())) for name, fn in PASS_PROXIES.items()}
+    return out
+
+
+def resolve_proxy(name_or_path: str) -> str | SavedProxy:
+    """A known proxy name, or a saved proxy file (`*.json` or an existing path)."""
+    if name_or_path in catalogue():
+        return name_or_path
+    if name_or_path.endswith(".json") or Path(name_or_path).exists():
+        return load_proxy(name_or_path)
+    raise AutoproxError(f"unknown proxy {name_or_path!r}; known: {', '.join(catalogue())}, or a saved PROXY.json")
+
+
+def proxy_label(proxy: str | SavedProxy) -> str:
+    return proxy if isinstance(proxy, str) else proxy.expression
+
+
+def spec_of(proxy: SavedProxy, dataset: str) -> ProbeSpec:
+    """The probe spec a saved proxy was discovered with, on `dataset`'s batch (image size 224 when
+    the file does not say: files of engine 0.1.0 did not record it)."""
+    probe = proxy.probe
+    try:
+        spec = ProbeSpec(BatchSpec(dataset, probe["source"], probe["batch_size"], probe["seed"],
+                                   probe.get("image_size", 224)),
+                         probe["sketch_size"], tuple(probe["conditions"]))
+    except (KeyError, TypeError) as e:
+        raise AutoproxError(f"the proxy's statistics spec lacks {e}; it needs source, batch_size, seed, "
+                            "image_size, sketch_size and conditions") from e
+    spec.validate()
+    return spec
+
+
+class ScoreCache:
+    """Pass-proxy scores, one JSON file per (space, architecture, batch): `{proxy: score}` and the
+    seconds each took. Lives in the statistics cache folder, under `_scores/`."""
+
+    def __init__(self, stats_cache: StatsCache):
+        self.root = stats_cache.root / "_scores"
+
+    @staticmethod
+    def key(space: Space, arch: Arch, batch: BatchSpec) -> dict:
+        return {"format": SCORES_VERSION, "space": space.name, "arch": space.to_json(arch), "batch": batch.key()}
+
+    def path(self, key: dict) -> Path:
+        return self.root / key["space"] / f"{digest(key)}.json"
+
+    def load(self, key: dict) -> dict:
+        """{"scores": {...}, "seconds": {...}} for `key` (empty when absent); corrupt files are refused."""
+        path = self.path(key)
+        if not path.is_file():
+            return {"scores": {}, "seconds": {}}
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            ok = payload["key"] == key and all(isinstance(payload[k], dict) for k in ("scores", "seconds"))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise AutoproxError(f"score cache file {path} is corrupt ({type(e).__name__}); delete it to recompute") from e
+        if not ok:
+            raise AutoproxError(f"score cache file {path} holds another entry than its name says; delete it")
+        payload["scores"] = {k: float("nan") if v is None else float(v) for k, v in payload["scores"].items()}
+        return payload
+
+    def save(self, key: dict, entry: dict) -> None:
+        """Merge `entry` into the file on disk (another process may have added scores meanwhile)."""
+        on_disk = self.load(key)
+        scores, seconds = on_disk["scores"] | entry["scores"], on_disk["seconds"] | entry["seconds"]
+        payload = {"key": key, "scores": json_safe(scores), "seconds": seconds}
+        write_text(self.path(key), json.dumps(payload, sort_keys=True) + "\n")
+
+
+def pass_scores(space: Space, archs: Sequence[Arch], batch: BatchSpec, names: Sequence[str], cache: StatsCache,
+                compute_missing: bool = True, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Scores and seconds, each name -> (A,), of pass proxies `names`; computes and caches what is
+    missing (or raises `AutoproxError` if not `compute_missing`).
+
+    Safe to interrupt: every architecture's scores are written as soon as they are computed.
+    """
+    unknown = [n for n in names if n not in PASS_PROXIES]
+    if unknown:
+        raise AutoproxError(f"unknown pass proxies {unknown}; known: {', '.join(PASS_PROXIES)}")
+    store = ScoreCache(cache)
+    scores = {n: np.full(len(archs), np.nan) for n in names}
+    seconds = {n: np.full(len(archs), np.nan) for n in names}
+    with tqdm(archs, desc=f"proxies {batch.dataset}", unit="arch", disable=not progress) as bar:
+        for i, arch in enumerate(bar):
+            key = store.key(space, arch, batch)
+            entry = store.load(key)
+            missing = [n for n in names if n not in entry["scores"]]
+            if missing and not compute_missing:
+                raise AutoproxError(f"architecture {space.arch_hash(arch)} has no cached {', '.join(missing)} "
+                                    f"scores for {batch.key()} in {store.root}")
+            if missing:
+                images, labels = batch_of(batch)
+                model = build_seeded(space, arch, batch)
+                for name in missing:
+                    bar.set_postfix_str(name, refresh=False)
+                    t0 = time.perf_counter()
+                    entry["scores"][name] = float(PASS_PROXIES[name](model, images, labels, batch.seed))
+                    entry["seconds"][name] = time.perf_counter() - t0
+                    model.zero_grad(set_to_none=True)
+                store.save(key, entry)
+            for n in names:
+                scores[n][i], seconds[n][i] = entry["scores"][n], entry["seconds"][n]
+    return scores, seconds
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One proxy's scores (A,) on one batch, and its wall time per architecture in seconds
+    (for programs: evaluation from the cache, the probe not included)."""
+
+    values: np.ndarray
+    seconds_per_arch: float
+
+
+def proxy_scores(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], spec: ProbeSpec, cache: StatsCache,
+                 compute_missing: bool = True, progress: bool = True) -> Scores:
+    """Scores of a known proxy name or a saved proxy on `archs`, measured on `spec`'s batch.
+
+    Saved proxies use their own statistics spec on `spec`'s data set. Statistics and pass scores
+    missing from `cache` are computed (`compute_missing`) or reported as an error.
+    """
+    classes, size = get_dataset(spec.batch.dataset).num_classes, spec.batch.image_size
+    if isinstance(proxy, str) and proxy in ANALYTIC:
+        t0 = time.perf_counter()
+        count = space.num_params if proxy == "params" else space.macs
+        values = np.array([count(a, classes, size) for a in archs], dtype=np.float64)
+        return Scores(values, (time.perf_counter() - t0) / len(archs))
+    if isinstance(proxy, str) and proxy in PASS_PROXIES:
+        scores, seconds = pass_scores(space, archs, spec.batch, [proxy], cache, compute_missing, progress)
+        return Scores(scores[proxy], float(np.nanmean(seconds[proxy])))
+    if isinstance(proxy, SavedProxy):
+        spec, expression, names, groups = spec_of(proxy, spec.batch.dataset), proxy.expression, proxy.names, proxy.groups
+    else:
+        expression, names, groups = KNOWN_PROXIES[proxy].expression, None, None
+    if compute_missing:
+        fill(space, archs, [spec], cache, progress=progress)
+    bundle = load_bundle(space, archs, spec, cache)
+    lacking = sorted(set(names or []) - set(bundle.names))
+    if lacking:
+        raise AutoproxError(f"the proxy reads statistics {lacking} that conditions {','.join(spec.conditions)} "
+                            "do not provide")
+    t0 = time.perf_counter()
+    tree = parse(expression, build_pset(bundle.names, list(groups or bundle.groups)))
+    values = Evaluator(bundle, memo_bytes=0)(tree).astype(np.float64)
+    return Scores(values, (time.perf_counter() - t0) / len(archs))
