@@ -26,8 +26,8 @@ from gp_proxy.atomic import write_text  # noqa: E402
 from gp_proxy.fitness import jcm  # noqa: E402
 from gp_proxy.report import table, write_report  # noqa: E402
 from gp_proxy.store import load_proxy  # noqa: E402
-from vit_space.bench import field_dataset, load_bench  # noqa: E402
-from vit_space.cache import StatsCache  # noqa: E402
+from vit_space.bench import Benchmark, field_dataset, load_bench  # noqa: E402
+from vit_space.cache import ProbeSpec, StatsCache  # noqa: E402
 from vit_space.proxies import catalogue  # noqa: E402
 from vit_space.rank import Ranking, bench_fields, format_rankings, rank  # noqa: E402
 
@@ -76,24 +76,32 @@ def selection_table(names: list[str], results: dict[tuple[str, str], Ranking]) -
     return table(["proxy", *[f"{s} {f}" for s, f in columns]], ref + rows)
 
 
+def batch_variants() -> dict[str, ProbeSpec]:
+    """The default proxy batch and the two others of the batch-dependence table."""
+    base = vitbench_spec()
+    return {"skimage crops, seed 0": base,
+            "Gaussian noise, seed 0": replace(base, batch=replace(base.batch, source="noise")),
+            "skimage crops, seed 1": replace(base, batch=replace(base.batch, seed=1))}
+
+
+def batch_subset(bench: Benchmark, archs: int) -> Benchmark:
+    """A seeded subset of `archs` architectures (the same on every run)."""
+    return bench.subset(sorted(random.Random(0).sample(range(len(bench)), archs)))
+
+
 def batch_table(names: list[str], proxies: dict, cache: StatsCache, archs: int, dataset: str) -> str:
     """Kendall tau on one KD field of a seeded subset of each space under three proxy batches."""
-    base = vitbench_spec()
-    variants = {"skimage crops, seed 0": base, "Gaussian noise, seed 0": replace(base, batch=replace(base.batch, source="noise")),
-                "skimage crops, seed 1": replace(base, batch=replace(base.batch, seed=1))}
-    rows = []
+    variants, rows = batch_variants(), []
     for n in names:
         cells = []
         for space in SPACES:
-            bench = load_bench(space)
-            subset = bench.subset(sorted(random.Random(0).sample(range(len(bench)), archs)))
-            field = bench_fields(bench, [dataset], "kd")
+            subset = batch_subset(load_bench(space), archs)
+            field = bench_fields(subset, [dataset], "kd")
             for spec in variants.values():
                 r = rank(proxies[n], subset, field, spec, cache, holdout=0, progress=False)
                 cells.append(f"{r.whole[field[0]]['kendall']:.3f}")
         rows.append(f"| {n} | " + " | ".join(cells) + " |")
-    header = ["proxy", *[f"{s}: {v}" for s in SPACES for v in variants]]
-    return table(header, rows)
+    return table(["proxy", *[f"{s}: {v}" for s in SPACES for v in variants]], rows)
 
 
 def scatter(path: Path, names: list[str], results: dict[tuple[str, str], Ranking]) -> None:

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from conftest import bench
 from vit_space.cli import main
 
 
@@ -87,3 +88,49 @@ def test_stats_probes_named_timm_models(capsys, tmp_path):
                          "--cache", str(tmp_path), "--quiet")
     assert code == 0, err
     assert "timm: 1 entries (1 probed, 0 already cached)" in out
+
+
+def test_rank_json_names_the_benchmark_fields(capsys):
+    bench("pit")
+    code, out, _ = run(capsys, "rank", "--bench", "pit", "--proxy", "params", "--format", "json", "--quiet")
+    payload = json.loads(out)
+    kendalls = [payload["fields"][f]["kendall"] for f in ("c100_kd_acc", "flower_kd_acc", "chaoyang_kd_acc")]
+    assert code == 0 and payload["proxy"] == "params" and payload["bench"] == "pit"
+    assert payload["jcm"] == pytest.approx(sum(kendalls) / 3) and payload["fields"]["c100_kd_acc"]["n"] == 100
+    assert payload["heldout"]["fields"]["c100_kd_acc"]["n"] == 50
+
+
+def test_rank_probes_new_architectures_of_a_user_benchmark(capsys, tmp_path):
+    archs = [{"base_dim": d, "mlp_ratio": r, "depth": [1, 6, 6], "num_heads": [2, 2, 4]}
+             for d, r in ((16, 2), (24, 4), (32, 8), (16, 8), (24, 2))]
+    records = [{"arch": a, "c100_kd_acc": 60.0 + i} for i, a in enumerate(archs)]
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"space": "pit", "records": records}))
+    argv = ("rank", "--bench", str(path), "--proxy", "snip,naswot", "--holdout", "0", "--image-size", "64",
+            "--batch", "4", "--sketch", "8", "--cache", str(tmp_path / "cache"), "--format", "csv", "--quiet")
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    rows = [line.split(",") for line in out.splitlines()[1:] if ",c100_kd_acc," in line]
+    assert [r[0] for r in rows] == ["snip", "naswot"] and all(r[7] == "5" for r in rows)
+    assert any((tmp_path / "cache" / "_scores" / "pit").iterdir())
+    cached = run(capsys, *argv, "--cached-only")[1]
+    without_times = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731
+    assert without_times(cached) == without_times(out)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("rank", "--bench", "pit", "--proxy", "nope"), "unknown proxy 'nope'; known: params, flops"),
+    (("rank", "--bench", "pit", "--proxy", "params", "--datasets", "imagenet"), "has no field 'imagenet_super_acc'"),
+    (("rank", "--bench", "pit", "--proxy", "params", "--format", "xml"), "unknown format 'xml'"),
+])
+def test_rank_user_errors(capsys, argv, message):
+    bench("pit")
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_rank_cached_only_says_how_to_fill_the_cache(capsys, tmp_path):
+    bench("pit")
+    code, _, err = run(capsys, "rank", "--bench", "pit", "--proxy", "snip", "--cached-only",
+                       "--cache", str(tmp_path), "--quiet")
+    assert code == 2 and "no cached statistics" in err and "autoprox stats" in err

@@ -135,8 +135,8 @@ def cmd_rank(args: argparse.Namespace) -> None:
     for name in _csv(args.bench):
         bench = bench_mod.load_bench(name)
         fields = bench_fields(bench, _csv(args.datasets), args.fields)
-        rankings += [rank(p, bench, fields, spec, cache, args.holdout, args.split_seed, progress=not args.quiet)
-                     for p in proxies]
+        rankings += [rank(p, bench, fields, spec, cache, args.holdout, args.split_seed,
+                          compute_missing=not args.cached_only, progress=not args.quiet) for p in proxies]
     print(format_rankings(rankings, args.format))
 
 
@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=float, default=0.5, help="share of architectures in the held-out part (0: none)")
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--format", default="table", help=f"output: {', '.join(FORMATS)}")
+    p.add_argument("--cached-only", action="store_true",
+                   help="use only cached statistics and scores (default: probe what is missing on the way)")
     _add_probe_args(p)
     p.set_defaults(func=cmd_rank)
 

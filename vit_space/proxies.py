@@ -127,7 +127,8 @@ def pass_scores(space: Space, archs: Sequence[Arch], batch: BatchSpec, names: Se
             missing = [n for n in names if n not in entry["scores"]]
             if missing and not compute_missing:
                 raise AutoproxError(f"architecture {space.arch_hash(arch)} has no cached {', '.join(missing)} "
-                                    f"scores for {batch.key()} in {store.root}")
+                                    f"scores for {batch.key()} in {store.root}; compute them with "
+                                    "`autoprox rank` without --cached-only")
             if missing:
                 images, labels = batch_of(batch)
                 model = build_seeded(space, arch, batch)

@@ -58,10 +58,11 @@ def top1_accuracy(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -
 
 
 def rank(proxy: str | SavedProxy, bench: Benchmark, fields: Sequence[str], spec: ProbeSpec, cache: StatsCache,
-         holdout: float = 0.5, split_seed: int = 0, progress: bool = True) -> Ranking:
+         holdout: float = 0.5, split_seed: int = 0, compute_missing: bool = True, progress: bool = True) -> Ranking:
     """Score every architecture of `bench` with `proxy` on the batch of each field's data set and
     correlate the scores with the field's accuracies (e.g. c100_kd_acc, imagenet_super_acc).
-    Statistics and scores missing from `cache` are computed on the way."""
+    Statistics and scores missing from `cache` are computed on the way (or, without
+    `compute_missing`, raise an `AutoproxError` saying how to compute them)."""
     space = get_space(bench.space)
     archs = [space.validate(a) for a in bench.archs]
     accuracies = {field: bench.accuracy(field) for field in fields}
@@ -71,7 +72,8 @@ def rank(proxy: str | SavedProxy, bench: Benchmark, fields: Sequence[str], spec:
     for field, accuracy in accuracies.items():
         dataset = field_dataset(field)
         if dataset not in per_dataset:
-            per_dataset[dataset] = proxy_scores(proxy, space, archs, spec.for_dataset(dataset), cache, progress=progress)
+            per_dataset[dataset] = proxy_scores(proxy, space, archs, spec.for_dataset(dataset), cache,
+                                                compute_missing, progress)
         result: Scores = per_dataset[dataset]
         scores[field], seconds[field] = result.values, result.seconds_per_arch
         whole[field] = _summary(result.values, accuracy, everything)
