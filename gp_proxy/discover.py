@@ -32,7 +32,8 @@ from gp_proxy.evolve import (Objective, elitism_preserve_step, evaluate_invalid,
 from gp_proxy.fitness import JCM_MODES, Task
 from gp_proxy.library import known_proxy
 from gp_proxy.primitives import build_pset
-from gp_proxy.program import parse
+from gp_proxy.program import Evaluator, parse
+from gp_proxy.simplify import simplify
 from gp_proxy.store import SavedProxy, save_proxy
 
 ALGORITHMS = ("elitism", "mu+lambda")
@@ -242,13 +243,18 @@ def _save_results(result: DiscoveryResult, objective: Objective, pset: gp.Primit
     groups = sorted(set.intersection(*(set(t.bundle.groups) for t in objective.tasks)))
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     rows, paths = [], []
+    bundles = {id(t.bundle): t.bundle for t in objective.tasks}
+    evaluators = [Evaluator(b, memo_bytes=1 << 28) for b in bundles.values()]
     for rank, ind in enumerate(result.halloffame, start=1):
-        report = objective.report(ind)
-        proxy = SavedProxy(str(ind), names, groups, probe, {"jcm_mode": config.jcm, **report.as_dict()},
+        simple = simplify(ind, evaluators)
+        report = objective.report(simple.tree)
+        proxy = SavedProxy(simple.expression, names, groups, probe, {"jcm_mode": config.jcm, **report.as_dict()},
                            {**provenance, "seed": config.seed, "algorithm": config.algorithm, "date": date,
-                            "evaluations": result.evaluations, "rank": rank, "size": len(ind)})
+                            "evaluations": result.evaluations, "rank": rank, "size": len(simple.tree)},
+                           simple.as_dict())
         paths.append(save_proxy(out_dir / "proxies" / f"rank{rank:02d}.json", proxy))
-        rows.append(f"| {rank} | `{ind}` | {len(ind)} | {report.jcm_train:.4f} | {report.jcm_test:.4f} | "
+        shown = f"`{simple.expression}`" + (f" (found as `{ind}`)" if simple.expression != str(ind) else "")
+        rows.append(f"| {rank} | {shown} | {len(simple.tree)} | {report.jcm_train:.4f} | {report.jcm_test:.4f} | "
                     + " | ".join(f"{report.test.get(t.name, {}).get('kendall', float('nan')):.3f}" for t in objective.tasks)
                     + " |")
     buffer = io.StringIO()

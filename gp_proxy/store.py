@@ -4,7 +4,8 @@
      "expression": "agg_sum_all(l1(mul(W, gW)))",
      "statistics": {"names": [...], "groups": [...], "probe": {how they were measured}},
      "fitness": {"jcm_mode": ..., "jcm_train": ..., "jcm_test": ..., "train": {task: {...}}, "test": {...}},
-     "provenance": {"engine_version": ..., "date": ..., ...}}
+     "provenance": {"engine_version": ..., "date": ..., ...},
+     "simplification": {"original": ..., "exact": [...], "rank": [...], "rtol": ...}}  (optional)
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class SavedProxy:
     probe: dict = field(default_factory=dict)
     fitness: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    simplification: dict = field(default_factory=dict)
 
     def tree(self) -> gp.PrimitiveTree:
         """The expression parsed against the primitive set of its statistics and groups."""
@@ -41,6 +43,8 @@ class SavedProxy:
         payload = {"format": FORMAT, "version": VERSION, "expression": self.expression,
                    "statistics": {"names": self.names, "groups": self.groups, "probe": self.probe},
                    "fitness": self.fitness, "provenance": {"engine_version": __version__, **self.provenance}}
+        if self.simplification:
+            payload["simplification"] = self.simplification
         return json.dumps(json_safe(payload), indent=2) + "\n"
 
 
@@ -80,7 +84,8 @@ def load_proxy(path: str | Path) -> SavedProxy:
     names, groups = stats.get("names"), stats.get("groups")
     if not (isinstance(names, list) and isinstance(groups, list)):
         raise AutoproxError(f"{path}: \"statistics\" needs lists \"names\" and \"groups\"")
-    extras = {k: payload.get(k, {}) for k in ("fitness", "provenance")} | {"probe": stats.get("probe", {})}
+    extras = {k: payload.get(k, {}) for k in ("fitness", "provenance", "simplification")}
+    extras["probe"] = stats.get("probe", {})
     for key, value in extras.items():
         if not isinstance(value, dict):
             raise AutoproxError(f"{path}: \"{key}\" must be an object")

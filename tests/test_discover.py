@@ -26,6 +26,9 @@ def test_elitism_preserve_finds_the_planted_signal_and_reports_heldout(tmp_path)
     bests = [float(line.split(",")[3]) for line in log[1:]]
     assert bests == sorted(bests)  # elitism never loses the best
     assert "| 1 | `" in (tmp_path / "summary.md").read_text()
+    for path in result.saved:  # saved simplified, the found program kept
+        saved = load_proxy(path)
+        assert saved.simplification["original"] and len(saved.expression) <= len(saved.simplification["original"])
 
 
 def test_accepted_children_are_within_the_margin_of_their_parent():

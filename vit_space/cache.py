@@ -28,6 +28,17 @@ from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
 PREFIX = {"data": "", "noise": "noise.", "synflow": "sf."}
+_LATEX = {"W": "W", "gW": r"\nabla W", "X": "X", "gX": r"\nabla X", "Y": "Y", "gY": r"\nabla Y", "A": "A"}
+
+
+def latex_names(names: Sequence[str]) -> dict[str, str]:
+    """LaTeX for statistic names: gW -> \\nabla W, sf.X -> X^{\\text{sf}} (condition as superscript)."""
+    out = {}
+    for name in names:
+        condition, _, kind = name.rpartition(".")
+        if kind in _LATEX:
+            out[name] = _LATEX[kind] + (rf"^{{\text{{{condition}}}}}" if condition else "")
+    return out
 
 
 @dataclass(frozen=True)
@@ -193,5 +204,5 @@ def load_bundle(space: Space, archs: Sequence[Arch], spec: ProbeSpec, cache: Sta
     return stack(entries, list(ids) if ids is not None else [space.arch_hash(a) for a in archs])
 
 
-__all__ = ["CONDITIONS", "FORMAT_VERSION", "FillReport", "ProbeSpec", "StatsCache", "batch_of", "build_seeded", "digest", "fill", "load_bundle",
+__all__ = ["CONDITIONS", "FORMAT_VERSION", "FillReport", "ProbeSpec", "StatsCache", "batch_of", "build_seeded", "digest", "fill", "latex_names", "load_bundle",
            "merge_conditions", "probe_arch"]

@@ -17,9 +17,13 @@ import numpy as np
 from gp_proxy.discover import ALGORITHMS, DiscoveryConfig, discover
 from gp_proxy.errors import AutoproxError
 from gp_proxy.fitness import JCM_MODES
+from gp_proxy import export
+from gp_proxy.atomic import write_text
 from gp_proxy.library import KNOWN_PROXIES
+from gp_proxy.store import load_proxy
+from gp_proxy.symbolic import to_latex as export_latex
 from vit_space import bench as bench_mod
-from vit_space.cache import CONDITIONS, ProbeSpec, StatsCache, fill
+from vit_space.cache import CONDITIONS, ProbeSpec, StatsCache, fill, latex_names
 from vit_space.data import DATASETS, BatchSpec
 from vit_space.proxies import catalogue, resolve_proxy
 from vit_space.rank import FORMATS, bench_fields, format_rankings, rank
@@ -140,6 +144,28 @@ def cmd_rank(args: argparse.Namespace) -> None:
     print(format_rankings(rankings, args.format))
 
 
+EXPORTS = ("latex", "python", "graphml", "dot", "png", "json")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    proxy = load_proxy(args.proxy)
+    tree = proxy.tree()
+    if args.format == "png":
+        path = args.out or str(Path(args.proxy).with_suffix(".png"))
+        export.draw(tree, path)
+        print(path)
+        return
+    text = {"latex": lambda: export_latex(tree, latex_names(proxy.names)),
+            "python": lambda: export.to_python(tree, proxy.groups, proxy.probe),
+            "graphml": lambda: export.to_graphml(tree), "dot": lambda: export.to_dot(tree),
+            "json": proxy.to_json}[args.format]()
+    if args.out:
+        write_text(args.out, text if text.endswith("\n") else text + "\n")
+        print(args.out)
+    else:
+        print(text.rstrip("\n"))
+
+
 def cmd_proxies(args: argparse.Namespace) -> None:
     for name, (kind, description) in catalogue().items():
         print(f"{name:16s} {kind:9s} {description}")
@@ -242,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only cached statistics and scores (default: probe what is missing on the way)")
     _add_probe_args(p)
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("export", help="write a saved proxy as LaTeX, Python, GraphML, DOT, PNG or JSON")
+    p.add_argument("proxy", help="a saved PROXY.json")
+    p.add_argument("--format", required=True, choices=EXPORTS)
+    p.add_argument("--out", help="output file (default: standard output; png: next to the proxy file)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("proxies", help="list the known proxies")
     p.set_defaults(func=cmd_proxies)
