@@ -134,3 +134,27 @@ def test_rank_cached_only_says_how_to_fill_the_cache(capsys, tmp_path):
     code, _, err = run(capsys, "rank", "--bench", "pit", "--proxy", "snip", "--cached-only",
                        "--cache", str(tmp_path), "--quiet")
     assert code == 2 and "no cached statistics" in err and "autoprox stats" in err
+
+
+def test_score_samples_within_a_budget_and_ranks(capsys, tmp_path):
+    argv = ("score", "snip", "--space", "pit", "--sample", "3", "--params", "0.2-3", "--seed", "1",
+            "--image-size", "64", "--batch", "4", "--sketch", "8", "--cache", str(tmp_path / "c"),
+            "--out", str(tmp_path / "ranked.csv"), "--quiet")
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    rows = (tmp_path / "ranked.csv").read_text().splitlines()
+    assert rows[0] == "rank,score,params,macs,hash,arch" and len(rows) == 4
+    scores = [float(r.split(",")[1]) for r in rows[1:]]
+    assert scores == sorted(scores, reverse=True) and all(0.2e6 <= int(r.split(",")[2]) <= 3e6 for r in rows[1:])
+    assert "snip on 3 pit architectures" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("score", "snip", "--space", "pit", "--sample", "2", "--params", "500-600"), "spans about"),
+    (("score", "snip", "--space", "pit"), "needs --archs FILE.json or --sample N"),
+    (("score", "snip", "--space", "pit", "--sample", "2", "--params", "x"), "LO-HI in millions"),
+    (("score", "nope.json", "--space", "pit", "--sample", "2"), "cannot read proxy file"),
+])
+def test_score_user_errors(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err

@@ -70,3 +70,47 @@ def test_fuzzed_json_is_rejected_cleanly(tmp_path_factory, junk):
     except AutoproxError:
         return
     assert isinstance(junk, str)  # only a string could ever be a valid expression
+
+
+TOKENS = st.sampled_from(["agg_sum_all", "fro", "mul", "l1", "s_add", "u_log", "W", "gW", "(", ")", ",", " ",
+                          "X", "__import__", "os.system", "1e999", "'", ";", "lambda"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TOKENS, max_size=40))
+def test_fuzzed_expressions_parse_exactly_or_are_rejected(tmp_path_factory, tokens):
+    """Token soup over primitive and statistic names and hostile words: every file either loads
+    as a program that prints back to itself, or is refused with one AutoproxError."""
+    payload = json.loads(proxy().to_json())
+    payload["expression"] = "".join(tokens)
+    path = tmp_path_factory.mktemp("fuzz") / "p.json"
+    path.write_text(json.dumps(payload))
+    try:
+        loaded = load_proxy(path)
+    except AutoproxError:
+        return
+    assert str(loaded.tree()) == loaded.expression.replace(" ", "").replace(",", ", ")
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("abs(" * 5000 + "W" + ")" * 5000, "nested deeper"),
+    ("agg_sum_all(fro(W))" + ")" * 3, "trailing text"),
+    ("agg_sum_all(fro(W)" , "unexpected end of expression"),
+])
+def test_hostile_expressions_are_refused(tmp_path, expression, message):
+    payload = json.loads(proxy().to_json())
+    payload["expression"] = expression
+    (tmp_path / "p.json").write_text(json.dumps(payload))
+    with pytest.raises(AutoproxError, match=message):
+        load_proxy(tmp_path / "p.json")
+
+
+def test_huge_numbers_and_wrong_simplification_are_refused(tmp_path):
+    payload = json.loads(proxy().to_json())
+    (tmp_path / "p.json").write_text(json.dumps(payload).replace('"version": 1', '"version": 1e999'))
+    with pytest.raises(AutoproxError, match="unsupported proxy file version"):
+        load_proxy(tmp_path / "p.json")
+    payload["simplification"] = "dropped everything"
+    (tmp_path / "p.json").write_text(json.dumps(payload))
+    with pytest.raises(AutoproxError, match="\"simplification\" must be an object"):
+        load_proxy(tmp_path / "p.json")

@@ -6,6 +6,8 @@ everything already written.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import random
 import sys
@@ -24,10 +26,11 @@ from gp_proxy.store import load_proxy
 from gp_proxy.symbolic import to_latex as export_latex
 from vit_space import bench as bench_mod
 from vit_space.cache import CONDITIONS, ProbeSpec, StatsCache, fill, latex_names
-from vit_space.data import DATASETS, BatchSpec
-from vit_space.proxies import catalogue, resolve_proxy
+from vit_space.budget import Budget, parse_range, sample_within
+from vit_space.data import DATASETS, BatchSpec, get_dataset
+from vit_space.proxies import catalogue, proxy_label, proxy_scores, resolve_proxy
 from vit_space.rank import FORMATS, bench_fields, format_rankings, rank
-from vit_space.spaces import Arch, Space, get_space
+from vit_space.spaces import Arch, Space, TimmSpace, get_space
 from vit_space.tasks import tasks_for
 
 
@@ -166,6 +169,44 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(text.rstrip("\n"))
 
 
+def cmd_score(args: argparse.Namespace) -> None:
+    proxy, space = resolve_proxy(args.proxy), get_space(args.space)
+    classes = get_dataset(args.dataset).num_classes
+    budget = Budget(*(parse_range(args.params) if args.params else (0.0, float("inf"))),
+                    macs_max=args.flops * 1e9 if args.flops else float("inf"), num_classes=classes,
+                    img_size=args.image_size)
+    if args.archs:
+        archs = read_archs(args.archs, space)
+    elif args.sample:
+        archs = sample_within(space, args.sample, random.Random(args.seed), budget)
+    elif isinstance(space, TimmSpace):
+        archs = [{"timm": name} for name in space.names]
+    else:
+        raise AutoproxError(f"--space {args.space} needs --archs FILE.json or --sample N")
+    fitting = [a for a in archs if budget.fits(space, a)]
+    if not fitting:
+        raise AutoproxError(f"none of the {len(archs)} architectures fits {budget.describe()}")
+    spec = _probe_spec(args, args.dataset)
+    scores = proxy_scores(proxy, space, fitting, spec, StatsCache(args.cache), progress=not args.quiet).values
+    rows = sorted(({"score": float(s), "params": space.num_params(a, classes, args.image_size),
+                    "macs": space.macs(a, classes, args.image_size), "hash": space.arch_hash(a),
+                    "arch": space.to_json(a)} for a, s in zip(fitting, scores)),
+                  key=lambda r: -r["score"] if np.isfinite(r["score"]) else np.inf)
+    print(f"{proxy_label(proxy)} on {len(fitting)} {space.name} architectures"
+          + (f" ({len(archs) - len(fitting)} outside {budget.describe()} skipped)" if len(fitting) < len(archs) else ""))
+    print(f"{'rank':>4}  {'score':>12}  {'params':>8}  {'GMACs':>7}  {'hash':16}  arch")
+    for i, r in enumerate(rows, start=1):
+        print(f"{i:>4}  {r['score']:>12.6g}  {r['params'] / 1e6:>7.2f}M  {r['macs'] / 1e9:>7.3f}  {r['hash']}  {r['arch']}")
+    if args.out:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["rank", "score", "params", "macs", "hash", "arch"],
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({"rank": i, **r} for i, r in enumerate(rows, start=1))
+        write_text(args.out, buffer.getvalue())
+        print(f"written: {args.out}")
+
+
 def cmd_proxies(args: argparse.Namespace) -> None:
     for name, (kind, description) in catalogue().items():
         print(f"{name:16s} {kind:9s} {description}")
@@ -274,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=EXPORTS)
     p.add_argument("--out", help="output file (default: standard output; png: next to the proxy file)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("score", help="score architectures or timm models with a saved (or known) proxy")
+    p.add_argument("proxy", help="a saved PROXY.json or a known proxy name")
+    p.add_argument("--space", required=True, help="autoformer, pit or timm:NAME[,NAME...]")
+    p.add_argument("--archs", help="JSON file: a list of architectures of --space")
+    p.add_argument("--sample", type=int, default=0, help="sample N distinct architectures within the budget")
+    p.add_argument("--params", help="parameter range LO-HI in millions, e.g. 5-7.5")
+    p.add_argument("--flops", type=float, default=0.0, help="largest MACs per image, in billions")
+    p.add_argument("--dataset", default="c100", help=f"the data set whose batch and head size to use ({', '.join(DATASETS)})")
+    p.add_argument("--out", help="CSV file of the ranked table")
+    _add_probe_args(p)
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("proxies", help="list the known proxies")
     p.set_defaults(func=cmd_proxies)
