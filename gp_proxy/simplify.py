@@ -11,7 +11,9 @@ tried smallest result first and repeated until none applies:
   as the old ones did (same order, same ties), so every Kendall tau is identical. This drops
   strictly increasing functions at the root, e.g. s_mul(x, x) = x^2 for positive x.
 
-Equivalence is measured on the bundles, not proved; the original is kept next to the result.
+Acceptance is measured on the bundles; each exact rewrite also records whether sympy proves it
+(`proved`: the symbolic forms of `gp_proxy.symbolic` simplify to the same expression, which
+ignores the engine's protections at zero). The original is kept next to the result.
 """
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import sympy
 from deap import gp
 from scipy.stats import rankdata
 
 from gp_proxy.program import Evaluator
+from gp_proxy.symbolic import to_sympy
 
 RTOL = 1e-5
 
@@ -35,25 +39,43 @@ class Simplification:
     tree: gp.PrimitiveTree
     exact: list[str] = field(default_factory=list)
     rank: list[str] = field(default_factory=list)
+    proved: list[bool] = field(default_factory=list)
 
     @property
     def expression(self) -> str:
         return str(self.tree)
 
     def as_dict(self) -> dict:
-        return {"original": self.original, "exact": self.exact, "rank": self.rank, "rtol": RTOL}
+        return {"original": self.original, "exact": self.exact, "proved": self.proved, "rank": self.rank,
+                "rtol": RTOL}
 
 
-def hoists(tree: gp.PrimitiveTree, root_only: bool = False) -> Iterator[tuple[gp.PrimitiveTree, str]]:
-    """Every tree made by replacing a node with one of its proper subtrees of the same type,
-    with a description `old -> new` of the replaced subtree."""
+@dataclass(frozen=True)
+class Hoist:
+    """`tree` with subtree `old` replaced by its own subtree `new`."""
+
+    tree: gp.PrimitiveTree
+    old: gp.PrimitiveTree
+    new: gp.PrimitiveTree
+
+    def __str__(self) -> str:
+        return f"{self.old} -> {self.new}"
+
+
+def hoists(tree: gp.PrimitiveTree, root_only: bool = False) -> Iterator[Hoist]:
+    """Every tree made by replacing a node with one of its proper subtrees of the same type."""
     for i in range(1 if root_only else len(tree)):
         outer = tree.searchSubtree(i)
         for j in range(i + 1, outer.stop):
             if tree[j].ret is tree[i].ret:
                 inner = tree.searchSubtree(j)
-                new = gp.PrimitiveTree(tree[:i] + tree[inner] + tree[outer.stop:])
-                yield new, f"{gp.PrimitiveTree(tree[outer])} -> {gp.PrimitiveTree(tree[inner])}"
+                yield Hoist(gp.PrimitiveTree(tree[:i] + tree[inner] + tree[outer.stop:]),
+                            gp.PrimitiveTree(tree[outer]), gp.PrimitiveTree(tree[inner]))
+
+
+def proved(hoist: Hoist) -> bool:
+    """Whether sympy shows the replaced subtree equal to its replacement."""
+    return sympy.simplify(to_sympy(hoist.old) - to_sympy(hoist.new)) == 0
 
 
 def _equal(a: np.ndarray, b: np.ndarray) -> bool:
@@ -71,23 +93,24 @@ def simplify(tree: gp.PrimitiveTree, evaluators: Sequence[Evaluator], rank: bool
     """Greedily shorten `tree` while its scores on every evaluator's bundle stay equal (exact
     rewrites anywhere), then, with `rank`, while they keep their order (rewrites at the root)."""
     target = [ev(tree) for ev in evaluators]
-    exact: list[str] = []
+    exact: list[Hoist] = []
     current = tree
     while (step := _first(current, evaluators, lambda new: all(map(_equal, new, target)))) is not None:
-        current, change = step
-        exact.append(change)
-    ranked: list[str] = []
+        exact.append(step)
+        current = step.tree
+    ranked: list[Hoist] = []
     reference = [ev(current) for ev in evaluators]
     while rank and (step := _first(current, evaluators, lambda new: all(map(_same_order, new, reference)),
                                    root_only=True)) is not None:
-        current, change = step
-        ranked.append(change)
-    return Simplification(str(tree), current, exact, ranked)
+        ranked.append(step)
+        current = step.tree
+    return Simplification(str(tree), current, [str(h) for h in exact], [str(h) for h in ranked],
+                          [proved(h) for h in exact])
 
 
-def _first(tree: gp.PrimitiveTree, evaluators: Sequence[Evaluator], accept, root_only: bool = False):
+def _first(tree: gp.PrimitiveTree, evaluators: Sequence[Evaluator], accept, root_only: bool = False) -> Hoist | None:
     """The smallest hoist of `tree` whose scores `accept`s, or None."""
-    for new, change in sorted(hoists(tree, root_only), key=lambda c: len(c[0])):
-        if accept([ev(new) for ev in evaluators]):
-            return new, change
+    for hoist in sorted(hoists(tree, root_only), key=lambda h: len(h.tree)):
+        if accept([ev(hoist.tree) for ev in evaluators]):
+            return hoist
     return None

@@ -158,3 +158,22 @@ def test_score_samples_within_a_budget_and_ranks(capsys, tmp_path):
 def test_score_user_errors(capsys, argv, message):
     code, _, err = run(capsys, *argv)
     assert code == 2 and message in err
+
+
+def test_simplify_checks_on_a_benchmark_and_keeps_the_original(capsys, tmp_path):
+    archs = [{"base_dim": d, "mlp_ratio": r, "depth": [1, 6, 6], "num_heads": [2, 2, 4]}
+             for d, r in ((16, 2), (24, 4), (32, 8), (16, 8))]
+    (tmp_path / "mine.json").write_text(json.dumps(
+        {"space": "pit", "records": [{"arch": a, "c100_kd_acc": 60.0 + i} for i, a in enumerate(archs)]}))
+    from gp_proxy.store import SavedProxy, load_proxy, save_proxy
+    probe = {"source": "skimage", "batch_size": 4, "seed": 0, "image_size": 64, "sketch_size": 8,
+             "conditions": ["data"]}
+    found = "s_div(agg_sum_qkv(fro(sign(sign(gW)))), agg_mean_ln_out(max(sign(Y))))"
+    save_proxy(tmp_path / "p.json", SavedProxy(found, ["W", "gW", "Y"], ["all", "qkv", "ln_out"], probe))
+    code, out, err = run(capsys, "simplify", str(tmp_path / "p.json"), "--bench", str(tmp_path / "mine.json"),
+                         "--compute-missing", "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "s.json"),
+                         "--quiet")
+    assert code == 0, err
+    simplified = load_proxy(tmp_path / "s.json")
+    assert simplified.expression == "agg_sum_qkv(fro(sign(gW)))"
+    assert simplified.simplification["original"] == found and "proved by sympy" in out

@@ -28,6 +28,7 @@ def test_exact_rewrites_keep_every_score(setup, expression, expected):
     tree = parse(expression, pset)
     result = simplify(tree, evaluators, rank=False)
     assert result.expression == expected and result.original == expression and result.exact
+    assert result.proved == [True] * len(result.exact)
     np.testing.assert_allclose(evaluators[0](result.tree), evaluators[0](tree), rtol=1e-5)
 
 
@@ -58,8 +59,8 @@ def test_every_hoist_is_a_valid_smaller_program(setup):
     tree = parse("s_div(agg_sum_msa(fro(mul(W, gW))), agg_mean_mlp(u_add(std(X), l1(gW))))", pset)
     candidates = list(hoists(tree))
     assert len(candidates) > 5
-    for new, change in candidates:
-        assert len(new) < len(tree) and " -> " in change
-        assert str(parse(str(new), pset)) == str(new)
-    assert all(new[0].ret is tree[0].ret for new, _ in hoists(tree, root_only=True))
-    assert isinstance(candidates[0][0], gp.PrimitiveTree)
+    for hoist in candidates:
+        assert len(hoist.tree) < len(tree) and str(hoist) == f"{hoist.old} -> {hoist.new}"
+        assert str(parse(str(hoist.tree), pset)) == str(hoist.tree)
+    assert all(h.tree[0].ret is tree[0].ret for h in hoists(tree, root_only=True))
+    assert isinstance(candidates[0].tree, gp.PrimitiveTree)

@@ -11,6 +11,7 @@ import io
 import json
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,13 +23,15 @@ from gp_proxy.fitness import JCM_MODES
 from gp_proxy import export
 from gp_proxy.atomic import write_text
 from gp_proxy.library import KNOWN_PROXIES
-from gp_proxy.store import load_proxy
+from gp_proxy.program import Evaluator
+from gp_proxy.simplify import simplify
+from gp_proxy.store import load_proxy, save_proxy
 from gp_proxy.symbolic import to_latex as export_latex
 from vit_space import bench as bench_mod
 from vit_space.cache import CONDITIONS, ProbeSpec, StatsCache, fill, latex_names
 from vit_space.budget import Budget, parse_range, sample_within
 from vit_space.data import DATASETS, BatchSpec, get_dataset
-from vit_space.proxies import catalogue, proxy_label, proxy_scores, resolve_proxy
+from vit_space.proxies import saved_proxy_bundles, catalogue, proxy_label, proxy_scores, resolve_proxy
 from vit_space.rank import FORMATS, bench_fields, format_rankings, rank
 from vit_space.spaces import Arch, Space, TimmSpace, get_space
 from vit_space.tasks import tasks_for
@@ -207,6 +210,22 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"written: {args.out}")
 
 
+def cmd_simplify(args: argparse.Namespace) -> None:
+    proxy = load_proxy(args.proxy)
+    bundles = saved_proxy_bundles(proxy, _csv(args.bench), StatsCache(args.cache), args.compute_missing,
+                                  progress=not args.quiet)
+    result = simplify(proxy.tree(), [Evaluator(b, memo_bytes=1 << 28) for b in bundles], rank=not args.exact_only)
+    print(f"original:   {proxy.expression}\nsimplified: {result.expression}")
+    for step, is_proved in zip(result.exact, result.proved):
+        print(f"  exact ({'proved by sympy' if is_proved else 'equal on the cached statistics'}): {step}")
+    for step in result.rank:
+        print(f"  rank-preserving at the root: {step}")
+    if args.out:
+        save_proxy(args.out, replace(proxy, expression=result.expression,
+                                     simplification={**result.as_dict(), "checked_on": _csv(args.bench)}))
+        print(f"written: {args.out}")
+
+
 def cmd_proxies(args: argparse.Namespace) -> None:
     for name, (kind, description) in catalogue().items():
         print(f"{name:16s} {kind:9s} {description}")
@@ -327,6 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="CSV file of the ranked table")
     _add_probe_args(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("simplify", help="shorten a saved proxy, checked on cached benchmark statistics")
+    p.add_argument("proxy", help="a saved PROXY.json")
+    p.add_argument("--bench", default="autoformer,pit", help="benchmarks whose statistics the check uses")
+    p.add_argument("--exact-only", action="store_true", help="no rank-preserving rewrites at the root")
+    p.add_argument("--compute-missing", action="store_true", help="probe architectures missing from the cache")
+    p.add_argument("--out", help="write the simplified proxy here (the original expression kept inside)")
+    p.add_argument("--cache", help="cache folder (default $AUTOPROX_CACHE/stats or ~/.cache/autoprox/stats)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simplify)
 
     p = sub.add_parser("proxies", help="list the known proxies")
     p.set_defaults(func=cmd_proxies)

@@ -23,10 +23,12 @@ from gp_proxy.errors import AutoproxError
 from gp_proxy.library import KNOWN_PROXIES
 from gp_proxy.primitives import build_pset
 from gp_proxy.program import Evaluator, parse
+from gp_proxy.stats import StatsBundle
 from gp_proxy.store import SavedProxy, json_safe, load_proxy
 from vit_space.cache import ProbeSpec, StatsCache, batch_of, build_seeded, digest, fill, load_bundle
 from vit_space.data import BatchSpec, get_dataset
-from vit_space.spaces import Arch, Space
+from vit_space.bench import load_bench
+from vit_space.spaces import Arch, Space, get_space
 from vit_space.zero_cost import PASS_PROXIES
 
 SCORES_VERSION = 1
@@ -184,3 +186,20 @@ def proxy_scores(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], s
     tree = parse(expression, build_pset(bundle.names, list(groups or bundle.groups)))
     values = Evaluator(bundle, memo_bytes=0)(tree).astype(np.float64)
     return Scores(values, (time.perf_counter() - t0) / len(archs))
+
+
+def saved_proxy_bundles(proxy: SavedProxy, benches: Sequence[str], cache: StatsCache,
+                        compute_missing: bool = False, progress: bool = True) -> list[StatsBundle]:
+    """The statistics a saved proxy reads, under its own spec, for every architecture of each
+    benchmark and each of its KD data sets."""
+    bundles = []
+    for name in benches:
+        bench = load_bench(name)
+        space = get_space(bench.space)
+        archs = [space.validate(a) for a in bench.archs]
+        for dataset in bench.datasets("kd"):
+            spec = spec_of(proxy, dataset)
+            if compute_missing:
+                fill(space, archs, [spec], cache, progress=progress)
+            bundles.append(load_bundle(space, archs, spec, cache))
+    return bundles
