@@ -29,5 +29,5 @@ def test_sampled_architectures_are_distinct_and_fit_the_budget():
 
 
 def test_an_impossible_budget_names_the_space_range():
-    with pytest.raises(AutoproxError, match=r"only 0 of 2 distinct autoformer .* spans about 5\.\d+M to \d+\.\d+M"):
+    with pytest.raises(AutoproxError, match=r"only 0 of 2 new distinct autoformer .* spans about 5\.\d+M to \d+\.\d+M"):
         sample_within(get_space("autoformer"), 2, random.Random(0), Budget(50e6, 60e6))

@@ -177,3 +177,18 @@ def test_simplify_checks_on_a_benchmark_and_keeps_the_original(capsys, tmp_path)
     simplified = load_proxy(tmp_path / "s.json")
     assert simplified.expression == "agg_sum_qkv(fro(sign(gW)))"
     assert simplified.simplification["original"] == found and "proved by sympy" in out
+
+
+def test_search_command_writes_its_outputs_and_reports_bad_budgets(capsys, tmp_path):
+    argv = ["search", "--space", "pit", "--proxy", "snip", "--proxy", "naswot", "--params", "0.5-3", "--budget", "6",
+            "--population", "3", "--parents", "2", "--image-size", "64", "--batch", "4", "--sketch", "8",
+            "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "run"), "--quiet"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "6 architectures evaluated; best:" in out
+    header = (tmp_path / "run" / "evaluated.csv").read_text().splitlines()[0]
+    assert header == "order,hash,fitness,snip,naswot,params,macs,arch"
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "pass --resume" in err
+    code, _, err = run(capsys, *[a if a != "0.5-3" else "400-500" for a in argv[:-3]], "--out", str(tmp_path / "r2"))
+    assert code == 2 and "spans about" in err

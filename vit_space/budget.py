@@ -5,6 +5,7 @@ Costs are analytic (`Space.num_params`, `Space.macs`), so nothing is built to ch
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from gp_proxy.errors import AutoproxError
@@ -50,8 +51,10 @@ class Budget:
         return " and ".join(parts)
 
 
-def sample_within(space: Space, count: int, rng: random.Random, budget: Budget) -> list[Arch]:
-    """`count` distinct architectures drawn uniformly from `space` and kept if they fit `budget`.
+def sample_within(space: Space, count: int, rng: random.Random, budget: Budget,
+                  exclude: Collection[str] = ()) -> list[Arch]:
+    """`count` distinct architectures drawn uniformly from `space` and kept if they fit `budget`
+    and their hash is not in `exclude`.
 
     Raises `AutoproxError` with the range the space spans in samples when too few fit.
     """
@@ -60,10 +63,10 @@ def sample_within(space: Space, count: int, rng: random.Random, budget: Budget) 
     for _ in range(SAMPLES_PER_ARCH * count):
         arch = space.validate(space.sample(rng))
         seen_params.append(space.num_params(arch, budget.num_classes, budget.img_size))
-        if budget.fits(space, arch):
-            found.setdefault(space.arch_hash(arch), arch)
+        if budget.fits(space, arch) and (key := space.arch_hash(arch)) not in exclude:
+            found.setdefault(key, arch)
             if len(found) == count:
                 return list(found.values())
     span = f"{min(seen_params) / 1e6:.2f}M to {max(seen_params) / 1e6:.2f}M parameters"
-    raise AutoproxError(f"only {len(found)} of {count} distinct {space.name} architectures fit {budget.describe()} "
+    raise AutoproxError(f"only {len(found)} of {count} new distinct {space.name} architectures fit {budget.describe()} "
                         f"in {SAMPLES_PER_ARCH * count} samples; the space spans about {span}")

@@ -33,6 +33,8 @@ from vit_space.budget import Budget, parse_range, sample_within
 from vit_space.data import DATASETS, BatchSpec, get_dataset
 from vit_space.proxies import saved_proxy_bundles, catalogue, proxy_label, proxy_scores, resolve_proxy
 from vit_space.rank import FORMATS, bench_fields, format_rankings, rank
+from vit_space.search import ALGORITHMS as SEARCH_ALGORITHMS
+from vit_space.search import SearchConfig, Searcher
 from vit_space.spaces import Arch, Space, TimmSpace, get_space
 from vit_space.tasks import tasks_for
 
@@ -172,12 +174,29 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(text.rstrip("\n"))
 
 
+def _budget(args: argparse.Namespace) -> Budget:
+    return Budget(*(parse_range(args.params) if args.params else (0.0, float("inf"))),
+                  macs_max=args.flops * 1e9 if args.flops else float("inf"),
+                  num_classes=get_dataset(args.dataset).num_classes, img_size=args.image_size)
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    proxies = [resolve_proxy(p) for arg in args.proxy for p in _csv(arg)]
+    config = SearchConfig(args.algo, args.budget, args.population, min(args.parents, args.population),
+                          seed=args.seed, top_k=args.top_k)
+    searcher = Searcher(get_space(args.space), proxies, _budget(args), _probe_spec(args, args.dataset),
+                        StatsCache(args.cache), config)
+    state = searcher.run(args.out, resume=args.resume, progress=not args.quiet)
+    best = max(state.evaluated, key=lambda c: (c.fitness, -c.order))
+    print(f"{len(state.evaluated)} architectures evaluated; best: {json.dumps(best.arch)} "
+          f"({best.params / 1e6:.2f}M parameters, {best.macs / 1e9:.3f} GMACs, fitness {best.fitness:.6g})")
+    print(f"written: {Path(args.out) / 'best_arch.json'}, top.md, evaluated.csv, progress.png")
+
+
 def cmd_score(args: argparse.Namespace) -> None:
     proxy, space = resolve_proxy(args.proxy), get_space(args.space)
     classes = get_dataset(args.dataset).num_classes
-    budget = Budget(*(parse_range(args.params) if args.params else (0.0, float("inf"))),
-                    macs_max=args.flops * 1e9 if args.flops else float("inf"), num_classes=classes,
-                    img_size=args.image_size)
+    budget = _budget(args)
     if args.archs:
         archs = read_archs(args.archs, space)
     elif args.sample:
@@ -356,6 +375,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="cache folder (default $AUTOPROX_CACHE/stats or ~/.cache/autoprox/stats)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simplify)
+
+    p = sub.add_parser("search", help="search a space for the best-scoring architectures within a budget")
+    p.add_argument("--space", required=True, help="autoformer, pit or timm:NAME[,NAME...]")
+    p.add_argument("--proxy", required=True, action="append",
+                   help="PROXY.json or a known name; repeat (or comma-separate) to rank by mean rank over proxies")
+    p.add_argument("--params", help="parameter range LO-HI in millions, e.g. 5-7.5")
+    p.add_argument("--flops", type=float, default=0.0, help="largest MACs per image, in billions")
+    p.add_argument("--budget", type=int, default=500, help="architectures to evaluate")
+    p.add_argument("--algo", default="evolution", choices=list(SEARCH_ALGORITHMS))
+    p.add_argument("--population", type=int, default=50)
+    p.add_argument("--parents", type=int, default=10, help="evolution: the top architectures that breed")
+    p.add_argument("--top-k", type=int, default=10, help="rows of top.md")
+    p.add_argument("--dataset", default="c100", help="the data set whose batch and head size to use")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
+    _add_probe_args(p)
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("proxies", help="list the known proxies")
     p.set_defaults(func=cmd_proxies)
