@@ -11,7 +11,7 @@ from gp_proxy.errors import AutoproxError
 from conftest import bench
 from vit_space.cache import ProbeSpec, StatsCache
 from vit_space.data import BatchSpec
-from vit_space.rank import bench_fields, format_rankings, rank, top1_accuracy
+from vit_space.rank import bench_fields, format_rankings, rank, topk_accuracy
 from vit_space.spaces import get_space
 
 SPEC = ProbeSpec(BatchSpec("c100"))
@@ -35,14 +35,17 @@ def test_rank_equals_scipy_on_the_real_benchmark(pit12, tmp_path):
         assert result.heldout[field]["kendall"] == pytest.approx(stats.kendalltau(params[test], acc[test]).statistic)
         assert result.whole[field]["n"] == 12 and result.heldout[field]["n"] == len(test)
         assert result.whole[field]["top1_acc"] == acc[np.argmax(params)]
+        assert result.whole[field]["top5_acc"] == pytest.approx(acc[np.argsort(-params)[:5]].mean())
         np.testing.assert_array_equal(result.scores[field], params)
     assert result.jcm == pytest.approx(np.mean([result.whole[f]["kendall"] for f in fields]))
 
 
-def test_top1_ignores_architectures_without_a_score_or_accuracy():
-    scores, acc = np.array([5.0, np.nan, 3.0, 9.0]), np.array([70.0, 90.0, 60.0, np.nan])
-    assert top1_accuracy(scores, acc, np.arange(4)) == 70.0
-    assert np.isnan(top1_accuracy(scores, acc, np.array([1, 3])))
+def test_topk_ignores_architectures_without_a_score_or_accuracy():
+    scores, acc = np.array([5.0, np.nan, 3.0, 9.0, 1.0]), np.array([70.0, 90.0, 60.0, np.nan, 50.0])
+    assert topk_accuracy(scores, acc, np.arange(5)) == 70.0
+    assert topk_accuracy(scores, acc, np.arange(5), k=2) == 65.0
+    assert topk_accuracy(scores, acc, np.arange(5), k=5) == 60.0
+    assert np.isnan(topk_accuracy(scores, acc, np.array([1, 3])))
 
 
 def test_bench_fields_by_kind():

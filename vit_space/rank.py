@@ -24,9 +24,10 @@ FORMATS = ("table", "md", "csv", "json")
 class Ranking:
     """Correlations of one proxy with each accuracy field of one benchmark.
 
-    whole, heldout: field -> {"kendall", "spearman", "pearson", "n", "top1_acc"}; `heldout` is
-    the test part of the benchmark's seeded split (empty when there is none). `top1_acc` is the
-    accuracy of the architecture the proxy ranks first. `seconds_per_arch`: field -> wall time.
+    whole, heldout: field -> {"kendall", "spearman", "pearson", "n", "top1_acc", "top5_acc"};
+    `heldout` is the test part of the benchmark's seeded split (empty when there is none).
+    `top1_acc` is the accuracy of the architecture the proxy ranks first, `top5_acc` the mean of
+    its top five. `seconds_per_arch`: field -> wall time.
     """
 
     proxy: str
@@ -51,10 +52,14 @@ class Ranking:
         return out
 
 
-def top1_accuracy(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -> float:
-    """Accuracy of the architecture with the highest finite score among `index` (NaN if none)."""
+def topk_accuracy(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray, k: int = 1) -> float:
+    """Mean accuracy of the `k` architectures with the highest finite scores among `index`
+    (ties broken by position; NaN if none has both a score and an accuracy)."""
     keep = index[np.isfinite(scores[index]) & np.isfinite(accuracy[index])]
-    return float(accuracy[keep[np.argmax(scores[keep])]]) if len(keep) else float("nan")
+    if not len(keep):
+        return float("nan")
+    best = keep[np.argsort(-scores[keep], kind="stable")[:k]]
+    return float(accuracy[best].mean())
 
 
 def rank(proxy: str | SavedProxy, bench: Benchmark, fields: Sequence[str], spec: ProbeSpec, cache: StatsCache,
@@ -91,7 +96,8 @@ def bench_fields(bench: Benchmark, datasets: Sequence[str], kind: str) -> list[s
 
 
 def _summary(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -> dict[str, float]:
-    return correlations(scores, accuracy, index) | {"top1_acc": top1_accuracy(scores, accuracy, index)}
+    return correlations(scores, accuracy, index) | {"top1_acc": topk_accuracy(scores, accuracy, index, 1),
+                                                    "top5_acc": topk_accuracy(scores, accuracy, index, 5)}
 
 
 def _rows(rankings: Sequence[Ranking]) -> list[dict]:
@@ -100,7 +106,7 @@ def _rows(rankings: Sequence[Ranking]) -> list[dict]:
         for part, values, overall in (("all", r.whole, r.jcm), ("held-out", r.heldout, r.jcm_heldout)):
             for field, c in values.items():
                 rows.append({"proxy": r.proxy, "bench": r.bench, "part": part, "field": field,
-                             **{k: c[k] for k in (*CORRELATIONS, "n", "top1_acc")},
+                             **{k: c[k] for k in (*CORRELATIONS, "n", "top1_acc", "top5_acc")},
                              "seconds_per_arch": r.seconds_per_arch[field]})
             if values:
                 rows.append({"proxy": r.proxy, "bench": r.bench, "part": part, "field": "JCM", "kendall": overall})
@@ -118,7 +124,7 @@ def format_rankings(rankings: Sequence[Ranking], fmt: str = "table") -> str:
     if fmt == "json":
         payload = [r.as_dict() for r in rankings]
         return json.dumps(json_safe(payload[0] if len(payload) == 1 else payload), indent=2)
-    header = ["proxy", "bench", "part", "field", *CORRELATIONS, "n", "top1_acc", "seconds_per_arch"]
+    header = ["proxy", "bench", "part", "field", *CORRELATIONS, "n", "top1_acc", "top5_acc", "seconds_per_arch"]
     rows = [[row.get(h) for h in header] for row in _rows(rankings)]
     if fmt == "csv":
         out = io.StringIO()
