@@ -104,7 +104,7 @@ def test_failed_write_leaves_the_old_file_intact(setup, monkeypatch):
 
 def test_keys_separate_everything_that_changes_the_numbers():
     space, arch = get_space("pit"), bench_archs("pit")[0]
-    keys = {cache_mod._digest(spec.key(space, arch, "data")) for spec in [
+    keys = {cache_mod.digest(spec.key(space, arch, "data")) for spec in [
         SPEC, ProbeSpec(BatchSpec("c100", batch_size=4, image_size=64), 8),
         ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64, seed=1), 8),
         ProbeSpec(BatchSpec("c100", "noise", batch_size=2, image_size=64), 8),

@@ -133,7 +133,7 @@ def test_dss_splits_nuclear_norms_on_msa_and_saliency_on_mlp():
             nuc = lambda t: np.linalg.svd(t.detach().numpy(), compute_uv=False).sum()  # noqa: E731
             expected += nuc(lin.weight) * nuc(lin.weight.grad)
         for lin in (block.mlp.fc1, block.mlp.fc2):
-            expected += float((lin.weight * lin.weight.grad).abs().sum())
+            expected += float((lin.weight.detach() * lin.weight.grad).abs().sum())
     assert zc.dss(model, images, torch.zeros(2, dtype=torch.long)) == pytest.approx(expected, rel=1e-9)
 
 
