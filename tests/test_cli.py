@@ -154,9 +154,11 @@ def test_score_samples_within_a_budget_and_ranks(capsys, tmp_path):
     (("score", "snip", "--space", "pit"), "needs --archs FILE.json or --sample N"),
     (("score", "snip", "--space", "pit", "--sample", "2", "--params", "x"), "LO-HI in millions"),
     (("score", "nope.json", "--space", "pit", "--sample", "2"), "cannot read proxy file"),
+    (("score", "snip", "--space", "timm:resnet18", "--quiet"), "ResNet has no transformer blocks"),
+    (("score", "naswot", "--space", "timm:resnet18", "--quiet"), "ResNet has no nn.GELU"),
 ])
-def test_score_user_errors(capsys, argv, message):
-    code, _, err = run(capsys, *argv)
+def test_score_user_errors(capsys, tmp_path, argv, message):
+    code, _, err = run(capsys, *argv, "--cache", str(tmp_path))
     assert code == 2 and message in err
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gp_proxy.errors import AutoproxError
 from vit_space.probe import find_blocks
 from vit_space.spaces.base import disable_fused_attention
 
@@ -118,6 +119,8 @@ def naswot(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: i
         kernel.add_(codes @ codes.T + (1 - codes) @ (1 - codes).T)
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, nn.GELU)]
+    if not handles:
+        raise AutoproxError(f"NASWOT reads binary codes at GELU inputs, and {type(model).__name__} has no nn.GELU")
     try:
         with torch.no_grad():
             model(images)
