@@ -7,7 +7,7 @@ from gp_proxy.fitness import Report, Task, report
 from gp_proxy.library import KNOWN_PROXIES
 from gp_proxy.primitives import build_pset
 from gp_proxy.program import Evaluator, parse
-from vit_space.bench import load_bench
+from vit_space.bench import field_dataset, load_bench
 from vit_space.cache import ProbeSpec, StatsCache
 from vit_space.data import BatchSpec, get_dataset
 from vit_space.spaces import get_space
@@ -40,8 +40,7 @@ def param_scores(task: Task) -> np.ndarray:
     """Parameter count of each architecture of the task's benchmark, with the data set's head."""
     space_name, field = task.name.split("/")
     bench, space = load_bench(space_name), get_space(space_name)
-    dataset = {"c100": "c100", "flower": "flowers", "chaoyang": "chaoyang", "imagenet": "imagenet"}[field.split("_")[0]]
-    classes = get_dataset(dataset).num_classes
+    classes = get_dataset(field_dataset(field)).num_classes
     return np.array([space.num_params(a, classes) for a in bench.archs], dtype=np.float64)
 
 
