@@ -188,6 +188,8 @@ def test_search_command_writes_its_outputs_and_reports_bad_budgets(capsys, tmp_p
     code, out, err = run(capsys, *argv)
     assert code == 0, err
     assert "6 architectures evaluated; best:" in out
+    code, out, _ = run(capsys, "arch", "--space", "pit", "--archs", str(tmp_path / "run" / "best_arch.json"))
+    assert code == 0 and json.loads(out)["arch"] == json.loads((tmp_path / "run" / "best_arch.json").read_text())["arch"]
     header = (tmp_path / "run" / "evaluated.csv").read_text().splitlines()[0]
     assert header == "order,hash,fitness,snip,naswot,params,macs,arch"
     code, _, err = run(capsys, *argv)

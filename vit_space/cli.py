@@ -44,7 +44,8 @@ def _csv(text: str | None) -> list[str]:
 
 
 def read_archs(path: str, space: Space) -> list[Arch]:
-    """A JSON list of architectures (or {"records": [{"arch": ...}]}) validated against `space`."""
+    """A JSON list of architectures, a benchmark's {"records": [{"arch": ...}]} or a search's
+    {"arch": ...}, validated against `space`."""
     try:
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
@@ -53,6 +54,8 @@ def read_archs(path: str, space: Space) -> list[Arch]:
         raise AutoproxError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from e
     if isinstance(payload, dict) and isinstance(payload.get("records"), list):
         payload = [r.get("arch") if isinstance(r, dict) else r for r in payload["records"]]
+    elif isinstance(payload, dict) and isinstance(payload.get("arch"), dict):  # a search's best_arch.json
+        payload = [payload["arch"]]
     if not isinstance(payload, list) or not payload:
         raise AutoproxError(f"{path}: expected a non-empty JSON list of architectures")
     archs = []
