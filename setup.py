@@ -18,12 +18,12 @@ setup(
         "scipy>=1.10",
         "sympy>=1.12",
         "networkx>=3.0",
+        "matplotlib>=3.7",
         "scikit-image>=0.21",
         "tqdm>=4.60",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],
-        "plot": ["matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["autoprox=vit_space.cli:main"]},
 )
