@@ -16,9 +16,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SPACES, baseline_reports, space_jcm, vitbench_spec, vitbench_tasks  # noqa: E402
-from gp_proxy.report import table, write_report  # noqa: E402
+
 from gp_proxy.discover import DiscoveryConfig, discover  # noqa: E402
 from gp_proxy.evolve import Objective  # noqa: E402
+from gp_proxy.report import table, write_report  # noqa: E402
 from gp_proxy.store import load_proxy  # noqa: E402
 
 

@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SPACES, vitbench_spec  # noqa: E402
+
 from gp_proxy.atomic import write_text  # noqa: E402
 from gp_proxy.fitness import jcm  # noqa: E402
 from gp_proxy.report import table, write_report  # noqa: E402

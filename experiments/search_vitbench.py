@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SPACES  # noqa: E402
+
 from gp_proxy.report import table, write_report  # noqa: E402
 from gp_proxy.store import load_proxy  # noqa: E402
 from vit_space import cache as cache_module  # noqa: E402

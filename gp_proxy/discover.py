@@ -27,8 +27,16 @@ from tqdm.auto import tqdm
 
 from gp_proxy.atomic import write_text
 from gp_proxy.errors import AutoproxError
-from gp_proxy.evolve import (Objective, elitism_preserve_step, evaluate_invalid, jcm_of, make_stats, make_toolbox,
-                             mu_plus_lambda_step, same_fitness)
+from gp_proxy.evolve import (
+    Objective,
+    elitism_preserve_step,
+    evaluate_invalid,
+    jcm_of,
+    make_stats,
+    make_toolbox,
+    mu_plus_lambda_step,
+    same_fitness,
+)
 from gp_proxy.fitness import JCM_MODES, Task
 from gp_proxy.library import known_proxy
 from gp_proxy.primitives import build_pset

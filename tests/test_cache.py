@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import bench_archs
+
 from gp_proxy.errors import AutoproxError
 from vit_space import cache as cache_mod
 from vit_space.cache import ProbeSpec, StatsCache, fill, load_bundle

@@ -1,8 +1,8 @@
 import json
 
 import pytest
-
 from conftest import bench
+
 from vit_space.cli import main
 
 

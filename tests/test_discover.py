@@ -2,13 +2,18 @@ import json
 import random
 
 import pytest
+from synthetic import planted_tasks
 
 from gp_proxy.discover import DiscoveryConfig, discover, task_pset
 from gp_proxy.errors import AutoproxError
-from gp_proxy.evolve import Objective, elitism_preserve_step, evaluate_invalid, make_toolbox
+from gp_proxy.evolve import (
+    Objective,
+    elitism_preserve_step,
+    evaluate_invalid,
+    make_toolbox,
+)
 from gp_proxy.program import parse
 from gp_proxy.store import load_proxy
-from synthetic import planted_tasks
 
 FAST = dict(population=20, hall_of_fame=5, checkpoint_every=10)
 

@@ -5,10 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import bench
 from scipy import stats
 
 from gp_proxy.errors import AutoproxError
-from conftest import bench
 from vit_space.cache import ProbeSpec, StatsCache
 from vit_space.data import BatchSpec
 from vit_space.rank import bench_fields, format_rankings, rank, topk_accuracy

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 from deap import gp
+from synthetic import planted_tasks
 
 from gp_proxy.fitness import kendall
 from gp_proxy.primitives import build_pset
 from gp_proxy.program import Evaluator, parse
 from gp_proxy.simplify import hoists, simplify
-from synthetic import planted_tasks
 
 
 @pytest.fixture(scope="module")

@@ -17,21 +17,27 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from gp_proxy import export
+from gp_proxy.atomic import write_text
 from gp_proxy.discover import ALGORITHMS, DiscoveryConfig, discover
 from gp_proxy.errors import AutoproxError
 from gp_proxy.fitness import JCM_MODES
-from gp_proxy import export
-from gp_proxy.atomic import write_text
 from gp_proxy.library import KNOWN_PROXIES
 from gp_proxy.program import Evaluator
 from gp_proxy.simplify import simplify
 from gp_proxy.store import load_proxy, save_proxy
 from gp_proxy.symbolic import to_latex as export_latex
 from vit_space import bench as bench_mod
-from vit_space.cache import CONDITIONS, ProbeSpec, StatsCache, fill, latex_names
 from vit_space.budget import Budget, parse_range, sample_within
+from vit_space.cache import CONDITIONS, ProbeSpec, StatsCache, fill, latex_names
 from vit_space.data import DATASETS, BatchSpec, get_dataset
-from vit_space.proxies import saved_proxy_bundles, catalogue, proxy_label, proxy_scores, resolve_proxy
+from vit_space.proxies import (
+    catalogue,
+    proxy_label,
+    proxy_scores,
+    resolve_proxy,
+    saved_proxy_bundles,
+)
 from vit_space.rank import FORMATS, bench_fields, format_rankings, rank
 from vit_space.search import ALGORITHMS as SEARCH_ALGORITHMS
 from vit_space.search import SearchConfig, Searcher

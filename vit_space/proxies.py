@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,9 +25,17 @@ from gp_proxy.primitives import build_pset
 from gp_proxy.program import Evaluator, parse
 from gp_proxy.stats import StatsBundle
 from gp_proxy.store import SavedProxy, json_safe, load_proxy
-from vit_space.cache import ProbeSpec, StatsCache, batch_of, build_seeded, digest, fill, load_bundle
-from vit_space.data import BatchSpec, get_dataset
 from vit_space.bench import load_bench
+from vit_space.cache import (
+    ProbeSpec,
+    StatsCache,
+    batch_of,
+    build_seeded,
+    digest,
+    fill,
+    load_bundle,
+)
+from vit_space.data import BatchSpec, get_dataset
 from vit_space.spaces import Arch, Space, get_space
 from vit_space.zero_cost import PASS_PROXIES
 
