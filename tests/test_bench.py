@@ -12,7 +12,7 @@ import torch
 
 from gp_proxy.errors import AutoproxError
 from vit_space import bench
-from vit_space.bench import Benchmark, fetch_bench, field_name, load_bench, resolve_bench, search_paths
+from vit_space.bench import Benchmark, fetch_bench, field_dataset, field_name, load_bench, resolve_bench, search_paths
 
 # The real ViT-Bench-101 JSON files: $AUTOPROX_BENCH_DIR (as .ci/run sets it) or ../shared next to the checkout.
 SHARED = Path(os.environ.get("AUTOPROX_BENCH_DIR") or bench.SHARED_DIR)
@@ -61,9 +61,11 @@ def test_field_name(dataset, kind, expected):
     assert field_name(dataset, kind) == expected
 
 
-def test_field_name_unknown_lists_known():
+def test_field_name_of_other_data_sets_and_bad_names():
+    assert field_name("fmnist", "base") == "fmnist_base_acc"
+    assert field_dataset("flower_kd_acc") == "flowers" and field_dataset("my-data_base_acc") == "my-data"
     with pytest.raises(AutoproxError, match="c100, flowers, chaoyang, imagenet"):
-        field_name("cifar10")
+        field_name("no spaces/slashes")
     with pytest.raises(AutoproxError, match="kd, base"):
         field_name("c100", "distilled")
 

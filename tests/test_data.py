@@ -81,9 +81,9 @@ def test_key_is_canonical_and_paths_are_absolute(tmp_path, monkeypatch):
         ({"dataset": "mnist"}, "unknown dataset 'mnist'; known: c100"),
         ({"dataset": "c100", "batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
         ({"dataset": "c100", "batch_size": 2.0}, "batch_size must be an integer >= 1"),
-        ({"dataset": "c100", "image_size": 8}, "image_size must be an integer >= 16, got 8"),
+        ({"dataset": "c100", "image_size": 7}, "image_size must be an integer >= 8, got 7"),
         ({"dataset": "c100", "seed": -1}, "seed must be an integer >= 0"),
-        ({"dataset": "c100", "source": "skimag"}, "skimag: no such data folder; a source is 'skimage' or 'noise'"),
+        ({"dataset": "c100", "source": "skimag"}, "skimag: no such data folder; a source is .auto. or .train. or .skimage. or .noise."),
     ],
 )
 def test_bad_specs_are_refused(kwargs, message):
@@ -101,7 +101,7 @@ def test_bad_specs_are_refused(kwargs, message):
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 def test_shapes_dtypes_and_label_ranges(dataset, source):
     images, labels = make_batch(BatchSpec(dataset, source, batch_size=64, image_size=SMALL))
-    assert images.shape == (64, 3, SMALL, SMALL) and images.dtype == torch.float32
+    assert images.shape == (64, DATASETS[dataset].channels, SMALL, SMALL) and images.dtype == torch.float32
     assert labels.shape == (64,) and labels.dtype == torch.int64
     assert 0 <= labels.min() and labels.max() < DATASETS[dataset].num_classes
     assert torch.isfinite(images).all()

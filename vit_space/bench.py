@@ -8,23 +8,21 @@ origin ``.pth`` files published with Auto-Prox, read with ``torch.load(weights_o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import numbers
 import os
-import urllib.request
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from gp_proxy.atomic import atomic_path
 from gp_proxy.errors import AutoproxError
-from vit_space.paths import cache_root
+from vit_space.spaces import get_space
+from vit_space.paths import cache_root, download, sha256_of
 
 BENCH_NAMES = ("autoformer", "pit")
 ORIGIN_FILES = {
@@ -32,13 +30,12 @@ ORIGIN_FILES = {
     "pit": ("gt_pit.pth", "bdda89841d4105f99ab759e3243e7a2402929ba7a8430dac12a50256aa533bb2"),
 }
 DEFAULT_URL = "https://raw.githubusercontent.com/lilujunai/Auto-Prox-AAAI24/main/gt_results/"
-DATASETS = {"c100": "c100", "flowers": "flower", "chaoyang": "chaoyang"}
+DATASETS = {"c100": "c100", "flowers": "flower", "chaoyang": "chaoyang"}  # ViT-Bench-101's, with their field stems
 KINDS = ("kd", "base")
 IMAGENET_FIELD = "imagenet_super_acc"
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared" / "vitbench101"
 
 _SPACE_KEYS = {"autoformer": "hidden_dim", "pit": "base_dim"}
-_CHUNK = 1 << 16
 
 
 def field_name(dataset: str, kind: str = "kd") -> str:
@@ -51,12 +48,12 @@ def field_name(dataset: str, kind: str = "kd") -> str:
         return dataset
     if dataset == "imagenet":
         return IMAGENET_FIELD
-    if dataset not in DATASETS:
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", dataset):
         known = ", ".join([*DATASETS, "imagenet"])
-        raise AutoproxError(f"unknown data set {dataset!r}; known: {known} (or a field name ending in _acc)")
+        raise AutoproxError(f"bad data set name {dataset!r}; e.g. {known} (or a field name ending in _acc)")
     if kind not in KINDS:
         raise AutoproxError(f"unknown training kind {kind!r}; known: {', '.join(KINDS)}")
-    return f"{DATASETS[dataset]}_{kind}_acc"
+    return f"{DATASETS.get(dataset, dataset)}_{kind}_acc"
 
 
 def field_dataset(field: str) -> str:
@@ -64,9 +61,9 @@ def field_dataset(field: str) -> str:
     ``imagenet_super_acc`` -> ``imagenet``); `AutoproxError` for other fields."""
     if field == IMAGENET_FIELD:
         return "imagenet"
-    for dataset, stem in DATASETS.items():
-        if any(field == f"{stem}_{kind}_acc" for kind in KINDS):
-            return dataset
+    match = re.fullmatch(rf"(.+)_({'|'.join(KINDS)})_acc", field)
+    if match:
+        return {stem: name for name, stem in DATASETS.items()}.get(match[1], match[1])
     raise AutoproxError(f"field {field!r} names no known data set; known fields look like c100_kd_acc, "
                         f"flower_base_acc, {IMAGENET_FIELD}")
 
@@ -109,10 +106,13 @@ class Benchmark:
         return [f for f, v in self.accuracies.items() if np.isfinite(v).any()]
 
     def datasets(self, kind: str = "kd", imagenet: bool = False) -> list[str]:
-        """Short data-set names with a ``kind`` field here (c100, flowers, chaoyang[, imagenet])."""
-        names = [*DATASETS, "imagenet"] if imagenet else list(DATASETS)
-        fields = self.fields
-        return [d for d in names if field_name(d, kind) in fields]
+        """Short data-set names with a ``kind`` field here (c100, flowers, chaoyang[, imagenet], fmnist, ...)."""
+        names = [field_dataset(f) for f in self.fields if f.endswith(f"_{kind}_acc")]
+        return names + (["imagenet"] if imagenet and IMAGENET_FIELD in self.fields else [])
+
+    def default_kind(self) -> str:
+        """"kd" where the benchmark has KD-trained fields (ViT-Bench-101), else "base" (trained from scratch)."""
+        return "kd" if self.datasets("kd") else "base"
 
     def accuracy(self, dataset_or_field: str, kind: str = "kd") -> np.ndarray:
         """(n_archs,) top-1 accuracy in %, NaN where missing."""
@@ -195,6 +195,7 @@ def load_bench(name_or_path: str | os.PathLike) -> Benchmark:
     else:
         raise AutoproxError(f"{path}: unsupported benchmark file type {path.suffix!r} (expected .json or .pth)")
     space, records = _unpack(payload, path)
+    _register_datasets(payload, path)
     archs, accuracies = _columns(records, path)
     name = str(name_or_path) if str(name_or_path) in BENCH_NAMES else path.stem
     space = space or _infer_space(archs, path)
@@ -231,38 +232,10 @@ def fetch_bench(
         filename, published = ORIGIN_FILES[name]
         expected = (checksums or {}).get(name, published)
         target = dest / filename
-        if force or not (target.is_file() and _sha256(target) == expected):
-            _download(base_url + filename, target, expected)
+        if force or not (target.is_file() and sha256_of(target) == expected):
+            download(base_url + filename, target, expected)
         paths.append(target)
     return paths
-
-
-def _download(url: str, target: Path, expected: str) -> None:
-    """Stream ``url`` to a temp file beside ``target``; move it into place if its sha256 matches."""
-    with atomic_path(target) as tmp:
-        digest = hashlib.sha256()
-        try:
-            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-                    while chunk := response.read(_CHUNK):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
-        except (OSError, ValueError) as e:
-            raise AutoproxError(f"cannot download {url}: {e}") from e
-        if digest.hexdigest() != expected:
-            raise AutoproxError(
-                f"{url}: sha256 {digest.hexdigest()} does not match the expected {expected}; nothing was saved"
-            )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_json(path: Path) -> Any:
@@ -276,7 +249,7 @@ def _read_json(path: Path) -> Any:
 
 def _read_pth(path: Path) -> Any:
     origin = {filename: sha for filename, sha in ORIGIN_FILES.values()}
-    if path.name in origin and (actual := _sha256(path)) != origin[path.name]:
+    if path.name in origin and (actual := sha256_of(path)) != origin[path.name]:
         raise AutoproxError(
             f"{path}: sha256 {actual} does not match the published {origin[path.name]}; "
             "delete it and run `autoprox bench fetch`"
@@ -303,9 +276,28 @@ def _unpack(payload: Any, path: Path) -> tuple[str | None, list]:
         raise AutoproxError(f"{path}: expected a list of records, got {type(records).__name__}")
     if not records:
         raise AutoproxError(f"{path}: the benchmark has no records")
-    if space is not None and space not in BENCH_NAMES:
-        raise AutoproxError(f"{path}: unknown space {space!r}; known: {', '.join(BENCH_NAMES)}")
+    if space is not None:
+        try:
+            get_space(space)
+        except AutoproxError as e:
+            raise AutoproxError(f"{path}: {e}") from None
     return space, records
+
+
+def _register_datasets(payload: Any, path: Path) -> None:
+    """Make a built benchmark's folder data sets known by name, so its networks can be probed on them."""
+    from vit_space.data import DATASETS as KNOWN
+    from vit_space.data import DatasetInfo, register_dataset
+
+    datasets = payload.get("datasets") if isinstance(payload, Mapping) else None
+    for name, info in (datasets or {}).items() if isinstance(datasets, Mapping) else ():
+        if name in KNOWN and KNOWN[name].images == (info or {}).get("source", KNOWN[name].images):
+            continue
+        try:
+            register_dataset(DatasetInfo(str(name), int(info["num_classes"]), "natural", int(info["channels"]),
+                                         str(info["source"])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise AutoproxError(f"{path}: data set {name!r} needs source, num_classes and channels ({e})") from e
 
 
 def _columns(records: list, path: Path) -> tuple[tuple[dict, ...], dict[str, np.ndarray]]:

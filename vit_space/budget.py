@@ -36,7 +36,7 @@ class Budget:
     params_max: float = float("inf")
     macs_max: float = float("inf")
     num_classes: int = 1000
-    img_size: int = 224
+    img_size: int | None = None  # None: the space's own input size
 
     def fits(self, space: Space, arch: Arch) -> bool:
         params = space.num_params(arch, self.num_classes, self.img_size)

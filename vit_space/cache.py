@@ -55,6 +55,12 @@ class ProbeSpec:
             raise AutoproxError(f"sketch size must be an integer >= 2, got {self.sketch_size!r}")
         conditions(self.conditions, torch.zeros(1, 3, 2, 2), torch.zeros(1, dtype=torch.long), 0)
 
+    def for_space(self, space: Space) -> ProbeSpec:
+        """The spec with an unset image size (None) replaced by the space's own input size."""
+        if self.batch.image_size is not None:
+            return self
+        return replace(self, batch=replace(self.batch, image_size=space.img_size))
+
     def for_dataset(self, dataset: str, source: str | None = None) -> ProbeSpec:
         """The same spec on another data set (and, if given, another image source)."""
         return replace(self, batch=replace(self.batch, dataset=dataset, source=source or self.batch.source))
@@ -68,7 +74,7 @@ class ProbeSpec:
     def key(self, space: Space, arch: Arch, condition: str) -> dict:
         """The cache key of one entry (JSON-able)."""
         return {"format": FORMAT_VERSION, "space": space.name, "arch": space.to_json(arch),
-                "batch": self.batch.key(), "sketch": self.sketch_size, "condition": condition}
+                "batch": self.for_space(space).batch.key(), "sketch": self.sketch_size, "condition": condition}
 
 
 def digest(key: dict) -> str:
@@ -123,7 +129,12 @@ def batch_of(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
 
 def build_seeded(space: Space, arch: Arch, batch: BatchSpec) -> nn.Module:
     """`arch` built for `batch`'s data set with its seeded init under the batch seed, in train mode
-    (the model every probe and pass proxy sees)."""
+    (the model every probe and pass proxy sees); `AutoproxError` if the data set's channels are not
+    what the space takes."""
+    channels = get_dataset(batch.dataset).channels
+    if channels != space.in_chans:
+        raise AutoproxError(f"space {space.name} takes {space.in_chans}-channel images but {batch.dataset} has "
+                            f"{channels}-channel ones; use a space for that input (e.g. af-tiny@3x32, af-tiny for 1x28)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(space.seeded_init(arch, batch.seed))
         model = space.build(arch, num_classes=get_dataset(batch.dataset).num_classes, img_size=batch.image_size)
@@ -132,6 +143,7 @@ def build_seeded(space: Space, arch: Arch, batch: BatchSpec) -> nn.Module:
 
 def probe_arch(space: Space, arch: Arch, spec: ProbeSpec, only: Sequence[str] | None = None) -> dict[str, UnitStats]:
     """Build `arch` with its seeded init and probe it under the spec's conditions (or `only` these)."""
+    spec = spec.for_space(space)
     images, labels = batch_of(spec.batch)
     conds = conditions(tuple(only or spec.conditions), images, labels, spec.batch.seed)
     return probe_conditions(build_seeded(space, arch, spec.batch), conds, spec.sketch_size, spec.batch.seed)
@@ -187,6 +199,7 @@ def load_bundle(space: Space, archs: Sequence[Arch], spec: ProbeSpec, cache: Sta
     """
     if not archs:
         raise AutoproxError("no architectures to load statistics for: the benchmark is empty")
+    spec = spec.for_space(space)
     entries, missing = [], 0
     for arch in archs:
         per_condition = {c: cache.load(spec.key(space, arch, c)) for c in spec.conditions}

@@ -90,7 +90,7 @@ def _targets(args: argparse.Namespace) -> list[tuple[Space, list[Arch], list[str
         for name in _csv(args.bench):
             bench = bench_mod.load_bench(name)
             space = get_space(bench.space)
-            out.append((space, [space.validate(a) for a in bench.archs], bench.datasets("kd")))
+            out.append((space, [space.validate(a) for a in bench.archs], bench.datasets(bench.default_kind())))
         return out
     if not args.space:
         raise AutoproxError("give --bench NAME|PATH, or --space with --archs FILE.json or --sample N")
@@ -102,7 +102,12 @@ def _targets(args: argparse.Namespace) -> list[tuple[Space, list[Arch], list[str
         archs = [space.sample(rng) for _ in range(args.sample)]
     else:
         raise AutoproxError("--space needs --archs FILE.json or --sample N")
-    return [(space, archs, ["c100"])]
+    return [(space, archs, [default_dataset(space)])]
+
+
+def default_dataset(space: Space) -> str:
+    """The data set a space is probed on when none is named: fmnist for 1-channel spaces, else c100."""
+    return "fmnist" if space.in_chans == 1 else "c100"
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
@@ -193,7 +198,9 @@ def cmd_search(args: argparse.Namespace) -> None:
     proxies = [resolve_proxy(p) for arg in args.proxy for p in _csv(arg)]
     config = SearchConfig(args.algo, args.budget, args.population, min(args.parents, args.population),
                           seed=args.seed, top_k=args.top_k)
-    searcher = Searcher(get_space(args.space), proxies, _budget(args), _probe_spec(args, args.dataset),
+    space = get_space(args.space)
+    args.dataset = args.dataset or default_dataset(space)
+    searcher = Searcher(space, proxies, _budget(args), _probe_spec(args, args.dataset),
                         StatsCache(args.cache), config)
     state = searcher.run(args.out, resume=args.resume, progress=not args.quiet)
     best = max(state.evaluated, key=lambda c: (c.fitness, -c.order))
@@ -204,6 +211,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     proxy, space = resolve_proxy(args.proxy), get_space(args.space)
+    args.dataset = args.dataset or default_dataset(space)
     classes = get_dataset(args.dataset).num_classes
     budget = _budget(args)
     if args.archs:
@@ -272,6 +280,64 @@ def cmd_bench_fetch(args: argparse.Namespace) -> None:
         print(f"{path}: {len(bench_mod.load_bench(path))} architectures, sha256 verified")
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    """`--seeds K` (seeds 0..K-1) or a comma-separated list of seeds."""
+    values = _csv(text)
+    if not values or not all(v.isdigit() for v in values):
+        raise AutoproxError(f"--seeds takes K or a comma-separated list of non-negative integers, got {text!r}")
+    return tuple(range(int(values[0]))) if len(values) == 1 else tuple(int(v) for v in values)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit()):
+        raise AutoproxError(f"--shard takes I/N, e.g. 0/2, got {text!r}")
+    return int(index), int(count)
+
+
+def _build_command(args: argparse.Namespace) -> str:
+    """The `bench build` command that reproduces `args` (options that change no number left out)."""
+    skip = {"func", "command", "bench_command", "resume", "shard", "threads", "quiet"}
+    parts = [f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in skip]
+    return "autoprox bench build " + " ".join(parts)
+
+
+def cmd_bench_build(args: argparse.Namespace) -> None:
+    import torch
+
+    from vit_space.benchbuild import BuildPlan, build_bench
+    from vit_space.train import Recipe
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    space = get_space(args.space)
+    if args.archs.isdigit():
+        archs = sample_within(space, int(args.archs), random.Random(args.sample_seed), Budget())
+    else:
+        archs = read_archs(args.archs, space)
+    recipe = Recipe(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    weight_decay=args.weight_decay, warmup=args.warmup, label_smoothing=args.label_smoothing,
+                    shift=args.shift, train_size=args.train_size, test_size=args.test_size)
+    plan = BuildPlan(space, tuple(archs), tuple(_csv(args.dataset)), recipe, _seeds(args.seeds))
+    if not plan.datasets:
+        raise AutoproxError("--dataset needs fmnist, digits or a data folder (comma-separated for several)")
+    out = build_bench(plan, args.out, resume=args.resume, shard=_shard(args.shard), progress=not args.quiet,
+                      command=_build_command(args))
+    bench = bench_mod.load_bench(out)
+    print(f"{out}: {len(bench)} architectures; fields: {', '.join(bench.fields) or 'none complete yet'}")
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> None:
+    from vit_space.datasets import fetch_fmnist, load_images
+
+    if args.name != "fmnist":
+        raise AutoproxError(f"only fmnist is downloaded; digits ships with scikit-learn, got {args.name!r}")
+    folder = fetch_fmnist(args.url, args.dest)
+    print(f"{folder}: Fashion-MNIST, sha256 verified")
+    if not args.dest:
+        print(load_images("fmnist").describe())
+
+
 def cmd_bench_show(args: argparse.Namespace) -> None:
     bench = bench_mod.load_bench(args.bench)
     space = get_space(bench.space)
@@ -285,17 +351,21 @@ def cmd_bench_show(args: argparse.Namespace) -> None:
               f"min {acc[ok].min():6.2f}  max {acc[ok].max():6.2f}")
 
 
+IMAGE_SIZE_HELP = "input side in pixels (default: the space's own, 224 for autoformer/pit, 28 for the small spaces)"
+
+
 def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench", help="benchmark name(s) (autoformer, pit) or path(s), comma-separated")
     p.add_argument("--space", help="autoformer, pit or timm:NAME[,NAME...] (with --archs or --sample)")
     p.add_argument("--archs", help="JSON file: a list of architectures of --space")
     p.add_argument("--sample", type=int, default=0, help="sample N architectures of --space (with --seed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the batch, the init and the sketch (default 0)")
-    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--image-size", type=int, help=IMAGE_SIZE_HELP)
 
 
 def _add_probe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default="skimage", help="proxy images: skimage (default), noise, or a data folder")
+    p.add_argument("--source", default="auto", help="proxy images: auto (default: the data set's own images where "
+                   "autoprox has them, else skimage), train, skimage, noise, or a data folder")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--sketch", type=int, default=32, help="sketch size S (rows and columns kept)")
     p.add_argument("--conditions", default="data", help=f"comma-separated, from {', '.join(CONDITIONS)}")
@@ -303,7 +373,7 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     if "--seed" not in p._option_string_actions:
         p.add_argument("--seed", type=int, default=0, help="seed of the batch, the init and the sketch (default 0)")
-        p.add_argument("--image-size", type=int, default=224)
+        p.add_argument("--image-size", type=int, help=IMAGE_SIZE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("discover", help="evolve zero-cost proxies on cached statistics")
     p.add_argument("--bench", required=True, help="benchmark name(s) or path(s), comma-separated")
     p.add_argument("--datasets", default="", help="comma-separated (default: each benchmark's KD data sets)")
-    p.add_argument("--fields", default="kd", choices=["kd", "base"], help="which accuracy fields to rank")
+    p.add_argument("--fields", choices=["kd", "base"],
+                   help="which accuracy fields to rank (default: kd where the benchmark has it, else base)")
     p.add_argument("--out", required=True, help="output folder (proxies/, logbook.csv, summary.md, checkpoint.json)")
     p.add_argument("--algo", default="elitism", choices=list(ALGORITHMS))
     p.add_argument("--iterations", type=int, default=1000, help="elitism steps or (mu+lambda) generations")
@@ -347,8 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proxy", required=True, help="known proxy name(s) (see `autoprox proxies`) or PROXY.json, comma-separated")
     p.add_argument("--datasets", default="", help="comma-separated, e.g. c100,flowers,chaoyang,imagenet "
                    "(default: the benchmark's data sets with --fields)")
-    p.add_argument("--fields", default="kd", choices=["kd", "base", "all"],
-                   help="accuracy fields: KD-trained, trained from scratch, or every field (ImageNet supernet too)")
+    p.add_argument("--fields", choices=["kd", "base", "all"],
+                   help="accuracy fields: KD-trained, trained from scratch, or every field (ImageNet supernet too); "
+                   "default: kd where the benchmark has it, else base")
     p.add_argument("--holdout", type=float, default=0.5, help="share of architectures in the held-out part (0: none)")
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--format", default="table", help=f"output: {', '.join(FORMATS)}")
@@ -370,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, default=0, help="sample N distinct architectures within the budget")
     p.add_argument("--params", help="parameter range LO-HI in millions, e.g. 5-7.5")
     p.add_argument("--flops", type=float, default=0.0, help="largest MACs per image, in billions")
-    p.add_argument("--dataset", default="c100", help=f"the data set whose batch and head size to use ({', '.join(DATASETS)})")
+    p.add_argument("--dataset", help=f"the data set whose batch and head size to use ({', '.join(DATASETS)}; "
+                   "default: fmnist for 1-channel spaces, else c100)")
     p.add_argument("--out", help="CSV file of the ranked table")
     _add_probe_args(p)
     p.set_defaults(func=cmd_score)
@@ -396,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--population", type=int, default=50)
     p.add_argument("--parents", type=int, default=10, help="evolution: the top architectures that breed")
     p.add_argument("--top-k", type=int, default=10, help="rows of top.md")
-    p.add_argument("--dataset", default="c100", help="the data set whose batch and head size to use")
+    p.add_argument("--dataset", help="the data set whose batch and head size to use (default: fmnist for "
+                   "1-channel spaces, else c100)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
     _add_probe_args(p)
@@ -417,9 +491,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", help="folder (default: the user cache, where --bench NAME looks)")
     p.add_argument("--force", action="store_true", help="download even if a verified copy is there")
     p.set_defaults(func=cmd_bench_fetch)
+    p = bench.add_parser("build", help="train architectures with one recipe and record their accuracy")
+    p.add_argument("--space", required=True, help="af-tiny, pit-tiny (1x28x28; NAME@CxS for other inputs), autoformer, pit")
+    p.add_argument("--dataset", required=True, help="fmnist, digits or a data folder (CIFAR-10/100, ImageFolder); "
+                   "comma-separated for several")
+    p.add_argument("--archs", required=True, help="N (sample N distinct architectures) or a JSON file of architectures")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the architecture sample")
+    p.add_argument("--seeds", default="2", help="K (seeds 0..K-1) or a comma-separated list (default 2)")
+    p.add_argument("--steps", type=int, default=800, help="optimizer steps per run (default 800)")
+    p.add_argument("--epochs", type=float, default=0.0, help="passes over each training set instead of --steps")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3, help="AdamW peak learning rate")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup", type=float, default=0.1, help="share of the steps warming up (then cosine to 0)")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--shift", type=int, default=0, help="random translation augmentation, in pixels")
+    p.add_argument("--train-size", type=int, default=0, help="train on a fixed subset of this many images (0: all)")
+    p.add_argument("--test-size", type=int, default=0, help="evaluate on a fixed subset of this many images (0: all)")
+    p.add_argument("--out", required=True, help="benchmark JSON (its journal BENCH.runs.jsonl goes beside it)")
+    p.add_argument("--resume", action="store_true", help="continue the build journalled beside --out")
+    p.add_argument("--shard", default="0/1", help="I/N: train every N-th run from the I-th (parallel processes)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bench_build)
     p = bench.add_parser("show", help="summarise a benchmark")
     p.add_argument("--bench", required=True)
     p.set_defaults(func=cmd_bench_show)
+    data = sub.add_parser("data", help="training data sets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("fetch", help="download Fashion-MNIST into the user cache (sha256-checked)")
+    p.add_argument("name", help="fmnist")
+    p.add_argument("--url", help="base URL (https:// or file://); default $AUTOPROX_FMNIST_URL or the public repository")
+    p.add_argument("--dest", help="folder (default: the user cache, where fmnist is looked for)")
+    p.set_defaults(func=cmd_data_fetch)
     return parser
 
 

@@ -1,10 +1,14 @@
 """Proxy batches: one small, seeded, ImageNet-normalised batch of images and labels per data set.
 
 A zero-cost proxy scores an untrained network from one forward/backward pass over such a batch.
-Three sources are understood:
+These sources are understood:
 
-* ``"skimage"`` (offline default): seeded random crops of scikit-image's bundled sample photographs
-  (colon histology for ``"chaoyang"``), with seeded uniform labels;
+* ``"auto"`` (default): ``"train"`` for data sets whose images autoprox can load (Fashion-MNIST,
+  digits, a registered folder), else ``"skimage"``;
+* ``"train"``: a seeded pick of the data set's own training images and labels, normalised with
+  its own mean and std (what `vit_space.train` trains on);
+* ``"skimage"``: seeded random crops of scikit-image's bundled sample photographs
+  (colon histology for ``"chaoyang"``; grey for 1-channel data sets), with seeded uniform labels;
 * ``"noise"``: standard Gaussian images with seeded uniform labels;
 * a folder path: real data, either a CIFAR-100 folder (python pickles or binary version) or an
   ImageFolder tree ``root/<class_name>/<image files>``, with real labels.
@@ -29,6 +33,7 @@ from gp_proxy.errors import AutoproxError
 
 __all__ = [
     "BatchSpec",
+    "register_dataset",
     "DATASETS",
     "DatasetInfo",
     "IMAGENET_MEAN",
@@ -41,11 +46,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A target data set: its name, class count and image kind (``"natural"`` or ``"histology"``)."""
+    """A target data set: its name, class count, image kind (``"natural"``, ``"histology"`` or
+    ``"grey"``), channels, and where its own images are (a built-in name or a folder; None: nowhere)."""
 
     name: str
     num_classes: int
     kind: str
+    channels: int = 3
+    images: str | None = None
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -53,10 +61,12 @@ DATASETS: dict[str, DatasetInfo] = {
     "flowers": DatasetInfo("flowers", 102, "natural"),
     "chaoyang": DatasetInfo("chaoyang", 4, "histology"),
     "imagenet": DatasetInfo("imagenet", 1000, "natural"),
+    "fmnist": DatasetInfo("fmnist", 10, "grey", 1, "fmnist"),
+    "digits": DatasetInfo("digits", 10, "grey", 1, "digits"),
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-NAMED_SOURCES = ("skimage", "noise")
+NAMED_SOURCES = ("auto", "train", "skimage", "noise")
 
 SKIMAGE_PHOTOS = {
     "natural": ("astronaut", "chelsea", "coffee", "rocket"),
@@ -80,24 +90,45 @@ class BatchSpec:
     """
 
     dataset: str
-    source: str = "skimage"
+    source: str = "auto"
     batch_size: int = 16
     seed: int = 0
-    image_size: int = 224
+    image_size: int | None = 224  # None: the probed space's own input size (see ProbeSpec.for_space)
+
+    @property
+    def origin(self) -> str:
+        """The concrete source: ``"auto"`` resolved for this data set."""
+        if self.source != "auto":
+            return self.source
+        return "train" if get_dataset(self.dataset).images else "skimage"
 
     def key(self) -> str:
         """Canonical string for cache keys, e.g. ``"c100|skimage|b16|s0|224"`` (paths made absolute)."""
-        source = self.source if self.source in NAMED_SOURCES else str(_source_path(self.source))
+        source = self.origin if self.origin in NAMED_SOURCES else str(_source_path(self.origin))
         return f"{self.dataset}|{source}|b{self.batch_size}|s{self.seed}|{self.image_size}"
 
     def validate(self) -> None:
         """Raise :class:`AutoproxError` unless the data set, source, sizes and seed are usable."""
-        get_dataset(self.dataset)
+        info = get_dataset(self.dataset)
         _check_int("batch_size", self.batch_size, 1)
-        _check_int("image_size", self.image_size, 16)
+        if self.image_size is not None:
+            _check_int("image_size", self.image_size, 8)
         _check_int("seed", self.seed, 0)
-        if self.source not in NAMED_SOURCES:
-            _detect_layout(_source_path(self.source))
+        if self.origin == "train" and not info.images:
+            raise AutoproxError(f"data set {self.dataset} has no images autoprox can load; "
+                                f"give its folder with --data {self.dataset}=PATH, or use --source skimage or noise")
+        if self.origin not in NAMED_SOURCES:
+            if info.channels != 3:
+                raise AutoproxError(f"{self.origin}: folders hold RGB images but {self.dataset} has {info.channels} channel(s)")
+            _detect_layout(_source_path(self.origin))
+
+
+def register_dataset(info: DatasetInfo) -> None:
+    """Make a data set known by name (a user benchmark's folder); the same name must mean the same data."""
+    known = DATASETS.get(info.name)
+    if known is not None and known != info:
+        raise AutoproxError(f"data set {info.name!r} is already known as {known}; rename the folder or the benchmark's data set")
+    DATASETS[info.name] = info
 
 
 def get_dataset(name: str) -> DatasetInfo:
@@ -110,20 +141,28 @@ def get_dataset(name: str) -> DatasetInfo:
 def make_batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """The proxy batch of ``spec``.
 
-    Returns images ``(B, 3, S, S)`` float32, ImageNet-normalised (noise is N(0, 1) per pixel), and
-    labels ``(B,)`` int64 in ``[0, num_classes)``, with ``B = batch_size`` and ``S = image_size``.
+    Returns images ``(B, C, S, S)`` float32, normalised (ImageNet statistics; a data set's own for
+    ``"train"``; noise is N(0, 1) per pixel), and labels ``(B,)`` int64 in ``[0, num_classes)``, with
+    ``B = batch_size``, ``C`` the data set's channels and ``S = image_size``.
     """
     spec.validate()
+    if spec.image_size is None:
+        raise AutoproxError("the batch's image size is not set (ProbeSpec.for_space sets it from the space)")
     info = get_dataset(spec.dataset)
     generator = torch.Generator().manual_seed(spec.seed)
-    if spec.source == "noise":
-        shape = (spec.batch_size, 3, spec.image_size, spec.image_size)
+    if spec.origin == "noise":
+        shape = (spec.batch_size, info.channels, spec.image_size, spec.image_size)
         images = torch.randn(shape, generator=generator)
         return images, _random_labels(spec.batch_size, info.num_classes, generator)
-    if spec.source == "skimage":
-        images = _skimage_crops(info.kind, spec.batch_size, spec.image_size, generator)
-        return _normalise(images), _random_labels(spec.batch_size, info.num_classes, generator)
-    root = _source_path(spec.source)
+    if spec.origin == "skimage":
+        images = _skimage_crops("histology" if info.kind == "histology" else "natural", spec.batch_size,
+                                spec.image_size, generator)
+        images = _normalise(images)
+        return (images.mean(1, keepdim=True) if info.channels == 1 else images), _random_labels(
+            spec.batch_size, info.num_classes, generator)
+    if spec.origin == "train":
+        return _training_batch(info, spec, generator)
+    root = _source_path(spec.origin)
     loader = {"cifar-python": _cifar_python, "cifar-binary": _cifar_binary, "imagefolder": _image_folder}
     images, labels = loader[_detect_layout(root)](root, spec, generator)
     if int(labels.max()) >= info.num_classes:
@@ -132,6 +171,19 @@ def make_batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
             f"({info.num_classes} classes)"
         )
     return _normalise(images), labels
+
+
+def _training_batch(info: DatasetInfo, spec: BatchSpec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded pick of the data set's own training images, normalised as `vit_space.train` does."""
+    from vit_space.datasets import load_images
+
+    data = load_images(info.images, spec.image_size)
+    if data.image_size != spec.image_size:
+        raise AutoproxError(f"{info.name} has {data.image_size}x{data.image_size} images but the batch asks for "
+                            f"{spec.image_size}x{spec.image_size}; probe a space for that input")
+    index = _pick(len(data.train_labels), spec, generator, Path(info.images))
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in data.mean_std())
+    return ((data.train_images[index].float() / 255 - mean) / std).contiguous(), data.train_labels[index]
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

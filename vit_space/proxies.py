@@ -67,7 +67,7 @@ def proxy_label(proxy: str | SavedProxy) -> str:
 
 def spec_of(proxy: SavedProxy, dataset: str) -> ProbeSpec:
     """The probe spec a saved proxy was discovered with, on `dataset`'s batch (image size 224 when
-    the file does not say: files of engine 0.1.0 did not record it)."""
+    the file does not say: files of engine 0.1.0 did not record it; null: the scored space's own)."""
     probe = proxy.probe
     try:
         spec = ProbeSpec(BatchSpec(dataset, probe["source"], probe["batch_size"], probe["seed"],
@@ -170,6 +170,7 @@ def proxy_scores(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], s
     Saved proxies use their own statistics spec on `spec`'s data set. Statistics and pass scores
     missing from `cache` are computed (`compute_missing`) or reported as an error.
     """
+    spec = spec.for_space(space)
     classes, size = get_dataset(spec.batch.dataset).num_classes, spec.batch.image_size
     if isinstance(proxy, str) and proxy in ANALYTIC:
         t0 = time.perf_counter()
@@ -180,7 +181,8 @@ def proxy_scores(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], s
         scores, seconds = pass_scores(space, archs, spec.batch, [proxy], cache, compute_missing, progress)
         return Scores(scores[proxy], float(np.nanmean(seconds[proxy])))
     if isinstance(proxy, SavedProxy):
-        spec, expression, names, groups = spec_of(proxy, spec.batch.dataset), proxy.expression, proxy.names, proxy.groups
+        spec, expression, names, groups = (spec_of(proxy, spec.batch.dataset).for_space(space), proxy.expression,
+                                           proxy.names, proxy.groups)
     else:
         expression, names, groups = KNOWN_PROXIES[proxy].expression, None, None
     if compute_missing:
@@ -199,13 +201,13 @@ def proxy_scores(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], s
 def saved_proxy_bundles(proxy: SavedProxy, benches: Sequence[str], cache: StatsCache,
                         compute_missing: bool = False, progress: bool = True) -> list[StatsBundle]:
     """The statistics a saved proxy reads, under its own spec, for every architecture of each
-    benchmark and each of its KD data sets."""
+    benchmark and each of its data sets (KD ones where there are)."""
     bundles = []
     for name in benches:
         bench = load_bench(name)
         space = get_space(bench.space)
         archs = [space.validate(a) for a in bench.archs]
-        for dataset in bench.datasets("kd"):
+        for dataset in bench.datasets(bench.default_kind()):
             spec = spec_of(proxy, dataset)
             if compute_missing:
                 fill(space, archs, [spec], cache, progress=progress)

@@ -87,12 +87,17 @@ def rank(proxy: str | SavedProxy, bench: Benchmark, fields: Sequence[str], spec:
     return Ranking(proxy_label(proxy), bench.name, whole, heldout, seconds, scores)
 
 
-def bench_fields(bench: Benchmark, datasets: Sequence[str], kind: str) -> list[str]:
+def bench_fields(bench: Benchmark, datasets: Sequence[str], kind: str | None = None) -> list[str]:
     """Field names for `datasets` (default: all the benchmark has) trained as `kind` (kd, base, or
-    all: every accuracy field of the benchmark, ImageNet supernet included)."""
+    all: every accuracy field of the benchmark, ImageNet supernet included; None: kd where the
+    benchmark has it, else base)."""
+    kind = kind or bench.default_kind()
     if kind == "all":
         return [f for f in bench.fields if not datasets or field_dataset(f) in datasets]
-    return [field_name(d, kind) for d in datasets or bench.datasets(kind)]
+    fields = [field_name(d, kind) for d in datasets or bench.datasets(kind)]
+    for field in fields:
+        bench.accuracy(field)  # names the fields there are when one is missing
+    return fields
 
 
 def _summary(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -> dict[str, float]:

@@ -13,15 +13,16 @@ from vit_space.spaces import get_space
 
 
 def bench_tasks(bench: Benchmark, datasets: Sequence[str], spec: ProbeSpec, cache: StatsCache,
-                kind: str = "kd", test_fraction: float = 0.5, split_seed: int = 0,
+                kind: str | None = None, test_fraction: float = 0.5, split_seed: int = 0,
                 compute_missing: bool = False, sources: dict[str, str] | None = None,
                 split: tuple[np.ndarray, np.ndarray] | None = None) -> list[Task]:
     """One task per data set of `bench`: the statistics probed on that data set's batch (from
-    `sources[dataset]` if given, else the spec's source), the accuracies of field `kind` (kd or
-    base), and the same seeded split for every data set (or the given `split`, e.g. a k-fold fold)."""
+    `sources[dataset]` if given, else the spec's source), the accuracies of field `kind` (kd or base;
+    default: kd where the benchmark has it), and the same seeded split for every data set (or the given `split`, e.g. a k-fold fold)."""
     if len(bench) < 4:
         raise AutoproxError(f"benchmark {bench.name} has {len(bench)} architectures; ranking needs at least 4")
     space = get_space(bench.space)
+    kind = kind or bench.default_kind()
     archs = [space.validate(a) for a in bench.archs]
     if split is not None:
         train, test = split
@@ -50,5 +51,6 @@ def tasks_for(benches: Sequence[str], datasets: Sequence[str] | None, spec: Prob
         bench = load_bench(name)
         if limit:
             bench = bench.subset(np.arange(min(limit, len(bench))))
-        tasks += bench_tasks(bench, datasets or bench.datasets("kd"), spec, cache, **kwargs)
+        kind = kwargs.pop("kind", None) or bench.default_kind()
+        tasks += bench_tasks(bench, datasets or bench.datasets(kind), spec, cache, kind=kind, **kwargs)
     return tasks

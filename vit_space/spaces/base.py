@@ -23,6 +23,8 @@ class Space(ABC):
     """
 
     name: str
+    in_chans: int = 3  # image channels the built models take
+    img_size: int = 224  # image side the built models take (pixels)
 
     @abstractmethod
     def validate(self, arch: Arch) -> Arch:
@@ -41,15 +43,16 @@ class Space(ABC):
         """Return two children mixing the genes of `a` and `b` (uniform crossover)."""
 
     @abstractmethod
-    def build(self, arch: Arch, num_classes: int = 1000, img_size: int = 224) -> nn.Module:
-        """Build the timm model for `arch` (weights initialised from the global torch RNG)."""
+    def build(self, arch: Arch, num_classes: int = 1000, img_size: int | None = None) -> nn.Module:
+        """Build the timm model for `arch` (weights initialised from the global torch RNG); `img_size`
+        None means the space's own `img_size`."""
 
     @abstractmethod
-    def num_params(self, arch: Arch, num_classes: int = 1000, img_size: int = 224) -> int:
+    def num_params(self, arch: Arch, num_classes: int = 1000, img_size: int | None = None) -> int:
         """Exact number of parameters of `build(arch, num_classes, img_size)`."""
 
     @abstractmethod
-    def macs(self, arch: Arch, num_classes: int = 1000, img_size: int = 224) -> int:
+    def macs(self, arch: Arch, num_classes: int = 1000, img_size: int | None = None) -> int:
         """Multiply-accumulates of one forward pass of one image (matmuls and convolutions)."""
 
     def to_json(self, arch: Arch) -> str:
@@ -130,12 +133,12 @@ def disable_fused_attention(model: nn.Module) -> None:
             module.fused_attn = False
 
 
-def measure_macs(model: nn.Module, img_size: int) -> int:
+def measure_macs(model: nn.Module, img_size: int, in_chans: int = 3) -> int:
     """MACs of one forward pass of one image, counted by torch's FlopCounterMode (flops / 2)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     device = next(model.parameters()).device
     counter = FlopCounterMode(display=False)
     with counter:
-        model(torch.zeros(1, 3, img_size, img_size, device=device))
+        model(torch.zeros(1, in_chans, img_size, img_size, device=device))
     return counter.get_total_flops() // 2

@@ -26,11 +26,11 @@ class PiTSpace(Space):
 
     def __init__(self, base_dims: Sequence[int] = (16, 24, 32, 40), mlp_ratios: Sequence[int] = (2, 4, 6, 8),
                  depths: Sequence[Sequence[int]] = DEPTHS, heads: Sequence[Sequence[int]] = HEADS,
-                 patch_size: int = 16, stride: int = 8):
+                 patch_size: int = 16, stride: int = 8, in_chans: int = 3, img_size: int = 224):
         self.base_dims, self.mlp_ratios = tuple(base_dims), tuple(mlp_ratios)
         self.depths = tuple(list(d) for d in depths)
         self.heads = tuple(list(h) for h in heads)
-        self.patch_size, self.stride = patch_size, stride
+        self.patch_size, self.stride, self.in_chans, self.img_size = patch_size, stride, in_chans, img_size
 
     def validate(self, arch: Arch) -> Arch:
         check_keys(arch, KEYS, self.name)
@@ -56,16 +56,17 @@ class PiTSpace(Space):
         picks = {k: rng.random() < 0.5 for k in KEYS}
         return ({k: (b if picks[k] else a)[k] for k in KEYS}, {k: (a if picks[k] else b)[k] for k in KEYS})
 
-    def build(self, arch: Arch, num_classes: int = 1000, img_size: int = 224) -> nn.Module:
+    def build(self, arch: Arch, num_classes: int = 1000, img_size: int | None = None) -> nn.Module:
         arch = self.validate(arch)
-        return PoolingVisionTransformer(img_size=img_size, patch_size=self.patch_size, stride=self.stride,
+        return PoolingVisionTransformer(img_size=img_size or self.img_size, patch_size=self.patch_size,
+                                        stride=self.stride, in_chans=self.in_chans,
                                         base_dims=[arch["base_dim"]] * 3, depth=arch["depth"],
                                         heads=arch["num_heads"], mlp_ratio=arch["mlp_ratio"],
                                         num_classes=num_classes)
 
-    def _grids(self, img_size: int) -> list[int]:
+    def _grids(self, img_size: int | None) -> list[int]:
         """Token-grid side of each stage: the patch conv, then two stride-2 poolings (k=3, pad=1)."""
-        side = math.floor((img_size - self.patch_size) / self.stride + 1)
+        side = math.floor(((img_size or self.img_size) - self.patch_size) / self.stride + 1)
         grids = [side]
         for _ in range(2):
             side = (side + 2 - 3) // 2 + 1
@@ -75,10 +76,10 @@ class PiTSpace(Space):
     def _widths(self, arch: Arch) -> list[int]:
         return [arch["base_dim"] * h for h in arch["num_heads"]]
 
-    def num_params(self, arch: Arch, num_classes: int = 1000, img_size: int = 224) -> int:
+    def num_params(self, arch: Arch, num_classes: int = 1000, img_size: int | None = None) -> int:
         arch = self.validate(arch)
         widths, grid = self._widths(arch), self._grids(img_size)[0]
-        total = 3 * self.patch_size ** 2 * widths[0] + widths[0] + widths[0] * grid * grid + widths[0]
+        total = self.in_chans * self.patch_size ** 2 * widths[0] + widths[0] + widths[0] * grid * grid + widths[0]
         for stage, (dim, depth) in enumerate(zip(widths, arch["depth"])):
             if stage:
                 prev = widths[stage - 1]
@@ -86,10 +87,10 @@ class PiTSpace(Space):
             total += depth * block_params(dim, int(dim * arch["mlp_ratio"]))
         return total + 2 * widths[-1] + widths[-1] * num_classes + num_classes
 
-    def macs(self, arch: Arch, num_classes: int = 1000, img_size: int = 224) -> int:
+    def macs(self, arch: Arch, num_classes: int = 1000, img_size: int | None = None) -> int:
         arch = self.validate(arch)
         widths, grids = self._widths(arch), self._grids(img_size)
-        total = widths[0] * grids[0] ** 2 * 3 * self.patch_size ** 2
+        total = widths[0] * grids[0] ** 2 * self.in_chans * self.patch_size ** 2
         for stage, (dim, depth, side) in enumerate(zip(widths, arch["depth"], grids)):
             if stage:
                 total += dim * side * side * 9 + widths[stage - 1] * dim

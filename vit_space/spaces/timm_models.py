@@ -55,10 +55,10 @@ class TimmSpace(Space):
     def crossover(self, a: Arch, b: Arch, rng: random.Random) -> tuple[Arch, Arch]:
         return self.validate(b), self.validate(a)
 
-    def build(self, arch: Arch, num_classes: int = 1000, img_size: int = 224) -> nn.Module:
+    def build(self, arch: Arch, num_classes: int = 1000, img_size: int | None = None) -> nn.Module:
         name = self.validate(arch)["timm"]
         try:
-            return timm.create_model(name, pretrained=False, num_classes=num_classes, img_size=img_size)
+            return timm.create_model(name, pretrained=False, num_classes=num_classes, img_size=img_size or self.img_size)
         except TypeError:  # models without an img_size argument (e.g. convolutional ones)
             return timm.create_model(name, pretrained=False, num_classes=num_classes)
 
@@ -66,12 +66,12 @@ class TimmSpace(Space):
         with torch.device("meta"):
             return self.build(arch, num_classes, img_size)
 
-    def num_params(self, arch: Arch, num_classes: int = 1000, img_size: int = 224) -> int:
+    def num_params(self, arch: Arch, num_classes: int = 1000, img_size: int | None = None) -> int:
         return count_params(self._on_meta(arch, num_classes, img_size))
 
-    def macs(self, arch: Arch, num_classes: int = 1000, img_size: int = 224) -> int:
+    def macs(self, arch: Arch, num_classes: int = 1000, img_size: int | None = None) -> int:
         model = self._on_meta(arch, num_classes, img_size)
         for module in model.modules():
             if hasattr(module, "fused_attn"):
                 module.fused_attn = False
-        return measure_macs(model, img_size)
+        return measure_macs(model, img_size or self.img_size, self.in_chans)

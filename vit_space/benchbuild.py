@@ -1,0 +1,178 @@
+"""Build a benchmark by training: every (architecture, data set, seed) run with one recipe.
+
+Finished runs are appended to a journal beside the output (``BENCH.runs.jsonl``: a config line,
+then one line per run), so an interrupted build resumes where it stopped and several processes
+(`shard` i of n) can fill one benchmark. After every run the benchmark file is rewritten
+atomically from the journal, in the ViT-Bench-101 shape every other command reads::
+
+    {"space": ..., "datasets": {...}, "recipe": {...}, "seeds": [...], "noise": {...},
+     "records": [{"arch": {...}, "fmnist_base_acc": 81.2, "fmnist_base_seeds": [81.0, 81.4], ...}]}
+
+`*_base_acc` is the mean over seeds, present once every seed of that data set has run.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy.stats import kendalltau
+from tqdm.auto import tqdm
+
+from gp_proxy.atomic import write_text
+from gp_proxy.errors import AutoproxError
+from vit_space.bench import field_name
+from vit_space.datasets import BUILTIN, ImageData, load_images
+from vit_space.spaces import Arch, Space
+from vit_space.train import Recipe, check_fits, train
+
+FORMAT = "autoprox-bench/1"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build trains: every arch on every data set under every seed, with one recipe."""
+
+    space: Space
+    archs: tuple[Arch, ...]
+    datasets: tuple[str, ...]  # built-in names or folder paths
+    recipe: Recipe
+    seeds: tuple[int, ...]
+
+    def config(self) -> dict:
+        return {"format": FORMAT, "space": self.space.name, "datasets": [dataset_name(d) for d in self.datasets],
+                "recipe": self.recipe.as_dict(), "seeds": list(self.seeds),
+                "archs": [self.space.arch_hash(a) for a in self.archs]}
+
+    def jobs(self) -> list[tuple[Arch, str, int]]:
+        return [(a, d, s) for a in self.archs for d in self.datasets for s in self.seeds]
+
+
+def dataset_name(dataset: str) -> str:
+    """The name a data set's fields carry: the built-in name, or a folder's name."""
+    return dataset if dataset in BUILTIN else Path(dataset).expanduser().resolve().name
+
+
+def journal_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".runs.jsonl")
+
+
+def build_bench(plan: BuildPlan, out: str | os.PathLike, resume: bool = False, shard: tuple[int, int] = (0, 1),
+                progress: bool = True, command: str = "") -> Path:
+    """Train the plan's missing runs of `shard` (i, n): every n-th job from the i-th; return `out`."""
+    if not plan.archs:
+        raise AutoproxError("nothing to train: no architectures")
+    index, count = shard
+    if not 0 <= index < count:
+        raise AutoproxError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")
+    data = {d: load_images(d, plan.space.img_size) for d in plan.datasets}
+    for d in data.values():
+        check_fits(plan.space, d)
+    journal = journal_path(out)
+    done = _open_journal(journal, plan.config(), resume)
+    jobs = [job for i, job in enumerate(plan.jobs()) if i % count == index]
+    todo = [(a, d, s) for a, d, s in jobs if (plan.space.arch_hash(a), dataset_name(d), s) not in done]
+    with tqdm(todo, desc=f"training {plan.space.name}", unit="run", disable=not progress,
+              initial=len(jobs) - len(todo), total=len(jobs)) as bar:
+        for arch, dataset, seed in bar:
+            bar.set_postfix_str(f"{dataset_name(dataset)} seed {seed} {plan.space.arch_hash(arch)[:8]}", refresh=False)
+            result = train(plan.space, arch, data[dataset], plan.recipe, seed)
+            line = {"arch": plan.space.arch_hash(arch), "dataset": dataset_name(dataset), "seed": seed,
+                    "top1": result.top1, "seconds": round(result.seconds, 3), "final_loss": result.final_loss}
+            with open(journal, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
+            write_bench(plan, data, journal, out, command)
+    write_bench(plan, data, journal, out, command)
+    return Path(out)
+
+
+def _open_journal(journal: Path, config: dict, resume: bool) -> set[tuple[str, str, int]]:
+    """The (arch hash, data set, seed) runs already in `journal`; create it if absent."""
+    if not journal.exists():
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        with open(journal, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"config": config}) + "\n")
+        return set()
+    if not resume:
+        raise AutoproxError(f"{journal} exists: pass --resume to continue that build, or choose another --out")
+    stored, runs = read_journal(journal)
+    if stored != config:
+        differ = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+        raise AutoproxError(f"{journal} belongs to another build (different {', '.join(differ)}); "
+                            "choose another --out or rerun with that build's settings")
+    return {(r["arch"], r["dataset"], r["seed"]) for r in runs}
+
+
+def read_journal(journal: Path) -> tuple[dict, list[dict]]:
+    """(config, finished runs) of a journal; a last line cut off by an interruption is ignored."""
+    try:
+        lines = journal.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise AutoproxError(f"cannot read {journal}: {e}") from e
+    try:  # text after the last newline is a line an interruption cut off
+        entries = [json.loads(line) for line in lines[:-1] if line.strip()]
+    except json.JSONDecodeError as e:
+        raise AutoproxError(f"{journal} is corrupt ({e.msg} at line {e.lineno}); delete it to start over") from e
+    if not entries or not isinstance(entries[0], dict) or not isinstance(entries[0].get("config"), dict):
+        raise AutoproxError(f"{journal} is not a build journal (no config line); delete it to start over")
+    runs = entries[1:]
+    keys = {"arch", "dataset", "seed", "top1", "seconds"}
+    if not all(isinstance(r, dict) and keys <= set(r) for r in runs):
+        raise AutoproxError(f"{journal} is corrupt (a run line lacks {sorted(keys)}); delete it to start over")
+    return entries[0]["config"], runs
+
+
+def write_bench(plan: BuildPlan, data: dict[str, ImageData], journal: Path, out: str | os.PathLike,
+                command: str = "") -> None:
+    """Assemble the benchmark file from the journal (atomically)."""
+    _, runs = read_journal(journal)
+    by_key: dict[tuple[str, str], dict[int, dict]] = {}
+    for run in runs:
+        by_key.setdefault((run["arch"], run["dataset"]), {})[run["seed"]] = run
+    names = [dataset_name(d) for d in plan.datasets]
+    records = []
+    for arch in plan.archs:
+        h = plan.space.arch_hash(arch)
+        if not any((h, n) in by_key for n in names):
+            continue
+        num_classes = data[plan.datasets[0]].num_classes
+        record = {"arch": arch, "hash": h, "params": plan.space.num_params(arch, num_classes),
+                  "macs": plan.space.macs(arch, num_classes)}
+        for name in names:
+            per_seed = by_key.get((h, name), {})
+            if len(per_seed) == len(plan.seeds):
+                record[field_name(name, "base")] = round(float(np.mean([per_seed[s]["top1"] for s in plan.seeds])), 4)
+            record[f"{name}_base_seeds"] = {str(s): per_seed[s]["top1"] for s in plan.seeds if s in per_seed}
+            record[f"{name}_seconds"] = round(sum(r["seconds"] for r in per_seed.values()), 2)
+        records.append(record)
+    payload = {"format": FORMAT, "space": plan.space.name, "command": command,
+               "datasets": {dataset_name(d): _describe(d, v) for d, v in data.items()},
+               "recipe": plan.recipe.as_dict(), "seeds": list(plan.seeds),
+               "noise": seed_noise(records, names, plan.seeds), "records": records}
+    write_text(out, json.dumps(payload, indent=1) + "\n")
+
+
+def _describe(dataset: str, data: ImageData) -> dict:
+    return {"source": dataset if dataset in BUILTIN else str(Path(dataset).expanduser().resolve()),
+            "num_classes": data.num_classes, "channels": data.channels, "image_size": data.image_size,
+            "train_images": len(data.train_labels), "test_images": len(data.test_labels)}
+
+
+def seed_noise(records: Sequence[dict], names: Sequence[str], seeds: Sequence[int]) -> dict:
+    """Per data set: Kendall tau between the first two seeds' accuracy rankings, and the mean
+    absolute difference (points), over the architectures both seeds have."""
+    if len(seeds) < 2:
+        return {}
+    noise = {}
+    for name in names:
+        pairs = [(r[f"{name}_base_seeds"][str(seeds[0])], r[f"{name}_base_seeds"][str(seeds[1])]) for r in records
+                 if {str(seeds[0]), str(seeds[1])} <= set(r.get(f"{name}_base_seeds", {}))]
+        if len(pairs) >= 3:
+            a, b = np.array(pairs).T
+            noise[name] = {"seeds": [seeds[0], seeds[1]], "n": len(pairs), "kendall": round(float(kendalltau(a, b)[0]), 4),
+                           "mean_abs_diff": round(float(np.abs(a - b).mean()), 3)}
+    return noise

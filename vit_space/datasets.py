@@ -1,0 +1,234 @@
+"""Whole image data sets for training: Fashion-MNIST, scikit-learn's digits, and folders on disk.
+
+`load_images(name_or_path, image_size)` returns an :class:`ImageData`: train and held-out test
+images as ``(N, C, H, W)`` uint8 tensors with ``(N,)`` int64 labels. Understood:
+
+* ``fmnist``: Fashion-MNIST (10 classes, 1x28x28, 60000 train / 10000 test) from its four IDX
+  ``.gz`` files, found in $AUTOPROX_FMNIST_DIR, the user cache (``autoprox data fetch fmnist``
+  puts them there, sha256-checked) or Debian's ``dataset-fashion-mnist`` package;
+* ``digits``: scikit-learn's 8x8 handwritten digits (10 classes, 1797 images) upsampled to 1x28x28,
+  with a fixed seeded 75/25 split;
+* a folder: CIFAR-10/100 (python pickles or binary files) or an ImageFolder tree, either
+  ``root/{train,val|test}/<class>/<images>`` or ``root/<class>/<images>`` (a fixed seeded 80/20 split).
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gp_proxy.errors import AutoproxError
+from vit_space.data import _class_dirs, _field, _is_image, _load_image, _restricted_load
+from vit_space.paths import cache_root, download, sha256_of
+
+FMNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+    "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+    "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+}
+FMNIST_URL = "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+BUILTIN = ("fmnist", "digits")
+SPLIT_SEED = 0  # fixed: every run of every seed sees the same train/test split
+LAYOUTS = ("CIFAR-10/100 python (data_batch_*/test_batch or train/test pickles)",
+           "CIFAR-10/100 binary (data_batch_*.bin/test_batch.bin or train.bin/test.bin)",
+           "ImageFolder (root/train|val|test/<class>/<images> or root/<class>/<images>)")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """A data set split for training: ``(N, C, H, W)`` uint8 images and ``(N,)`` int64 labels."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+
+    @property
+    def channels(self) -> int:
+        return self.train_images.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.train_images.shape[-1]
+
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the training images, in [0, 1] units."""
+        pixels = self.train_images.transpose(0, 1).reshape(self.channels, -1).float() / 255
+        return tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).clamp_min(1e-3).tolist())
+
+    def describe(self) -> str:
+        return (f"{self.name}: {self.num_classes} classes, {self.channels}x{self.image_size}x{self.image_size}, "
+                f"{len(self.train_labels)} train / {len(self.test_labels)} test images")
+
+
+def load_images(name_or_path: str, image_size: int | None = None) -> ImageData:
+    """The data set `fmnist`, `digits` or a folder path; folder images of varying size are resized
+    (shorter side, centre crop) to `image_size` (default 32)."""
+    if name_or_path in BUILTIN:
+        return _builtin(name_or_path)
+    root = Path(name_or_path).expanduser()
+    if not root.is_dir():
+        raise AutoproxError(f"unknown data set {name_or_path!r}: not one of {', '.join(BUILTIN)} and not a folder")
+    return _folder(str(root.resolve()), image_size or 32)
+
+
+@lru_cache(maxsize=4)
+def _builtin(name: str) -> ImageData:
+    return _fmnist() if name == "fmnist" else _digits()
+
+
+# --- Fashion-MNIST ---------------------------------------------------------------------------
+
+
+def fmnist_dirs() -> list[Path]:
+    """Folders searched for the Fashion-MNIST IDX files, in order."""
+    env = [Path(os.environ["AUTOPROX_FMNIST_DIR"]).expanduser()] if os.environ.get("AUTOPROX_FMNIST_DIR") else []
+    return [*env, cache_root() / "fashion-mnist", DEBIAN_FMNIST]
+
+
+def fetch_fmnist(base_url: str | None = None, dest: str | os.PathLike | None = None) -> Path:
+    """Download the four Fashion-MNIST files (sha256-checked) into `dest` (default: the user cache)."""
+    base_url = (base_url or os.environ.get("AUTOPROX_FMNIST_URL") or FMNIST_URL).rstrip("/") + "/"
+    dest = Path(dest).expanduser() if dest else cache_root() / "fashion-mnist"
+    for filename, expected in FMNIST_FILES.items():
+        target = dest / filename
+        if not (target.is_file() and sha256_of(target) == expected):
+            download(base_url + filename, target, expected)
+    return dest
+
+
+def _fmnist() -> ImageData:
+    for folder in fmnist_dirs():
+        if all((folder / f).is_file() for f in FMNIST_FILES):
+            break
+    else:
+        raise AutoproxError(f"Fashion-MNIST not found (looked in {', '.join(map(str, fmnist_dirs()))}); "
+                            "run `autoprox data fetch fmnist`, `apt-get install dataset-fashion-mnist` "
+                            "or set AUTOPROX_FMNIST_DIR")
+    train = _idx(folder / "train-images-idx3-ubyte.gz"), _idx(folder / "train-labels-idx1-ubyte.gz")
+    test = _idx(folder / "t10k-images-idx3-ubyte.gz"), _idx(folder / "t10k-labels-idx1-ubyte.gz")
+    return ImageData("fmnist", train[0][:, None], train[1].long(), test[0][:, None], test[1].long(), 10)
+
+
+def _idx(path: Path) -> torch.Tensor:
+    """An IDX file (optionally gzipped) of unsigned bytes -> a uint8 tensor of its shape."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise AutoproxError(f"{path}: cannot read ({e})") from e
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise AutoproxError(f"{path}: not an IDX file of unsigned bytes")
+    dims = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    body = raw[4 + 4 * dims:]
+    if len(body) != int(np.prod(shape)):
+        raise AutoproxError(f"{path}: holds {len(body)} bytes, its header says {shape}")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
+
+
+# --- scikit-learn digits ---------------------------------------------------------------------
+
+
+def _digits(size: int = 28, test_fraction: float = 0.25) -> ImageData:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).float()[:, None] / 16  # (1797, 1, 8, 8) in [0, 1]
+    images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    labels = torch.from_numpy(digits.target).long()
+    test, train = _split(len(labels), test_fraction)
+    return ImageData("digits", images[train], labels[train], images[test], labels[test], 10)
+
+
+def _split(n: int, test_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed seeded (test, train) index split."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    n_test = round(n * test_fraction)
+    return perm[:n_test].sort().values, perm[n_test:].sort().values
+
+
+# --- folders ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=2)
+def _folder(root_name: str, image_size: int) -> ImageData:
+    root = Path(root_name)
+    name = root.name
+    cifar = _cifar_files(root)
+    if cifar:
+        (train_x, train_y), (test_x, test_y) = (_cifar_split(root, files) for files in cifar)
+        classes = int(max(train_y.max(), test_y.max())) + 1
+        return ImageData(name, train_x, train_y, test_x, test_y, classes)
+    splits = [root / s for s in ("train", "val", "test")]
+    if (root / "train").is_dir() and any(s.is_dir() for s in splits[1:]):
+        test_dir = next(s for s in splits[1:] if s.is_dir())
+        classes = [d.name for d in _class_dirs(root / "train")]
+        train_x, train_y = _image_tree(root / "train", classes, image_size)
+        test_x, test_y = _image_tree(test_dir, classes, image_size)
+        return ImageData(name, train_x, train_y, test_x, test_y, len(classes))
+    classes = [d.name for d in _class_dirs(root)]
+    images, labels = _image_tree(root, classes, image_size)
+    test, train = _split(len(labels), 0.2)
+    return ImageData(name, images[train], labels[train], images[test], labels[test], len(classes))
+
+
+def _cifar_files(root: Path) -> tuple[list[Path], list[Path]] | None:
+    """(train files, test files) of a CIFAR-10/100 folder in either version, or None."""
+    for train, test in ((sorted(root.glob("data_batch_[0-9]")), [root / "test_batch"]),
+                        ([root / "train"], [root / "test"]),
+                        (sorted(root.glob("data_batch_[0-9].bin")), [root / "test_batch.bin"]),
+                        ([root / "train.bin"], [root / "test.bin"])):
+        if train and all(p.is_file() for p in [*train, *test]):
+            return train, test
+    return None
+
+
+def _cifar_split(root: Path, files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = zip(*(_cifar_file(path) for path in files))
+    return torch.cat(images), torch.cat(labels)
+
+
+def _cifar_file(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """One CIFAR file -> (N, 3, 32, 32) uint8, (N,) labels (CIFAR-100: the fine labels)."""
+    if path.suffix == ".bin":
+        raw = np.fromfile(path, dtype=np.uint8)
+        width = 3073 if "batch" in path.name else 3074  # CIFAR-10: label; CIFAR-100: coarse, fine
+        if raw.size == 0 or raw.size % width:
+            raise AutoproxError(f"{path}: size {raw.size} is not a multiple of the {width}-byte CIFAR record")
+        rows = raw.reshape(-1, width)
+        pixels, labels = rows[:, width - 3072:], rows[:, width - 3073]
+    else:
+        content = _restricted_load(path)
+        if not isinstance(content, dict):
+            raise AutoproxError(f"{path}: not a CIFAR pickle (expected a dict, got {type(content).__name__})")
+        pixels = np.asarray(_field(path, content, "data"))
+        labels = np.asarray(_field(path, content, "labels" if "batch" in path.name else "fine_labels"))
+        if pixels.ndim != 2 or pixels.shape[1] != 3072 or labels.shape != (len(pixels),):
+            raise AutoproxError(f"{path}: 'data' must be (N, 3072) with N labels")
+    return (torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8)).reshape(-1, 3, 32, 32),
+            torch.from_numpy(labels.astype(np.int64)))
+
+
+def _image_tree(root: Path, classes: list[str], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image under root/<class>/ (classes in the given order) -> (N, 3, S, S) uint8, (N,) labels."""
+    if not classes:
+        raise AutoproxError(f"{root}: unknown data layout; understood: {'; '.join(LAYOUTS)}")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (root / name).rglob("*") if _is_image(p)) if (root / name).is_dir() else []
+        images += [(_load_image(p, image_size) * 255).round().to(torch.uint8) for p in files]
+        labels += [label] * len(files)
+    if not images:
+        raise AutoproxError(f"{root}: no images in its class folders; understood layouts: {'; '.join(LAYOUTS)}")
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
