@@ -20,8 +20,10 @@ setup(
         "networkx>=3.0",
         "matplotlib>=3.7",
         "scikit-image>=0.21",
+        "scikit-learn>=1.2",
         "tqdm>=4.60",
     ],
+    package_data={"vit_space": ["benchmarks/*.json", "benchmarks/*.jsonl"]},
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],
     },

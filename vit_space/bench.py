@@ -34,6 +34,8 @@ DATASETS = {"c100": "c100", "flowers": "flower", "chaoyang": "chaoyang"}  # ViT-
 KINDS = ("kd", "base")
 IMAGENET_FIELD = "imagenet_super_acc"
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared" / "vitbench101"
+SHIPPED_DIR = Path(__file__).resolve().parent / "benchmarks"  # benchmarks autoprox built and ships
+SHIPPED = ("af-tiny",)
 
 _SPACE_KEYS = {"autoformer": "hidden_dim", "pit": "base_dim"}
 
@@ -172,8 +174,11 @@ def resolve_bench(name_or_path: str | os.PathLike) -> Path:
     if path.is_file():
         return path
     name = str(name_or_path)
+    if name in SHIPPED:
+        return SHIPPED_DIR / f"{name}.json"
     if name not in BENCH_NAMES:
-        raise AutoproxError(f"no benchmark file {name!r} and not a known benchmark name ({', '.join(BENCH_NAMES)})")
+        raise AutoproxError(f"no benchmark file {name!r} and not a known benchmark name "
+                            f"({', '.join([*BENCH_NAMES, *SHIPPED])})")
     candidates = [d / f for d in search_paths() for f in (f"{name}.json", ORIGIN_FILES[name][0])]
     for candidate in candidates:
         if candidate.is_file():
@@ -197,7 +202,7 @@ def load_bench(name_or_path: str | os.PathLike) -> Benchmark:
     space, records = _unpack(payload, path)
     _register_datasets(payload, path)
     archs, accuracies = _columns(records, path)
-    name = str(name_or_path) if str(name_or_path) in BENCH_NAMES else path.stem
+    name = str(name_or_path) if str(name_or_path) in (*BENCH_NAMES, *SHIPPED) else path.stem
     space = space or _infer_space(archs, path)
     return Benchmark(name=name, space=space, archs=archs, accuracies=accuracies, source=str(path))
 

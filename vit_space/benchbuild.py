@@ -66,6 +66,10 @@ def build_bench(plan: BuildPlan, out: str | os.PathLike, resume: bool = False, s
     """Train the plan's missing runs of `shard` (i, n): every n-th job from the i-th; return `out`."""
     if not plan.archs:
         raise AutoproxError("nothing to train: no architectures")
+    hashes = [plan.space.arch_hash(a) for a in plan.archs]
+    if len(set(hashes)) < len(hashes):
+        first = next(i for i, h in enumerate(hashes) if hashes.index(h) != i)
+        raise AutoproxError(f"architecture {first} repeats architecture {hashes.index(hashes[first])}")
     index, count = shard
     if not 0 <= index < count:
         raise AutoproxError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")

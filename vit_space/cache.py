@@ -144,9 +144,10 @@ def build_seeded(space: Space, arch: Arch, batch: BatchSpec) -> nn.Module:
 def probe_arch(space: Space, arch: Arch, spec: ProbeSpec, only: Sequence[str] | None = None) -> dict[str, UnitStats]:
     """Build `arch` with its seeded init and probe it under the spec's conditions (or `only` these)."""
     spec = spec.for_space(space)
+    model = build_seeded(space, arch, spec.batch)
     images, labels = batch_of(spec.batch)
     conds = conditions(tuple(only or spec.conditions), images, labels, spec.batch.seed)
-    return probe_conditions(build_seeded(space, arch, spec.batch), conds, spec.sketch_size, spec.batch.seed)
+    return probe_conditions(model, conds, spec.sketch_size, spec.batch.seed)
 
 
 @dataclass

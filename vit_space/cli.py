@@ -205,7 +205,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     state = searcher.run(args.out, resume=args.resume, progress=not args.quiet)
     best = max(state.evaluated, key=lambda c: (c.fitness, -c.order))
     print(f"{len(state.evaluated)} architectures evaluated; best: {json.dumps(best.arch)} "
-          f"({best.params / 1e6:.2f}M parameters, {best.macs / 1e9:.3f} GMACs, fitness {best.fitness:.6g})")
+          f"({best.params / 1e6:.4g}M parameters, {best.macs / 1e9:.4g} GMACs, fitness {best.fitness:.6g})")
     print(f"written: {Path(args.out) / 'best_arch.json'}, top.md, evaluated.csv, progress.png")
 
 
@@ -235,7 +235,7 @@ def cmd_score(args: argparse.Namespace) -> None:
           + (f" ({len(archs) - len(fitting)} outside {budget.describe()} skipped)" if len(fitting) < len(archs) else ""))
     print(f"{'rank':>4}  {'score':>12}  {'params':>8}  {'GMACs':>7}  {'hash':16}  arch")
     for i, r in enumerate(rows, start=1):
-        print(f"{i:>4}  {r['score']:>12.6g}  {r['params'] / 1e6:>7.2f}M  {r['macs'] / 1e9:>7.3f}  {r['hash']}  {r['arch']}")
+        print(f"{i:>4}  {r['score']:>12.6g}  {r['params'] / 1e6:>7.4g}M  {r['macs'] / 1e9:>7.4g}  {r['hash']}  {r['arch']}")
     if args.out:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=["rank", "score", "params", "macs", "hash", "arch"],
@@ -260,6 +260,38 @@ def cmd_simplify(args: argparse.Namespace) -> None:
         save_proxy(args.out, replace(proxy, expression=result.expression,
                                      simplification={**result.as_dict(), "checked_on": _csv(args.bench)}))
         print(f"written: {args.out}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """The whole job on one benchmark: statistics, discovery, export, search; each step resumable."""
+    out, bench = Path(args.out), bench_mod.load_bench(args.bench)
+    space, kind = get_space(bench.space), bench.default_kind()
+    classes = get_dataset(bench.datasets(kind)[0]).num_classes
+    params = np.array([space.num_params(a, classes) for a in bench.archs])
+    budget = args.params or f"{np.percentile(params, 10) / 1e6:.4g}-{np.median(params) / 1e6:.4g}"
+    cache = ["--cache", args.cache] if args.cache else []
+    quiet = ["--quiet"] if args.quiet else []
+    discover_dir, search_dir, export_dir = out / "discover", out / "search", out / "export"
+    best = discover_dir / "proxies" / "rank01.json"
+    steps = [
+        ("statistics", ["stats", "--bench", args.bench, *cache, *quiet]),
+        ("discovery", ["discover", "--bench", args.bench, "--out", str(discover_dir), "--iterations",
+                       str(args.iterations), "--search-seed", str(args.seed), *cache, *quiet,
+                       *(["--resume"] if (discover_dir / "checkpoint.json").is_file() else [])]),
+        *((f"export {fmt}", ["export", str(best), "--format", fmt, "--out", str(export_dir / f"proxy.{ext}")])
+          for fmt, ext in (("latex", "tex"), ("python", "py"), ("graphml", "graphml"), ("png", "png"))),
+        ("search", ["search", "--space", bench.space, "--proxy", str(best), "--params", budget, "--budget",
+                    str(args.search_budget), "--dataset", bench.datasets(kind)[0], "--seed", str(args.seed),
+                    "--out", str(search_dir), *cache, *quiet,
+                    *(["--resume"] if (search_dir / "checkpoint.json").is_file() else [])]),
+    ]
+    for title, argv in steps:
+        print(f"== {title}: autoprox {' '.join(argv)}", flush=True)
+        if main(argv):
+            raise AutoproxError(f"the {title} step failed (its error is above); rerun `autoprox run` to resume")
+    print(f"results in {out}/:\n  discovered proxies: {discover_dir}/proxies/ (summary: {discover_dir}/summary.md)\n"
+          f"  best proxy exported: {export_dir}/proxy.{{tex,py,graphml,png}}\n"
+          f"  searched architecture ({budget}M parameters): {search_dir}/best_arch.json (top.md, evaluated.csv)")
 
 
 def cmd_proxies(args: argparse.Namespace) -> None:
@@ -341,9 +373,10 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
 def cmd_bench_show(args: argparse.Namespace) -> None:
     bench = bench_mod.load_bench(args.bench)
     space = get_space(bench.space)
-    params = np.array([space.num_params(a, 100) for a in bench.archs]) / 1e6
+    classes = get_dataset(bench.datasets(bench.default_kind())[0]).num_classes if bench.fields else 100
+    params = np.array([space.num_params(a, classes) for a in bench.archs]) / 1e6
     print(f"{bench.name}: {len(bench)} {bench.space} architectures from {bench.source}")
-    print(f"parameters (100 classes): {params.min():.2f}M to {params.max():.2f}M")
+    print(f"parameters ({classes} classes): {params.min():.4g}M to {params.max():.4g}M")
     for field in bench.fields:
         acc = bench.accuracy(field)
         ok = np.isfinite(acc)
@@ -475,6 +508,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
     _add_probe_args(p)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("run", help="the whole job on a benchmark: statistics, discovery, export, search")
+    p.add_argument("--bench", default="af-tiny", help="benchmark name or file (default: the shipped af-tiny)")
+    p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
+    p.add_argument("--iterations", type=int, default=1000, help="discovery steps")
+    p.add_argument("--search-budget", type=int, default=300, help="architectures the search evaluates")
+    p.add_argument("--params", help="search budget LO-HI in millions (default: the benchmark's 10th percentile "
+                   "to its median)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the discovery and the search")
+    p.add_argument("--cache", help="cache folder (default $AUTOPROX_CACHE/stats or ~/.cache/autoprox/stats)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("proxies", help="list the known proxies")
     p.set_defaults(func=cmd_proxies)

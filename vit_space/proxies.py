@@ -140,8 +140,8 @@ def pass_scores(space: Space, archs: Sequence[Arch], batch: BatchSpec, names: Se
                                     f"scores for {batch.key()} in {store.root}; compute them with "
                                     "`autoprox rank` without --cached-only")
             if missing:
-                images, labels = batch_of(batch)
                 model = build_seeded(space, arch, batch)
+                images, labels = batch_of(batch)
                 for name in missing:
                     bar.set_postfix_str(name, refresh=False)
                     t0 = time.perf_counter()

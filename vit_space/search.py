@@ -210,7 +210,7 @@ class Searcher:
                           self.space.to_json(c.arch)] for c in state.evaluated)
         write_text(out_dir / "evaluated.csv", buffer.getvalue())
         rows = [f"| {i} | {c.fitness:.6g} | " + " | ".join(f"{s:.6g}" for s in c.scores)
-                + f" | {c.params / 1e6:.2f} | {c.macs / 1e9:.3f} | `{self.space.to_json(c.arch)}` |"
+                + f" | {c.params / 1e6:.4g} | {c.macs / 1e9:.4g} | `{self.space.to_json(c.arch)}` |"
                 for i, c in enumerate(ranked[: self.config.top_k], start=1)]
         write_text(out_dir / "top.md", f"# Top {len(rows)} of {len(state.evaluated)} {self.space.name} architectures "
                    f"({self.config.algorithm}, seed {self.config.seed}, {self.budget.describe()})\n\n"

@@ -1,0 +1,273 @@
+"""Training data sets, the trainer and the resumable benchmark build, on real images."""
+import gzip
+import json
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gp_proxy.errors import AutoproxError
+from vit_space import datasets
+from vit_space.bench import load_bench
+from vit_space.benchbuild import BuildPlan, build_bench, journal_path, read_journal
+from vit_space.cli import main
+from vit_space.datasets import FMNIST_FILES, fetch_fmnist, load_images
+from vit_space.spaces import get_space
+from vit_space.train import Recipe, check_fits, train
+
+QUICK = Recipe(steps=30, batch_size=16, test_size=200)
+fmnist_missing = not any(all((d / f).is_file() for f in FMNIST_FILES) for d in datasets.fmnist_dirs())
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_images("digits")
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("af-tiny")
+
+
+def small_arch(space, seed=0):
+    rng = random.Random(seed)
+    while True:
+        arch = space.sample(rng)
+        if space.num_params(arch, 10) < 40_000:
+            return arch
+
+
+def test_small_archs_differ(space):
+    assert len({space.arch_hash(small_arch(space, s)) for s in (0, 1, 2)}) == 3
+
+
+# --- data sets -------------------------------------------------------------------------------
+
+
+def test_digits_are_28x28_grey_with_a_fixed_split(digits):
+    assert digits.train_images.shape == (1348, 1, 28, 28) and digits.test_images.shape == (449, 1, 28, 28)
+    assert digits.train_images.dtype == torch.uint8 and set(digits.train_labels.unique().tolist()) == set(range(10))
+    assert load_images("digits") is digits  # cached, and the split never depends on a training seed
+    mean, std = digits.mean_std()
+    assert 0.2 < mean[0] < 0.4 and 0.2 < std[0] < 0.45
+
+
+@pytest.mark.skipif(fmnist_missing, reason="Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist)")
+def test_fashion_mnist_from_idx_files():
+    data = load_images("fmnist")
+    assert data.train_images.shape == (60000, 1, 28, 28) and data.test_images.shape == (10000, 1, 28, 28)
+    assert torch.bincount(data.test_labels).tolist() == [1000] * 10  # the published balanced test set
+
+
+def test_fmnist_fetch_from_file_url_checks_sha256(tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    blobs = {name: gzip.compress(bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
+                                 + images.tobytes()) for name in FMNIST_FILES}
+    for name, blob in blobs.items():
+        (served / name).write_bytes(blob)
+    with pytest.raises(AutoproxError, match="does not match the expected"):
+        fetch_fmnist(served.as_uri(), tmp_path / "dest")
+    assert not list((tmp_path / "dest").glob("*.gz"))  # nothing half-saved
+    import hashlib
+
+    monkeypatch.setattr(datasets, "FMNIST_FILES", {n: hashlib.sha256(b).hexdigest() for n, b in blobs.items()})
+    folder = fetch_fmnist(served.as_uri(), tmp_path / "dest")
+    assert datasets._idx(folder / "t10k-images-idx3-ubyte.gz").tolist() == images.tolist()
+
+
+def test_corrupt_idx_file_is_refused(tmp_path):
+    (tmp_path / "x.gz").write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\x05abc"))
+    with pytest.raises(AutoproxError, match="holds 3 bytes, its header says"):
+        datasets._idx(tmp_path / "x.gz")
+
+
+def test_cifar10_python_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, n in (("data_batch_1", 6), ("data_batch_2", 4), ("test_batch", 5)):
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8),
+                         b"labels": list(rng.integers(0, 10, n))}, f)
+    data = load_images(str(tmp_path))
+    assert data.train_images.shape == (10, 3, 32, 32) and data.test_images.shape == (5, 3, 32, 32)
+    assert data.num_classes <= 10
+
+
+def test_image_folder_with_train_and_val(tmp_path):
+    for split in ("train", "val"):
+        for c, colour in enumerate(("red", "blue")):
+            (tmp_path / split / f"class{c}").mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (40, 30), colour).save(tmp_path / split / f"class{c}" / f"{i}.png")
+    data = load_images(str(tmp_path), image_size=16)
+    assert data.train_images.shape == (6, 3, 16, 16) and data.num_classes == 2
+    assert data.train_images[0, 0].float().mean() > 200 and data.train_images[-1, 2].float().mean() > 200
+
+
+def test_unknown_layout_names_the_layouts(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(AutoproxError, match="unknown data layout; understood: CIFAR-10/100 python"):
+        load_images(str(tmp_path))
+    with pytest.raises(AutoproxError, match="unknown data set 'mnist': not one of fmnist, digits and not a folder"):
+        load_images("mnist")
+
+
+# --- spaces and the trainer ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["af-tiny", "pit-tiny", "af-tiny@3x32"])
+def test_small_spaces_count_exactly(name):
+    space, rng = get_space(name), random.Random(3)
+    for _ in range(5):
+        arch = space.validate(space.sample(rng))
+        model = space.build(arch, num_classes=10)
+        assert sum(p.numel() for p in model.parameters()) == space.num_params(arch, 10)
+        out = model(torch.zeros(2, space.in_chans, space.img_size, space.img_size))
+        assert out.shape == (2, 10)
+
+
+def test_bad_space_input_suffix():
+    with pytest.raises(AutoproxError, match="CHANNELSxSIDE"):
+        get_space("af-tiny@rgb")
+
+
+def test_training_learns_and_is_reproducible(space, digits):
+    arch, recipe = small_arch(space), Recipe(steps=150, test_size=200)
+    first, again = train(space, arch, digits, recipe, seed=0), train(space, arch, digits, recipe, seed=0)
+    other = train(space, arch, digits, recipe, seed=1)
+    assert first.top1 == again.top1 and first.final_loss == again.final_loss
+    assert first.top1 > 30  # chance is 10%
+    assert other.final_loss != first.final_loss
+
+
+def test_space_and_data_mismatch_is_refused(digits):
+    with pytest.raises(AutoproxError, match="takes 3-channel 32x32 images but digits has 1-channel 28x28 ones"):
+        check_fits(get_space("af-tiny@3x32"), digits)
+
+
+def test_bad_recipe_values_are_named():
+    with pytest.raises(AutoproxError, match="steps=0, lr=-1"):
+        Recipe(steps=0, lr=-1)
+    with pytest.raises(AutoproxError, match="unknown recipe field"):
+        Recipe.from_dict({"epochz": 3})
+
+
+# --- building a benchmark --------------------------------------------------------------------
+
+
+def plan_of(space, archs, recipe=QUICK, seeds=(0, 1)):
+    return BuildPlan(space, tuple(archs), ("digits",), recipe, seeds)
+
+
+def test_build_resumes_after_interruption_with_the_same_numbers(space, tmp_path, monkeypatch):
+    archs = [small_arch(space, s) for s in (0, 1, 2)]
+    whole = build_bench(plan_of(space, archs), tmp_path / "whole.json", progress=False)
+    calls = []
+    import vit_space.benchbuild as bb
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(bb, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_bench(plan_of(space, archs), tmp_path / "cut.json", progress=False)
+    partial = json.loads((tmp_path / "cut.json").read_text())
+    assert len(partial["records"]) == 2 and "digits_base_acc" not in partial["records"][1]  # seed 1 of arch 1 missing
+    monkeypatch.setattr(bb, "train", train)
+    with pytest.raises(AutoproxError, match="exists: pass --resume"):
+        build_bench(plan_of(space, archs), tmp_path / "cut.json", progress=False)
+    build_bench(plan_of(space, archs), tmp_path / "cut.json", resume=True, progress=False)
+    resumed, full = json.loads((tmp_path / "cut.json").read_text()), json.loads(whole.read_text())
+    def numbers(records):
+        return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in records]
+
+    assert numbers(resumed["records"]) == numbers(full["records"])
+    bench = load_bench(tmp_path / "cut.json")
+    assert bench.space == "af-tiny" and bench.fields == ["digits_base_acc"] and bench.datasets("base") == ["digits"]
+    assert full["noise"]["digits"]["n"] == 3
+
+
+def test_build_shards_fill_one_benchmark(space, tmp_path):
+    archs = [small_arch(space, s) for s in (0, 1)]
+    for shard in ((0, 2), (1, 2)):
+        build_bench(plan_of(space, archs), tmp_path / "b.json", resume=True, shard=shard, progress=False)
+    _, runs = read_journal(journal_path(tmp_path / "b.json"))
+    assert sorted((r["arch"], r["seed"]) for r in runs) == sorted((space.arch_hash(a), s) for a in archs for s in (0, 1))
+
+
+def test_resume_from_another_configuration_or_corrupt_journal(space, tmp_path):
+    archs = [small_arch(space)]
+    build_bench(plan_of(space, archs, seeds=(0,)), tmp_path / "b.json", progress=False)
+    with pytest.raises(AutoproxError, match=r"belongs to another build \(different recipe\)"):
+        build_bench(plan_of(space, archs, Recipe(steps=31, batch_size=16, test_size=200), seeds=(0,)),
+                    tmp_path / "b.json", resume=True, progress=False)
+    journal = journal_path(tmp_path / "b.json")
+    journal.write_text(journal.read_text() + '{"arch": "cut off mid-wri')  # an interrupted append: ignored
+    assert len(read_journal(journal)[1]) == 1
+    journal.write_text("not json\n")
+    with pytest.raises(AutoproxError, match="is corrupt"):
+        build_bench(plan_of(space, archs, seeds=(0,)), tmp_path / "b.json", resume=True, progress=False)
+
+
+def test_cli_bench_build_and_bad_inputs(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["bench", "build", "--space", "af-tiny", "--dataset", "digits", "--archs", "2", "--seeds", "1",
+                 "--steps", "5", "--test-size", "50", "--out", str(out), "--quiet"]) == 0
+    assert "2 architectures; fields: digits_base_acc" in capsys.readouterr().out
+    assert json.loads(out.read_text())["command"].startswith("autoprox bench build --space af-tiny")
+    (tmp_path / "empty").mkdir()
+    cases = [(["--dataset", str(tmp_path / "empty")], "unknown data layout"),
+             (["--dataset", "digits", "--space", "af-tiny@3x32"], "takes 3-channel 32x32 images"),
+             (["--dataset", "digits", "--seeds", "x"], "--seeds takes K"),
+             (["--dataset", "digits", "--shard", "2/2"], "shard must be I/N")]
+    for extra, message in cases:
+        argv = ["bench", "build", "--space", "af-tiny", "--archs", "1", "--steps", "2", "--out", str(tmp_path / "x.json")]
+        assert main(argv + extra + ["--quiet"]) == 2
+        assert message in capsys.readouterr().err
+
+
+# --- probing on the data the networks were trained on, and the whole job -------------------
+
+
+def test_auto_source_probes_the_training_images(digits):
+    from vit_space.data import BatchSpec, make_batch
+
+    spec = BatchSpec("digits", batch_size=8, image_size=28)
+    assert spec.origin == "train" and spec.key() == "digits|train|b8|s0|28"
+    images, labels = make_batch(spec)
+    mean, std = digits.mean_std()
+    rows = [(digits.train_images.float() / 255 - mean[0]) / std[0] - images[i] for i in range(8)]
+    assert all(torch.isclose(r.flatten(1).abs().amax(1), torch.tensor(0.0), atol=1e-6).any() for r in rows)
+    assert all(int(labels[i]) == int(digits.train_labels[torch.isclose(r.flatten(1).abs().amax(1), torch.tensor(0.0),
+                                                                       atol=1e-6)][0]) for i, r in enumerate(rows))
+
+
+def test_probing_a_space_on_data_with_other_channels_is_refused():
+    from vit_space.cache import ProbeSpec, probe_arch
+    from vit_space.data import BatchSpec
+
+    space = get_space("autoformer")
+    arch = space.sample(random.Random(0))
+    with pytest.raises(AutoproxError, match="takes 3-channel images but digits has 1-channel ones"):
+        probe_arch(space, arch, ProbeSpec(BatchSpec("digits", image_size=None)))
+
+
+def test_the_whole_job_runs_on_a_built_benchmark(tmp_path, capsys):
+    bench = tmp_path / "mini.json"
+    assert main(["bench", "build", "--space", "af-tiny", "--dataset", "digits", "--archs", "8", "--seeds", "1",
+                 "--steps", "40", "--test-size", "100", "--out", str(bench), "--quiet"]) == 0
+    argv = ["run", "--bench", str(bench), "--out", str(tmp_path / "run"), "--iterations", "30",
+            "--search-budget", "12", "--cache", str(tmp_path / "cache"), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "searched architecture" in out and (tmp_path / "run" / "export" / "proxy.py").is_file()
+    best = json.loads((tmp_path / "run" / "search" / "best_arch.json").read_text())
+    assert get_space("af-tiny").validate(best["arch"])
+    assert main(argv) == 0  # a rerun resumes every step
