@@ -21,8 +21,9 @@ def bench_archs(name: str) -> list[dict]:
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
-    """Every test gets its own user cache and two torch threads."""
+    """Every test gets its own user cache, no downloads, and two torch threads."""
     monkeypatch.setenv("AUTOPROX_CACHE", str(tmp_path / "user-cache"))
+    monkeypatch.setenv("AUTOPROX_OFFLINE", "1")
     torch.set_num_threads(2)
 
 

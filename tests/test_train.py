@@ -271,3 +271,21 @@ def test_the_whole_job_runs_on_a_built_benchmark(tmp_path, capsys):
     best = json.loads((tmp_path / "run" / "search" / "best_arch.json").read_text())
     assert get_space("af-tiny").validate(best["arch"])
     assert main(argv) == 0  # a rerun resumes every step
+
+
+def test_a_cifar_folder_benchmark_is_built_probed_and_ranked(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "my-cifar"
+    folder.mkdir()
+    for name, n in (("data_batch_1", 64), ("test_batch", 32)):
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8),
+                         b"labels": [i % 10 for i in range(n)]}, f)
+    out = tmp_path / "b.json"
+    assert main(["bench", "build", "--space", "af-tiny@3x32", "--dataset", str(folder), "--archs", "5", "--seeds", "1",
+                 "--steps", "3", "--out", str(out), "--quiet"]) == 0
+    assert json.loads(out.read_text())["datasets"]["my-cifar"]["source"] == str(folder)
+    assert main(["rank", "--bench", str(out), "--proxy", "params,synflow", "--holdout", "0", "--quiet",
+                 "--cache", str(tmp_path / "cache")]) == 0
+    table = capsys.readouterr().out
+    assert "my-cifar_base_acc" in table and "synflow" in table

@@ -4,8 +4,9 @@
 images as ``(N, C, H, W)`` uint8 tensors with ``(N,)`` int64 labels. Understood:
 
 * ``fmnist``: Fashion-MNIST (10 classes, 1x28x28, 60000 train / 10000 test) from its four IDX
-  ``.gz`` files, found in $AUTOPROX_FMNIST_DIR, the user cache (``autoprox data fetch fmnist``
-  puts them there, sha256-checked) or Debian's ``dataset-fashion-mnist`` package;
+  ``.gz`` files, found in $AUTOPROX_FMNIST_DIR, the user cache or Debian's ``dataset-fashion-mnist``
+  package; when none has them they are downloaded into the user cache (sha256-checked; also
+  ``autoprox data fetch fmnist [--url file://...]``), unless $AUTOPROX_OFFLINE is set;
 * ``digits``: scikit-learn's 8x8 handwritten digits (10 classes, 1797 images) upsampled to 1x28x28,
   with a fixed seeded 75/25 split;
 * a folder: CIFAR-10/100 (python pickles or binary files) or an ImageFolder tree, either
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -108,13 +110,15 @@ def fetch_fmnist(base_url: str | None = None, dest: str | os.PathLike | None = N
 
 
 def _fmnist() -> ImageData:
-    for folder in fmnist_dirs():
-        if all((folder / f).is_file() for f in FMNIST_FILES):
-            break
-    else:
-        raise AutoproxError(f"Fashion-MNIST not found (looked in {', '.join(map(str, fmnist_dirs()))}); "
-                            "run `autoprox data fetch fmnist`, `apt-get install dataset-fashion-mnist` "
-                            "or set AUTOPROX_FMNIST_DIR")
+    folder = next((d for d in fmnist_dirs() if all((d / f).is_file() for f in FMNIST_FILES)), None)
+    if folder is None and os.environ.get("AUTOPROX_OFFLINE"):
+        raise AutoproxError(f"Fashion-MNIST not found (looked in {', '.join(map(str, fmnist_dirs()))}) and "
+                            "AUTOPROX_OFFLINE is set; run `autoprox data fetch fmnist` (--url file://... works), "
+                            "`apt-get install dataset-fashion-mnist` or set AUTOPROX_FMNIST_DIR")
+    if folder is None:
+        print(f"Fashion-MNIST not found locally; downloading it (30 MB, sha256-checked) into "
+              f"{cache_root() / 'fashion-mnist'}", file=sys.stderr)
+        folder = fetch_fmnist()
     train = _idx(folder / "train-images-idx3-ubyte.gz"), _idx(folder / "train-labels-idx1-ubyte.gz")
     test = _idx(folder / "t10k-images-idx3-ubyte.gz"), _idx(folder / "t10k-labels-idx1-ubyte.gz")
     return ImageData("fmnist", train[0][:, None], train[1].long(), test[0][:, None], test[1].long(), 10)
