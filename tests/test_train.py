@@ -191,7 +191,7 @@ def test_build_resumes_after_interruption_with_the_same_numbers(space, tmp_path,
     assert numbers(resumed["records"]) == numbers(full["records"])
     bench = load_bench(tmp_path / "cut.json")
     assert bench.space == "af-tiny" and bench.fields == ["digits_base_acc"] and bench.datasets("base") == ["digits"]
-    assert full["noise"]["digits"]["n"] == 3
+    assert full["noise"]["digits"]["pairs"][0]["n"] == 3
 
 
 def test_build_shards_fill_one_benchmark(space, tmp_path):
@@ -208,9 +208,14 @@ def test_resume_from_another_configuration_or_corrupt_journal(space, tmp_path):
     with pytest.raises(AutoproxError, match=r"belongs to another build \(different recipe\)"):
         build_bench(plan_of(space, archs, Recipe(steps=31, batch_size=16, test_size=200), seeds=(0,)),
                     tmp_path / "b.json", resume=True, progress=False)
+    grown = [*archs, small_arch(space, 1)]
+    build_bench(plan_of(space, grown, seeds=(0, 1)), tmp_path / "b.json", resume=True, progress=False)  # may grow
+    assert len(read_journal(journal_path(tmp_path / "b.json"))[1]) == 4
+    with pytest.raises(AutoproxError, match="has archs this build lacks"):
+        build_bench(plan_of(space, grown[1:], seeds=(0, 1)), tmp_path / "b.json", resume=True, progress=False)
     journal = journal_path(tmp_path / "b.json")
     journal.write_text(journal.read_text() + '{"arch": "cut off mid-wri')  # an interrupted append: ignored
-    assert len(read_journal(journal)[1]) == 1
+    assert len(read_journal(journal)[1]) == 4
     journal.write_text("not json\n")
     with pytest.raises(AutoproxError, match="is corrupt"):
         build_bench(plan_of(space, archs, seeds=(0,)), tmp_path / "b.json", resume=True, progress=False)
@@ -289,3 +294,21 @@ def test_a_cifar_folder_benchmark_is_built_probed_and_ranked(tmp_path, capsys):
                  "--cache", str(tmp_path / "cache")]) == 0
     table = capsys.readouterr().out
     assert "my-cifar_base_acc" in table and "synflow" in table
+
+
+# --- the shipped benchmark -------------------------------------------------------------------
+
+
+def test_shipped_benchmark_is_complete_and_retrains_to_its_numbers(digits):
+    bench = load_bench("af-tiny")
+    payload = json.loads(open(bench.source).read())
+    space = get_space(bench.space)
+    assert len(bench) >= 80 and bench.fields == ["fmnist_base_acc", "digits_base_acc"]
+    assert all(np.isfinite(bench.accuracy(f)).all() for f in bench.fields)
+    assert len(payload["seeds"]) >= 2 and set(payload["noise"]) == {"fmnist", "digits"}
+    assert all(r["params"] == space.num_params(r["arch"], 10) for r in payload["records"])
+    recipe = Recipe.from_dict(payload["recipe"])
+    record = min(payload["records"], key=lambda r: r["digits_seconds"])  # the quickest to retrain
+    torch.set_num_threads(1)  # as the build ran
+    result = train(space, record["arch"], digits, recipe, seed=0)
+    assert abs(result.top1 - record["digits_base_seeds"]["0"]) <= 2.0  # bit-equal on the build machine

@@ -105,14 +105,22 @@ def _open_journal(journal: Path, config: dict, resume: bool) -> set[tuple[str, s
         raise AutoproxError(f"{journal} exists: pass --resume to continue that build, or choose another --out")
     stored, runs = read_journal(journal)
     if stored != config:
-        differ = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
-        raise AutoproxError(f"{journal} belongs to another build (different {', '.join(differ)}); "
-                            "choose another --out or rerun with that build's settings")
+        growing = ("archs", "seeds")
+        differ = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k) and k not in growing)
+        if differ:
+            raise AutoproxError(f"{journal} belongs to another build (different {', '.join(differ)}); "
+                                "choose another --out or rerun with that build's settings")
+        shrunk = [k for k in growing if not set(stored.get(k, [])) <= set(config[k])]
+        if shrunk:
+            raise AutoproxError(f"{journal} has {' and '.join(shrunk)} this build lacks; a resumed build may add "
+                                "architectures and seeds, not drop them")
+        with open(journal, "a", encoding="utf-8") as f:  # the build grows: record its new extent
+            f.write(json.dumps({"config": config}) + "\n")
     return {(r["arch"], r["dataset"], r["seed"]) for r in runs}
 
 
 def read_journal(journal: Path) -> tuple[dict, list[dict]]:
-    """(config, finished runs) of a journal; a last line cut off by an interruption is ignored."""
+    """(latest config, finished runs) of a journal; a last line cut off by an interruption is ignored."""
     try:
         lines = journal.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
@@ -123,11 +131,12 @@ def read_journal(journal: Path) -> tuple[dict, list[dict]]:
         raise AutoproxError(f"{journal} is corrupt ({e.msg} at line {e.lineno}); delete it to start over") from e
     if not entries or not isinstance(entries[0], dict) or not isinstance(entries[0].get("config"), dict):
         raise AutoproxError(f"{journal} is not a build journal (no config line); delete it to start over")
-    runs = entries[1:]
+    configs = [e["config"] for e in entries if isinstance(e, dict) and isinstance(e.get("config"), dict)]
+    runs = [e for e in entries if not (isinstance(e, dict) and "config" in e)]
     keys = {"arch", "dataset", "seed", "top1", "seconds"}
     if not all(isinstance(r, dict) and keys <= set(r) for r in runs):
         raise AutoproxError(f"{journal} is corrupt (a run line lacks {sorted(keys)}); delete it to start over")
-    return entries[0]["config"], runs
+    return configs[-1], runs
 
 
 def write_bench(plan: BuildPlan, data: dict[str, ImageData], journal: Path, out: str | os.PathLike,
@@ -167,16 +176,20 @@ def _describe(dataset: str, data: ImageData) -> dict:
 
 
 def seed_noise(records: Sequence[dict], names: Sequence[str], seeds: Sequence[int]) -> dict:
-    """Per data set: Kendall tau between the first two seeds' accuracy rankings, and the mean
-    absolute difference (points), over the architectures both seeds have."""
-    if len(seeds) < 2:
-        return {}
+    """Per data set, over every pair of seeds: Kendall tau between the two seeds' accuracy rankings
+    and their mean absolute difference (points), on the architectures both seeds have; and the means."""
     noise = {}
     for name in names:
-        pairs = [(r[f"{name}_base_seeds"][str(seeds[0])], r[f"{name}_base_seeds"][str(seeds[1])]) for r in records
-                 if {str(seeds[0]), str(seeds[1])} <= set(r.get(f"{name}_base_seeds", {}))]
-        if len(pairs) >= 3:
-            a, b = np.array(pairs).T
-            noise[name] = {"seeds": [seeds[0], seeds[1]], "n": len(pairs), "kendall": round(float(kendalltau(a, b)[0]), 4),
-                           "mean_abs_diff": round(float(np.abs(a - b).mean()), 3)}
+        pairs = []
+        for i, first in enumerate(seeds):
+            for second in seeds[i + 1:]:
+                both = [(r[f"{name}_base_seeds"][str(first)], r[f"{name}_base_seeds"][str(second)]) for r in records
+                        if {str(first), str(second)} <= set(r.get(f"{name}_base_seeds", {}))]
+                if len(both) >= 3:
+                    a, b = np.array(both).T
+                    pairs.append({"seeds": [first, second], "n": len(both), "kendall": round(float(kendalltau(a, b)[0]), 4),
+                                  "mean_abs_diff": round(float(np.abs(a - b).mean()), 3)})
+        if pairs:
+            noise[name] = {"pairs": pairs, "kendall": round(float(np.mean([p["kendall"] for p in pairs])), 4),
+                           "mean_abs_diff": round(float(np.mean([p["mean_abs_diff"] for p in pairs])), 3)}
     return noise
