@@ -1,8 +1,10 @@
 """Close the loop on the shipped benchmark: discover, search with it, then train what was found.
 
 1. Discover a proxy on the benchmark's training half (JCM over its data sets).
-2. Search the benchmark's space under a parameter budget with three guides: the discovered
-   proxy, the parameter count, and the hand-designed proxy with the best training-half JCM.
+2. Search the benchmark's space under a parameter budget with each guide: the discovered
+   proxy, the parameter count, the hand-designed proxy with the best training-half JCM (size
+   counts excluded, and the best one with them), and the ViT-Bench-101-discovered proxy with
+   the best training-half JCM here (transfer).
 3. Train each guide's pick and `--random` random architectures of the same budget with the
    benchmark's own recipe and seeds, on every data set of the benchmark (a resumable build).
 4. Rank the ViT-Bench-101-discovered proxies on this benchmark (transfer across data and scale).
@@ -39,6 +41,7 @@ from vit_space.tasks import bench_tasks
 from vit_space.train import Recipe
 
 VITBENCH_PROXIES = "results/discovery_small/seed*/proxies/rank01.json"
+SIZE = ("params", "flops", "linear_params")  # size counts: the parameter count is its own guide
 
 
 def main() -> None:
@@ -72,11 +75,18 @@ def main() -> None:
     hand = {name: rank(name, bench, fields, spec, cache, progress=False) for name in catalogue()
             if name not in ("params", "flops")}
     train_jcm = {name: _train_jcm(r, bench, fields) for name, r in hand.items()}
-    best_hand = max(train_jcm, key=lambda n: train_jcm[n])
-    guides = {"discovered": discovered, "params": "params", f"best hand-designed ({best_hand})": best_hand}
+    best_hand = max((n for n in train_jcm if n not in SIZE), key=lambda n: train_jcm[n])
+    best_any = max(train_jcm, key=lambda n: train_jcm[n])
+    vitbench = [replace(load_proxy(p), probe=spec.as_dict()) for p in sorted(glob.glob(VITBENCH_PROXIES))]
+    transfer = [rank(p, bench, fields, spec, cache, progress=False) for p in vitbench]
+    moved = max(range(len(vitbench)), key=lambda i: _train_jcm(transfer[i], bench, fields))
+    guides = {"discovered here": ("discovered", discovered), "params": ("params", "params"),
+              f"best hand-designed ({best_hand})": (best_hand, best_hand),
+              f"best incl. size counts ({best_any})": (best_any, best_any),
+              "ViT-Bench-101-discovered (transfer)": ("vitbench", vitbench[moved])}
     picks = {}
-    for label, guide in guides.items():
-        folder = out / f"search_{label.split()[0]}"
+    for label, (short, guide) in guides.items():
+        folder = out / f"search_{short}"
         searcher = Searcher(space, [guide], budget, spec, cache,
                             SearchConfig("evolution", args.search_budget, seed=args.seed))
         state = searcher.run(folder, resume=(folder / "checkpoint.json").is_file(), progress=False)
@@ -92,9 +102,8 @@ def main() -> None:
     per_seed = _per_seed(out / "trained.json")
 
     # 4. transfer of the ViT-Bench-101 proxies (their programs, measured on this benchmark's batches)
-    transfer = [rank(replace(load_proxy(p), probe=spec.as_dict()), bench, fields, spec, cache, progress=False)
-                for p in sorted(glob.glob(VITBENCH_PROXIES))]
     baseline = [rank(name, bench, fields, spec, cache, progress=False) for name in ("params", best_hand)]
+    sizes = [rank("flops", bench, fields, spec, cache, progress=False)]
     own = rank(discovered, bench, fields, spec, cache, progress=False)
 
     lines = [f"# Closing the loop on `{bench.name}` ({len(bench)} {bench.space} architectures, "
@@ -105,7 +114,9 @@ def main() -> None:
              f"Discovered on the training half ({args.iterations} elitism steps): `{discovered.expression}`; "
              f"held-out JCM {own.jcm_heldout:.3f} (params {baseline[0].jcm_heldout:.3f}, "
              f"{best_hand} {baseline[1].jcm_heldout:.3f}). Best hand-designed proxy by training-half JCM: "
-             f"`{best_hand}` ({train_jcm[best_hand]:.3f}).", "",
+             f"`{best_hand}` ({train_jcm[best_hand]:.3f}); with size counts allowed: `{best_any}` "
+             f"({train_jcm[best_any]:.3f}). Best ViT-Bench-101 proxy by training-half JCM here: "
+             f"`{vitbench[moved].expression}`.", "",
              f"Each guide searched {args.search_budget} architectures in {budget.describe()} (evolution, seed "
              f"{args.seed}); every pick and {args.random} random architectures of the same budget were then trained "
              f"with the benchmark's recipe ({recipe.steps} steps, batch {recipe.batch_size}, AdamW lr {recipe.lr}) "
@@ -133,7 +144,7 @@ def main() -> None:
         lines.append(f"| `{r.proxy}` | "
                      + " | ".join(f"{r.whole[f]['kendall']:.3f}" for f in fields)
                      + f" | {r.jcm:.3f} | {r.jcm_heldout:.3f} |")
-    everything = sorted([*hand.values(), *baseline[:1], own, *transfer], key=lambda r: -np.nan_to_num(r.jcm_heldout, nan=-9))
+    everything = sorted([*hand.values(), baseline[0], *sizes, own, *transfer], key=lambda r: -np.nan_to_num(r.jcm_heldout, nan=-9))
     lines += ["", "## Every proxy on this benchmark", "",
               "Kendall tau per field on all architectures; JCM on all and on the held-out half (split seed 0, the "
               "half discovery never saw); wall time per architecture (programs: from cached statistics).", "",

@@ -512,8 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the whole job on a benchmark: statistics, discovery, export, search")
     p.add_argument("--bench", default="af-tiny", help="benchmark name or file (default: the shipped af-tiny)")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
-    p.add_argument("--iterations", type=int, default=1000, help="discovery steps")
-    p.add_argument("--search-budget", type=int, default=300, help="architectures the search evaluates")
+    p.add_argument("--iterations", type=int, default=3000, help="discovery steps (default 3000)")
+    p.add_argument("--search-budget", type=int, default=500, help="architectures the search evaluates (default 500)")
     p.add_argument("--params", help="search budget LO-HI in millions (default: the benchmark's 10th percentile "
                    "to its median)")
     p.add_argument("--seed", type=int, default=0, help="seed of the discovery and the search")
