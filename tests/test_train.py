@@ -312,3 +312,22 @@ def test_shipped_benchmark_is_complete_and_retrains_to_its_numbers(digits):
     torch.set_num_threads(1)  # as the build ran
     result = train(space, record["arch"], digits, recipe, seed=0)
     assert abs(result.top1 - record["digits_base_seeds"]["0"]) <= 2.0  # bit-equal on the build machine
+
+
+def test_a_saved_proxy_scores_small_networks_at_their_own_input_size(tmp_path):
+    from pathlib import Path
+
+    from gp_proxy.store import load_proxy
+    from vit_space.cache import ProbeSpec, StatsCache
+    from vit_space.data import BatchSpec
+    from vit_space.proxies import proxy_scores
+
+    saved = load_proxy(Path(__file__).parents[1] / "results/discovery_small/seed1/proxies/rank01.json")
+    assert saved.probe.get("image_size", 224) == 224  # measured on 224-pixel ViT-Bench-101 networks
+    space = get_space("af-tiny")
+    archs = [small_arch(space, s) for s in (0, 1, 2)]
+    cache = StatsCache(tmp_path)
+    scores = proxy_scores(saved, space, archs, ProbeSpec(BatchSpec("digits", image_size=None)), cache, progress=False)
+    assert np.isfinite(scores.values).all()
+    keys = {json.loads(torch.load(p, weights_only=True)["key"])["batch"] for p in tmp_path.rglob("*.pt")}
+    assert keys == {"digits|skimage|b16|s0|28"}  # the proxy's own batch source, the networks' own size

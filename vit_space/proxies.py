@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +167,8 @@ def proxy_scores(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], s
                  compute_missing: bool = True, progress: bool = True) -> Scores:
     """Scores of a known proxy name or a saved proxy on `archs`, measured on `spec`'s batch.
 
-    Saved proxies use their own statistics spec on `spec`'s data set. Statistics and pass scores
+    Saved proxies use their own statistics spec (batch source, size and seed, sketch, conditions)
+    on `spec`'s data set, at `spec`'s image size (the scored networks' input). Statistics and pass scores
     missing from `cache` are computed (`compute_missing`) or reported as an error.
     """
     spec = spec.for_space(space)
@@ -181,8 +182,9 @@ def proxy_scores(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], s
         scores, seconds = pass_scores(space, archs, spec.batch, [proxy], cache, compute_missing, progress)
         return Scores(scores[proxy], float(np.nanmean(seconds[proxy])))
     if isinstance(proxy, SavedProxy):
-        spec, expression, names, groups = (spec_of(proxy, spec.batch.dataset).for_space(space), proxy.expression,
-                                           proxy.names, proxy.groups)
+        saved = spec_of(proxy, spec.batch.dataset)  # its batch and sketch; the input size is the scored network's
+        spec = replace(saved, batch=replace(saved.batch, image_size=spec.batch.image_size))
+        expression, names, groups = proxy.expression, proxy.names, proxy.groups
     else:
         expression, names, groups = KNOWN_PROXIES[proxy].expression, None, None
     if compute_missing:
