@@ -331,3 +331,8 @@ def test_a_saved_proxy_scores_small_networks_at_their_own_input_size(tmp_path):
     assert np.isfinite(scores.values).all()
     keys = {json.loads(torch.load(p, weights_only=True)["key"])["batch"] for p in tmp_path.rglob("*.pt")}
     assert keys == {"digits|skimage|b16|s0|28"}  # the proxy's own batch source, the networks' own size
+    proxy_file = str(Path(__file__).parents[1] / "results/discovery_small/seed1/proxies/rank01.json")
+    assert main(["score", proxy_file, "--space", "af-tiny", "--sample", "2", "--dataset", "digits", "--source", "noise",
+                 "--cache", str(tmp_path / "other"), "--quiet"]) == 0  # an explicit --source replaces the recorded one
+    keys = {json.loads(torch.load(p, weights_only=True)["key"])["batch"] for p in (tmp_path / "other").rglob("*.pt")}
+    assert keys == {"digits|noise|b16|s0|28"}

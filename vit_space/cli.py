@@ -124,7 +124,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
 
 def _probe_spec(args: argparse.Namespace, dataset: str = "c100", source: str | None = None) -> ProbeSpec:
-    spec = ProbeSpec(BatchSpec(dataset, source or args.source, args.batch, args.seed, args.image_size), args.sketch,
+    spec = ProbeSpec(BatchSpec(dataset, source or args.source or "auto", args.batch, args.seed, args.image_size), args.sketch,
                      tuple(_csv(args.conditions)))
     spec.validate()
     return spec
@@ -150,10 +150,18 @@ def cmd_discover(args: argparse.Namespace) -> None:
     print(f"summary: {Path(args.out) / 'summary.md'}")
 
 
+def _proxy(name: str, args: argparse.Namespace):
+    """A known proxy name or a saved proxy; an explicit --source replaces a saved proxy's own batch source."""
+    proxy = resolve_proxy(name)
+    if args.source and not isinstance(proxy, str):
+        proxy = replace(proxy, probe={**proxy.probe, "source": args.source})
+    return proxy
+
+
 def cmd_rank(args: argparse.Namespace) -> None:
     if args.format not in FORMATS:
         raise AutoproxError(f"unknown format {args.format!r}; known: {', '.join(FORMATS)}")
-    proxies = [resolve_proxy(p) for p in _csv(args.proxy)]
+    proxies = [_proxy(p, args) for p in _csv(args.proxy)]
     if not proxies:
         raise AutoproxError("--proxy needs a proxy name or a saved PROXY.json")
     spec, cache = _probe_spec(args), StatsCache(args.cache)
@@ -195,7 +203,7 @@ def _budget(args: argparse.Namespace) -> Budget:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    proxies = [resolve_proxy(p) for arg in args.proxy for p in _csv(arg)]
+    proxies = [_proxy(p, args) for arg in args.proxy for p in _csv(arg)]
     config = SearchConfig(args.algo, args.budget, args.population, min(args.parents, args.population),
                           seed=args.seed, top_k=args.top_k)
     space = get_space(args.space)
@@ -210,7 +218,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    proxy, space = resolve_proxy(args.proxy), get_space(args.space)
+    proxy, space = _proxy(args.proxy, args), get_space(args.space)
     args.dataset = args.dataset or default_dataset(space)
     classes = get_dataset(args.dataset).num_classes
     budget = _budget(args)
@@ -397,8 +405,9 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_probe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default="auto", help="proxy images: auto (default: the data set's own images where "
-                   "autoprox has them, else skimage), train, skimage, noise, or a data folder")
+    p.add_argument("--source", help="proxy images: auto (default: the data set's own images where autoprox has "
+                   "them, else skimage), train, skimage, noise, or a data folder; given, it also replaces a saved "
+                   "proxy's recorded source")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--sketch", type=int, default=32, help="sketch size S (rows and columns kept)")
     p.add_argument("--conditions", default="data", help=f"comma-separated, from {', '.join(CONDITIONS)}")
