@@ -42,7 +42,7 @@ def main() -> None:
     for name in args.proxy.split(","):
         proxy = resolve_proxy(name)
         if not isinstance(proxy, str):  # a program: measured on each benchmark's own batches
-            proxy = replace(proxy, probe={**proxy.probe, "source": "auto", "image_size": None})
+            proxy = replace(proxy, probe={**proxy.probe, "source": "auto"})
         rankings = [rank(proxy, b, bench_fields(b, []), spec, cache, compute_missing=False, progress=False)
                     for b in benches]
         taus = [c["kendall"] for r in rankings for c in r.heldout.values()]

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from gp_proxy.errors import AutoproxError
-from vit_space.spaces import get_space
+from vit_space.data import DATASETS as KNOWN_DATASETS
+from vit_space.data import DatasetInfo, register_dataset
 from vit_space.paths import cache_root, download, sha256_of
+from vit_space.spaces import get_space
 
 BENCH_NAMES = ("autoformer", "pit")
 ORIGIN_FILES = {
@@ -291,12 +293,10 @@ def _unpack(payload: Any, path: Path) -> tuple[str | None, list]:
 
 def _register_datasets(payload: Any, path: Path) -> None:
     """Make a built benchmark's folder data sets known by name, so its networks can be probed on them."""
-    from vit_space.data import DATASETS as KNOWN
-    from vit_space.data import DatasetInfo, register_dataset
-
     datasets = payload.get("datasets") if isinstance(payload, Mapping) else None
     for name, info in (datasets or {}).items() if isinstance(datasets, Mapping) else ():
-        if name in KNOWN and KNOWN[name].images == (info or {}).get("source", KNOWN[name].images):
+        known = KNOWN_DATASETS.get(name)
+        if known is not None and known.images == (info or {}).get("source", known.images):
             continue
         try:
             register_dataset(DatasetInfo(str(name), int(info["num_classes"]), "natural", int(info["channels"]),

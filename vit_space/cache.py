@@ -131,13 +131,13 @@ def build_seeded(space: Space, arch: Arch, batch: BatchSpec) -> nn.Module:
     """`arch` built for `batch`'s data set with its seeded init under the batch seed, in train mode
     (the model every probe and pass proxy sees); `AutoproxError` if the data set's channels are not
     what the space takes."""
-    channels = get_dataset(batch.dataset).channels
-    if channels != space.in_chans:
+    info = get_dataset(batch.dataset)
+    if info.channels != space.in_chans:
         raise AutoproxError(f"space {space.name} takes {space.in_chans}-channel images but {batch.dataset} has "
-                            f"{channels}-channel ones; use a space for that input (e.g. af-tiny@3x32, af-tiny for 1x28)")
+                            f"{info.channels}-channel ones; use a space for that input (e.g. af-tiny@3x32, af-tiny for 1x28)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(space.seeded_init(arch, batch.seed))
-        model = space.build(arch, num_classes=get_dataset(batch.dataset).num_classes, img_size=batch.image_size)
+        model = space.build(arch, num_classes=info.num_classes, img_size=batch.image_size)
     return model.train()
 
 

@@ -404,6 +404,11 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, help=IMAGE_SIZE_HELP)
 
 
+def _add_cache_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", help="cache folder (default $AUTOPROX_CACHE/stats or ~/.cache/autoprox/stats)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", help="proxy images: auto (default: the data set's own images where autoprox has "
                    "them, else skimage), train, skimage, noise, or a data folder; given, it also replaces a saved "
@@ -411,8 +416,7 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--sketch", type=int, default=32, help="sketch size S (rows and columns kept)")
     p.add_argument("--conditions", default="data", help=f"comma-separated, from {', '.join(CONDITIONS)}")
-    p.add_argument("--cache", help="cache folder (default $AUTOPROX_CACHE/stats or ~/.cache/autoprox/stats)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_cache_args(p)
     if "--seed" not in p._option_string_actions:
         p.add_argument("--seed", type=int, default=0, help="seed of the batch, the init and the sketch (default 0)")
         p.add_argument("--image-size", type=int, help=IMAGE_SIZE_HELP)
@@ -496,8 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact-only", action="store_true", help="no rank-preserving rewrites at the root")
     p.add_argument("--compute-missing", action="store_true", help="probe architectures missing from the cache")
     p.add_argument("--out", help="write the simplified proxy here (the original expression kept inside)")
-    p.add_argument("--cache", help="cache folder (default $AUTOPROX_CACHE/stats or ~/.cache/autoprox/stats)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_cache_args(p)
     p.set_defaults(func=cmd_simplify)
 
     p = sub.add_parser("search", help="search a space for the best-scoring architectures within a budget")
@@ -526,8 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", help="search budget LO-HI in millions (default: the benchmark's 10th percentile "
                    "to its median)")
     p.add_argument("--seed", type=int, default=0, help="seed of the discovery and the search")
-    p.add_argument("--cache", help="cache folder (default $AUTOPROX_CACHE/stats or ~/.cache/autoprox/stats)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_cache_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("proxies", help="list the known proxies")

@@ -33,7 +33,6 @@ from gp_proxy.errors import AutoproxError
 
 __all__ = [
     "BatchSpec",
-    "register_dataset",
     "DATASETS",
     "DatasetInfo",
     "IMAGENET_MEAN",
@@ -41,6 +40,7 @@ __all__ = [
     "NAMED_SOURCES",
     "get_dataset",
     "make_batch",
+    "register_dataset",
 ]
 
 

@@ -171,7 +171,7 @@ def _folder(root_name: str, image_size: int) -> ImageData:
     name = root.name
     cifar = _cifar_files(root)
     if cifar:
-        (train_x, train_y), (test_x, test_y) = (_cifar_split(root, files) for files in cifar)
+        (train_x, train_y), (test_x, test_y) = (_cifar_split(files) for files in cifar)
         classes = int(max(train_y.max(), test_y.max())) + 1
         return ImageData(name, train_x, train_y, test_x, test_y, classes)
     splits = [root / s for s in ("train", "val", "test")]
@@ -198,7 +198,7 @@ def _cifar_files(root: Path) -> tuple[list[Path], list[Path]] | None:
     return None
 
 
-def _cifar_split(root: Path, files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+def _cifar_split(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = zip(*(_cifar_file(path) for path in files))
     return torch.cat(images), torch.cat(labels)
 

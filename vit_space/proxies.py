@@ -66,16 +66,15 @@ def proxy_label(proxy: str | SavedProxy) -> str:
 
 
 def spec_of(proxy: SavedProxy, dataset: str) -> ProbeSpec:
-    """The probe spec a saved proxy was discovered with, on `dataset`'s batch (image size 224 when
-    the file does not say: files of engine 0.1.0 did not record it; null: the scored space's own)."""
+    """The probe spec a saved proxy was discovered with, on `dataset`'s batch. The image size is left
+    unset (None): it belongs to the networks being scored, not to the proxy (`ProbeSpec.for_space`)."""
     probe = proxy.probe
     try:
-        spec = ProbeSpec(BatchSpec(dataset, probe["source"], probe["batch_size"], probe["seed"],
-                                   probe.get("image_size", 224)),
+        spec = ProbeSpec(BatchSpec(dataset, probe["source"], probe["batch_size"], probe["seed"], None),
                          probe["sketch_size"], tuple(probe["conditions"]))
     except (KeyError, TypeError) as e:
         raise AutoproxError(f"the proxy's statistics spec lacks {e}; it needs source, batch_size, seed, "
-                            "image_size, sketch_size and conditions") from e
+                            "sketch_size and conditions") from e
     spec.validate()
     return spec
 
@@ -182,7 +181,7 @@ def proxy_scores(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], s
         scores, seconds = pass_scores(space, archs, spec.batch, [proxy], cache, compute_missing, progress)
         return Scores(scores[proxy], float(np.nanmean(seconds[proxy])))
     if isinstance(proxy, SavedProxy):
-        saved = spec_of(proxy, spec.batch.dataset)  # its batch and sketch; the input size is the scored network's
+        saved = spec_of(proxy, spec.batch.dataset)
         spec = replace(saved, batch=replace(saved.batch, image_size=spec.batch.image_size))
         expression, names, groups = proxy.expression, proxy.names, proxy.groups
     else:
