@@ -66,15 +66,21 @@ def ranking_tables(names: list[str], results: dict[tuple[str, str], Ranking]) ->
     return "\n\n".join(blocks), order
 
 
+def _top_cell(summary: dict) -> str:
+    """'top-1 / top-5' accuracy, with the number of architectures tied for first when several are."""
+    ties = f" ({summary['top1_ties']} tied)" if summary["top1_ties"] > 1 else ""
+    return f"{summary['top1_acc']:.2f}{ties} / {summary['top5_acc']:.2f}"
+
+
 def selection_table(names: list[str], results: dict[tuple[str, str], Ranking]) -> str:
     """Accuracy of the architecture each proxy ranks first / mean of its top five, per space and KD
-    field, under the benchmark's best and mean (the expected accuracy of a random pick)."""
+    field, under the benchmark's best and mean (the expected accuracy of a random pick). Ties are
+    broken at random in expectation: the mean over the group tied for first, and how many tie."""
     columns = [(s, f) for s in SPACES for f in results[names[0], s].whole if "_kd_" in f]
     benches = {s: load_bench(s) for s in SPACES}
     ref = [f"| {label} | " + " | ".join(f"{stat(benches[s].accuracy(f)):.2f}" for s, f in columns) + " |"
            for label, stat in (("best in the benchmark", np.nanmax), ("mean = random pick", np.nanmean))]
-    rows = [f"| {n} | " + " | ".join(f"{results[n, s].whole[f]['top1_acc']:.2f} / {results[n, s].whole[f]['top5_acc']:.2f}"
-                                     for s, f in columns) + " |" for n in names]
+    rows = [f"| {n} | " + " | ".join(_top_cell(results[n, s].whole[f]) for s, f in columns) + " |" for n in names]
     return table(["proxy", *[f"{s} {f}" for s, f in columns]], ref + rows)
 
 

@@ -11,7 +11,7 @@ from scipy import stats
 from gp_proxy.errors import AutoproxError
 from vit_space.cache import ProbeSpec, StatsCache
 from vit_space.data import BatchSpec
-from vit_space.rank import bench_fields, format_rankings, rank, topk_accuracy
+from vit_space.rank import bench_fields, format_rankings, rank, top_ties, topk_accuracy
 from vit_space.spaces import get_space
 
 SPEC = ProbeSpec(BatchSpec("c100"))
@@ -46,6 +46,18 @@ def test_topk_ignores_architectures_without_a_score_or_accuracy():
     assert topk_accuracy(scores, acc, np.arange(5), k=2) == 65.0
     assert topk_accuracy(scores, acc, np.arange(5), k=5) == 60.0
     assert np.isnan(topk_accuracy(scores, acc, np.array([1, 3])))
+
+
+def test_ties_for_first_are_averaged_not_taken_in_file_order():
+    scores = np.array([2.0, 9.0, 9.0, 9.0, 1.0])
+    acc = np.array([80.0, 60.0, 70.0, 90.0, 50.0])
+    assert topk_accuracy(scores, acc, np.arange(5)) == pytest.approx((60 + 70 + 90) / 3)
+    assert top_ties(scores, acc, np.arange(5)) == 3
+    # top 4: the three tied at 9 fully, then 80; top 2: two places shared by the three tied
+    assert topk_accuracy(scores, acc, np.arange(5), k=4) == 75.0
+    assert topk_accuracy(scores, acc, np.arange(5), k=2) == pytest.approx((60 + 70 + 90) / 3)
+    assert top_ties(scores, acc, np.array([0, 4])) == 1
+    assert top_ties(scores, acc, np.array([], dtype=int)) == 0
 
 
 def test_bench_fields_by_kind():

@@ -24,10 +24,11 @@ FORMATS = ("table", "md", "csv", "json")
 class Ranking:
     """Correlations of one proxy with each accuracy field of one benchmark.
 
-    whole, heldout: field -> {"kendall", "spearman", "pearson", "n", "top1_acc", "top5_acc"};
+    whole, heldout: field -> {"kendall", "spearman", "pearson", "n", "top1_acc", "top1_ties", "top5_acc"};
     `heldout` is the test part of the benchmark's seeded split (empty when there is none).
-    `top1_acc` is the accuracy of the architecture the proxy ranks first, `top5_acc` the mean of
-    its top five. `seconds_per_arch`: field -> wall time.
+    `top1_acc` is the mean accuracy (%) of the architectures the proxy ranks first (all of them
+    when several tie for first; `top1_ties` says how many), `top5_acc` the expected mean accuracy
+    of its top five when ties are broken at random. `seconds_per_arch`: field -> wall time (s).
     """
 
     proxy: str
@@ -53,13 +54,24 @@ class Ranking:
 
 
 def topk_accuracy(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray, k: int = 1) -> float:
-    """Mean accuracy of the `k` architectures with the highest finite scores among `index`
-    (ties broken by position; NaN if none has both a score and an accuracy)."""
+    """Expected mean accuracy of the `k` architectures with the highest finite scores among `index`
+    when ties are broken uniformly at random: architectures above the k-th score count fully, the
+    group tied at the k-th score counts by its mean for the places left (so `k` = 1 gives the
+    mean accuracy of every architecture tied for first). NaN if none has both a score and an
+    accuracy; `k` larger than what is left means all of them."""
     keep = index[np.isfinite(scores[index]) & np.isfinite(accuracy[index])]
     if not len(keep):
         return float("nan")
-    best = keep[np.argsort(-scores[keep], kind="stable")[:k]]
-    return float(accuracy[best].mean())
+    k = min(k, len(keep))
+    kth = np.sort(scores[keep])[::-1][k - 1]
+    above, tied = accuracy[keep[scores[keep] > kth]], accuracy[keep[scores[keep] == kth]]
+    return float((above.sum() + (k - len(above)) * tied.mean()) / k)
+
+
+def top_ties(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -> int:
+    """How many architectures among `index` (with a finite score and accuracy) share the highest score."""
+    keep = index[np.isfinite(scores[index]) & np.isfinite(accuracy[index])]
+    return int((scores[keep] == scores[keep].max()).sum()) if len(keep) else 0
 
 
 def rank(proxy: str | SavedProxy, bench: Benchmark, fields: Sequence[str], spec: ProbeSpec, cache: StatsCache,
@@ -102,6 +114,7 @@ def bench_fields(bench: Benchmark, datasets: Sequence[str], kind: str | None = N
 
 def _summary(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -> dict[str, float]:
     return correlations(scores, accuracy, index) | {"top1_acc": topk_accuracy(scores, accuracy, index, 1),
+                                                    "top1_ties": top_ties(scores, accuracy, index),
                                                     "top5_acc": topk_accuracy(scores, accuracy, index, 5)}
 
 
@@ -111,7 +124,7 @@ def _rows(rankings: Sequence[Ranking]) -> list[dict]:
         for part, values, overall in (("all", r.whole, r.jcm), ("held-out", r.heldout, r.jcm_heldout)):
             for field, c in values.items():
                 rows.append({"proxy": r.proxy, "bench": r.bench, "part": part, "field": field,
-                             **{k: c[k] for k in (*CORRELATIONS, "n", "top1_acc", "top5_acc")},
+                             **{k: c[k] for k in (*CORRELATIONS, "n", "top1_acc", "top1_ties", "top5_acc")},
                              "seconds_per_arch": r.seconds_per_arch[field]})
             if values:
                 rows.append({"proxy": r.proxy, "bench": r.bench, "part": part, "field": "JCM", "kendall": overall})
@@ -129,7 +142,8 @@ def format_rankings(rankings: Sequence[Ranking], fmt: str = "table") -> str:
     if fmt == "json":
         payload = [r.as_dict() for r in rankings]
         return json.dumps(json_safe(payload[0] if len(payload) == 1 else payload), indent=2)
-    header = ["proxy", "bench", "part", "field", *CORRELATIONS, "n", "top1_acc", "top5_acc", "seconds_per_arch"]
+    header = ["proxy", "bench", "part", "field", *CORRELATIONS, "n", "top1_acc", "top1_ties", "top5_acc",
+              "seconds_per_arch"]
     rows = [[row.get(h) for h in header] for row in _rows(rankings)]
     if fmt == "csv":
         out = io.StringIO()
