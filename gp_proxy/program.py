@@ -16,7 +16,11 @@ from gp_proxy.errors import AutoproxError
 from gp_proxy.primitives import AGGREGATIONS, PRIMITIVES, Mat, Score, Value, agg_name, aggregate
 from gp_proxy.stats import StatsBundle
 
-MAX_DEPTH = 200  # deepest nesting `parse` accepts
+# The largest program `parse` accepts (saved proxies, checkpoints), checked before any tree is built:
+# far beyond what discovery makes (--size-limit, default 12 nodes; height limit 10), small enough
+# that scoring and exporting stay quick.
+MAX_PROGRAM_NODES = 500  # primitives and statistics
+MAX_PROGRAM_DEPTH = 50  # levels of nesting; a lone statistic is 1 level
 
 _SHALLOWEST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -110,14 +114,21 @@ def _quote(text: str) -> str:
 
 
 class _Syntax:
-    """Recursive descent over the tokens of `name | name(expr, ...)`, at most MAX_DEPTH deep."""
+    """Recursive descent over the tokens of `name | name(expr, ...)`, at most MAX_PROGRAM_DEPTH deep;
+    tokenizing stops at the first name past MAX_PROGRAM_NODES, so a huge expression costs no more
+    than one at the limit."""
 
     def __init__(self, expr: str):
         self.tokens: list[tuple[str, int]] = []
+        names = 0
         for match in _TOKEN.finditer(expr):
             text, pos = match.group(match.lastindex), match.start(match.lastindex)
             if match.lastindex == 3:
                 raise AutoproxError(f"unexpected character {text!r} at position {pos}")
+            names += match.lastindex == 1
+            if names > MAX_PROGRAM_NODES:
+                raise AutoproxError(f"expression has more than {MAX_PROGRAM_NODES} nodes, "
+                                    f"the most a proxy program may have")
             self.tokens.append((text, pos))
         self.index = 0
 
@@ -131,8 +142,9 @@ class _Syntax:
         return self.tokens[self.index - 1]
 
     def call(self, depth: int = 0) -> _Call:
-        if depth >= MAX_DEPTH:
-            raise AutoproxError(f"expression nested deeper than {MAX_DEPTH} levels")
+        if depth >= MAX_PROGRAM_DEPTH:
+            raise AutoproxError(f"expression nested deeper than {MAX_PROGRAM_DEPTH} levels, "
+                                f"the most a proxy program may have")
         name, pos = self.take("a name")
         if name in ("(", ")", ","):
             raise AutoproxError(f"expected a name at position {pos}, got {name!r}")
@@ -171,7 +183,8 @@ def _emit(call: _Call, pset: gp.PrimitiveSetTyped, expected: type, out: list) ->
 
 def parse(expr: str, pset: gp.PrimitiveSetTyped) -> gp.PrimitiveTree:
     """The tree written as the prefix expression `expr` (e.g. "agg_sum_all(l1(mul(W, gW)))"),
-    without evaluating anything; raises AutoproxError on any problem."""
+    without evaluating anything; raises AutoproxError on any problem, including a program of more
+    than MAX_PROGRAM_NODES nodes or MAX_PROGRAM_DEPTH levels."""
     syntax = _Syntax(expr)
     if not syntax.tokens:
         raise AutoproxError("empty expression")

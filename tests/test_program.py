@@ -1,6 +1,7 @@
 """Programs: random trees and DEAP's variation operators stay typed and evaluable, the parser
 rejects everything malformed, and the evaluator is exact and memoises."""
 import random
+import time
 from functools import partial
 
 import numpy as np
@@ -10,7 +11,7 @@ from deap import gp, tools
 
 from gp_proxy.errors import AutoproxError
 from gp_proxy.primitives import Mat, Score, Unit, build_pset
-from gp_proxy.program import MAX_DEPTH, Evaluator, generate, mut_insert, parse
+from gp_proxy.program import MAX_PROGRAM_DEPTH, MAX_PROGRAM_NODES, Evaluator, generate, mut_insert, parse
 from gp_proxy.stats import UnitStats, stack
 
 NAMES = ["W", "X", "gW", "noise.gW"]
@@ -150,8 +151,9 @@ def test_parse_round_trips_canonical_strings(pset, text):
     ("1" + "0" * 5000, "unexpected character '1'"),
     ("agg_sum_all(u_mul(fro(W), 1e308))", "unexpected character '1'"),
     ("agg_sum_all(l1(W\u00e9))", "unexpected character"),
-    ("agg_sum_all(l1(" + "abs(" * 10_000 + "W" + ")" * 10_002, f"deeper than {MAX_DEPTH}"),
-    ("s_add(" * 10_000, f"deeper than {MAX_DEPTH}"),
+    ("agg_sum_all(l1(" + "abs(" * 10_000 + "W" + ")" * 10_002, f"more than {MAX_PROGRAM_NODES} nodes"),
+    ("agg_sum_all(l1(" + "abs(" * 100 + "W" + ")" * 102, f"deeper than {MAX_PROGRAM_DEPTH}"),
+    ("s_add(" * 10_000, f"more than {MAX_PROGRAM_NODES} nodes"),
 ])
 def test_parse_rejects_malformed_expressions(pset, text, message):
     with pytest.raises(AutoproxError) as error:
@@ -161,12 +163,35 @@ def test_parse_rejects_malformed_expressions(pset, text, message):
 
 
 def test_parse_accepts_nesting_up_to_the_limit(pset):
-    depth = MAX_DEPTH - 3
+    depth = MAX_PROGRAM_DEPTH - 3
     tree = parse("agg_sum_all(l1(" + "abs(" * depth + "W" + ")" * (depth + 2), pset)
     assert tree.height == depth + 2
     with pytest.raises(AutoproxError, match="deeper"):
         parse("agg_sum_all(l1(" + "abs(" * (depth + 1) + "W" + ")" * (depth + 3), pset)
 
+
+
+def _wide(leaves: int) -> str:
+    """A shallow expression: a balanced s_add tree over `leaves` copies of agg_sum_all(fro(W))."""
+    parts = ["agg_sum_all(fro(W))"] * leaves
+    while len(parts) > 1:
+        parts = [f"s_add({a}, {b})" for a, b in zip(parts[::2], parts[1::2])] + parts[len(parts) // 2 * 2:]
+    return parts[0]
+
+
+def test_parse_limits_the_number_of_nodes(pset):
+    fits = _wide(MAX_PROGRAM_NODES // 4)  # 3 nodes per leaf and one s_add per join: under the limit
+    assert len(parse(fits, pset)) <= MAX_PROGRAM_NODES
+    with pytest.raises(AutoproxError, match=f"more than {MAX_PROGRAM_NODES} nodes"):
+        parse(_wide(MAX_PROGRAM_NODES // 4 + 1), pset)
+
+
+def test_a_huge_expression_is_refused_quickly(pset):
+    huge = _wide(1 << 16)  # ~260k nodes, ~2.6 MB, 18 levels deep
+    start = time.perf_counter()
+    with pytest.raises(AutoproxError, match="more than"):
+        parse(huge, pset)
+    assert time.perf_counter() - start < 0.1
 
 def test_evaluation_matches_numpy(bundle, pset):
     w, gw = (bundle.tensors[n].double().numpy() for n in ("W", "gW"))
