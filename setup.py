@@ -23,7 +23,7 @@ setup(
         "scikit-learn>=1.2",
         "tqdm>=4.60",
     ],
-    package_data={"vit_space": ["benchmarks/*.json", "benchmarks/*.jsonl"]},
+    package_data={"vit_space": ["benchmarks/*.json", "benchmarks/*.jsonl", "batches/*.npz"]},
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],
     },

@@ -161,7 +161,7 @@ def make_batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
         return (images.mean(1, keepdim=True) if info.channels == 1 else images), _random_labels(
             spec.batch_size, info.num_classes, generator)
     if spec.origin == "train":
-        return _training_batch(info, spec, generator)
+        return _training_batch(info, spec)
     root = _source_path(spec.origin)
     loader = {"cifar-python": _cifar_python, "cifar-binary": _cifar_binary, "imagefolder": _image_folder}
     images, labels = loader[_detect_layout(root)](root, spec, generator)
@@ -173,17 +173,21 @@ def make_batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
     return _normalise(images), labels
 
 
-def _training_batch(info: DatasetInfo, spec: BatchSpec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded pick of the data set's own training images, normalised as `vit_space.train` does."""
-    from vit_space.datasets import load_images
+def _training_batch(info: DatasetInfo, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded pick of the data set's own training images, normalised as `vit_space.train` does
+    (Fashion-MNIST's default picks ship with autoprox: see `vit_space.datasets.training_rows`)."""
+    from vit_space.datasets import training_rows
 
-    data = load_images(info.images, spec.image_size)
-    if data.image_size != spec.image_size:
-        raise AutoproxError(f"{info.name} has {data.image_size}x{data.image_size} images but the batch asks for "
+    def pick(num_items: int) -> torch.Tensor:
+        return _pick(num_items, spec, torch.Generator().manual_seed(spec.seed), Path(info.images))
+
+    rows = training_rows(info.images, spec.image_size, pick)
+    if rows.images.shape[-1] != spec.image_size:
+        size = rows.images.shape[-1]
+        raise AutoproxError(f"{info.name} has {size}x{size} images but the batch asks for "
                             f"{spec.image_size}x{spec.image_size}; probe a space for that input")
-    index = _pick(len(data.train_labels), spec, generator, Path(info.images))
-    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in data.mean_std())
-    return ((data.train_images[index].float() / 255 - mean) / std).contiguous(), data.train_labels[index]
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (rows.mean, rows.std))
+    return ((rows.images.float() / 255 - mean) / std).contiguous(), rows.labels
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

@@ -6,7 +6,8 @@ images as ``(N, C, H, W)`` uint8 tensors with ``(N,)`` int64 labels. Understood:
 * ``fmnist``: Fashion-MNIST (10 classes, 1x28x28, 60000 train / 10000 test) from its four IDX
   ``.gz`` files, found in $AUTOPROX_FMNIST_DIR, the user cache or Debian's ``dataset-fashion-mnist``
   package; when none has them they are downloaded into the user cache (sha256-checked; also
-  ``autoprox data fetch fmnist [--url file://...]``), unless $AUTOPROX_OFFLINE is set;
+  ``autoprox data fetch fmnist [--url file://...]``), unless $AUTOPROX_OFFLINE is set; the rows that
+  proxy batches take by default ship with autoprox (`training_rows`), so probing needs none of it;
 * ``digits``: scikit-learn's 8x8 handwritten digits (10 classes, 1797 images) upsampled to 1x28x28,
   with a fixed seeded 75/25 split;
 * a folder: CIFAR-10/100 (python pickles or binary files) or an ImageFolder tree, either
@@ -17,6 +18,7 @@ from __future__ import annotations
 import gzip
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from gp_proxy.errors import AutoproxError
-from vit_space.data import _class_dirs, _field, _is_image, _load_image, _restricted_load
+from vit_space.data import BatchSpec, _class_dirs, _field, _is_image, _load_image, _pick, _restricted_load
 from vit_space.paths import cache_root, download, sha256_of
 
 FMNIST_FILES = {
@@ -37,6 +39,11 @@ FMNIST_FILES = {
 }
 FMNIST_URL = "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+# Fashion-MNIST's shipped probe rows: the first PROBE_ROWS picks of batch seed PROBE_SEED (every batch size
+# up to PROBE_ROWS at that seed); regenerate with `write_probe_rows()` and update the checksum.
+PROBE_FILE = Path(__file__).parent / "batches" / "fmnist-train-probe.npz"
+PROBE_SHA256 = "683830aebfbedb77f4ea29626e0d118963426bec0f55f00a9f87263ffe12f50d"
+PROBE_SEED, PROBE_ROWS = 0, 64
 BUILTIN = ("fmnist", "digits")
 SPLIT_SEED = 0  # fixed: every run of every seed sees the same train/test split
 LAYOUTS = ("CIFAR-10/100 python (data_batch_*/test_batch or train/test pickles)",
@@ -71,6 +78,80 @@ class ImageData:
     def describe(self) -> str:
         return (f"{self.name}: {self.num_classes} classes, {self.channels}x{self.image_size}x{self.image_size}, "
                 f"{len(self.train_labels)} train / {len(self.test_labels)} test images")
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingRows:
+    """Picked rows of a training split: ``(B, C, H, W)`` uint8 images, ``(B,)`` int64 labels, and the
+    whole split's per-channel mean and std (see :meth:`ImageData.mean_std`)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class ShippedRows:
+    """Rows ``indices`` of a training split of ``num_train`` images, shipped with autoprox."""
+
+    num_train: int
+    indices: torch.Tensor
+    images: torch.Tensor
+    labels: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def take(self, index: torch.Tensor) -> TrainingRows | None:
+        """The split's rows ``index``, or None unless every one of them is shipped."""
+        position = {int(i): p for p, i in enumerate(self.indices)}
+        if not all(int(i) in position for i in index):
+            return None
+        rows = torch.tensor([position[int(i)] for i in index], dtype=torch.int64)
+        return TrainingRows(self.images[rows], self.labels[rows], self.mean, self.std)
+
+
+def training_rows(name_or_path: str, image_size: int | None, pick: Callable[[int], torch.Tensor]) -> TrainingRows:
+    """The rows ``pick(N)`` of a data set's training split of N images (``pick`` must be pure).
+
+    For Fashion-MNIST not on disk they come from the shipped probe rows when those hold every
+    picked row (the same bytes, so the same batch); otherwise the data set is loaded (downloaded)."""
+    if name_or_path == "fmnist" and fmnist_folder() is None:
+        shipped = shipped_probe_rows()
+        rows = shipped.take(pick(shipped.num_train))
+        if rows is not None:
+            return rows
+    data = load_images(name_or_path, image_size)
+    index = pick(len(data.train_labels))
+    return TrainingRows(data.train_images[index], data.train_labels[index], *data.mean_std())
+
+
+@lru_cache(maxsize=1)
+def shipped_probe_rows(path: Path = PROBE_FILE, expected: str = PROBE_SHA256) -> ShippedRows:
+    """Fashion-MNIST's shipped probe rows, sha256-checked (a plain ``.npz``, never unpickled)."""
+    try:
+        digest = sha256_of(path)
+    except OSError as e:
+        raise AutoproxError(f"{path}: cannot read the shipped probe rows ({e}); reinstall autoprox") from e
+    if digest != expected:
+        raise AutoproxError(f"{path}: sha256 {digest} does not match the expected {expected}; reinstall autoprox")
+    with np.load(path, allow_pickle=False) as z:
+        return ShippedRows(int(z["num_train"]), torch.from_numpy(z["indices"]), torch.from_numpy(z["images"]),
+                           torch.from_numpy(z["labels"]), tuple(z["mean"].tolist()), tuple(z["std"].tolist()))
+
+
+def write_probe_rows(path: Path = PROBE_FILE, seed: int = PROBE_SEED, count: int = PROBE_ROWS) -> str:
+    """Write Fashion-MNIST's first ``count`` batch picks of ``seed`` (from the full data set) to ``path``;
+    returns its sha256 (for PROBE_SHA256)."""
+    data = load_images("fmnist")
+    spec = BatchSpec("fmnist", "train", count, seed, data.image_size)
+    index = _pick(len(data.train_labels), spec, torch.Generator().manual_seed(seed), Path("fmnist"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, num_train=np.int64(len(data.train_labels)), indices=index.numpy(),
+                            images=data.train_images[index].numpy(), labels=data.train_labels[index].numpy(),
+                            mean=np.array(data.mean_std()[0]), std=np.array(data.mean_std()[1]))
+    return sha256_of(path)
 
 
 def load_images(name_or_path: str, image_size: int | None = None) -> ImageData:
@@ -109,8 +190,13 @@ def fetch_fmnist(base_url: str | None = None, dest: str | os.PathLike | None = N
     return dest
 
 
+def fmnist_folder() -> Path | None:
+    """The first of :func:`fmnist_dirs` that holds all four Fashion-MNIST files, or None."""
+    return next((d for d in fmnist_dirs() if all((d / f).is_file() for f in FMNIST_FILES)), None)
+
+
 def _fmnist() -> ImageData:
-    folder = next((d for d in fmnist_dirs() if all((d / f).is_file() for f in FMNIST_FILES)), None)
+    folder = fmnist_folder()
     if folder is None and os.environ.get("AUTOPROX_OFFLINE"):
         raise AutoproxError(f"Fashion-MNIST not found (looked in {', '.join(map(str, fmnist_dirs()))}) and "
                             "AUTOPROX_OFFLINE is set; run `autoprox data fetch fmnist` (--url file://... works), "
