@@ -1,10 +1,15 @@
 import json
+import os
+import stat
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gp_proxy.atomic import write_text
 from gp_proxy.errors import AutoproxError
+from gp_proxy.program import MAX_PROGRAM_NODES
 from gp_proxy.store import SavedProxy, load_proxy, save_proxy
 
 NAMES, GROUPS = ["W", "gW", "X"], ["all", "msa"]
@@ -93,7 +98,8 @@ def test_fuzzed_expressions_parse_exactly_or_are_rejected(tmp_path_factory, toke
 
 
 @pytest.mark.parametrize("expression, message", [
-    ("abs(" * 5000 + "W" + ")" * 5000, "nested deeper"),
+    ("abs(" * 5000 + "W" + ")" * 5000, "more than 500 nodes"),
+    ("abs(" * 60 + "W" + ")" * 60, "nested deeper than 50 levels"),
     ("agg_sum_all(fro(W))" + ")" * 3, "trailing text"),
     ("agg_sum_all(fro(W)" , "unexpected end of expression"),
 ])
@@ -114,3 +120,27 @@ def test_huge_numbers_and_wrong_simplification_are_refused(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps(payload))
     with pytest.raises(AutoproxError, match="\"simplification\" must be an object"):
         load_proxy(tmp_path / "p.json")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_saved_files_get_the_umask_permissions(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = save_proxy(tmp_path / "p.json", proxy())
+        write_text(tmp_path / "t.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode and stat.S_IMODE((tmp_path / "t.txt").stat().st_mode) == mode
+
+
+def test_a_huge_saved_proxy_is_refused_before_it_is_built(tmp_path):
+    leaf = "agg_sum_all(l1(mul(W, gW)))"
+    expression = leaf
+    for _ in range(16):  # ~330k nodes, ~4 MB, 17 levels deep
+        expression = f"s_add({expression}, {expression})"
+    path = tmp_path / "huge.json"
+    path.write_text(proxy(leaf).to_json().replace(json.dumps(leaf), json.dumps(expression)))
+    start = time.perf_counter()
+    with pytest.raises(AutoproxError, match=f"huge.json: expression has more than {MAX_PROGRAM_NODES} nodes"):
+        load_proxy(path)
+    assert time.perf_counter() - start < 1
