@@ -1,12 +1,15 @@
 """Shared set-up of the ViT-Bench-101 experiments: tasks from the cache and baseline scores."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from gp_proxy.fitness import Report, Task, report
 from gp_proxy.library import KNOWN_PROXIES
 from gp_proxy.primitives import build_pset
 from gp_proxy.program import Evaluator, parse
+from gp_proxy.store import SavedProxy, load_proxy
 from vit_space.bench import field_dataset, load_bench
 from vit_space.cache import ProbeSpec, StatsCache
 from vit_space.data import BatchSpec, get_dataset
@@ -24,13 +27,23 @@ def vitbench_spec(conditions: tuple[str, ...] = ("data",), source: str = "skimag
 
 def vitbench_tasks(cache_dir: str, spaces=SPACES, datasets=None, holdout: float = 0.5, split_seed: int = 0,
                    batch: int = 16, sketch: int = 32, source: str = "skimage",
-                   conditions: tuple[str, ...] = ("data",), fold: tuple[int, int] | None = None) -> list[Task]:
-    """The ViT-Bench-101 tasks; `fold` = (k, i) uses fold i of a seeded k-fold split instead of `holdout`."""
+                   conditions: tuple[str, ...] = ("data",), fold: tuple[int, int] | None = None,
+                   validation_seed: int | None = None) -> list[Task]:
+    """The ViT-Bench-101 tasks; `fold` = (k, i) uses fold i of a seeded k-fold split instead of `holdout`.
+
+    With `validation_seed`, the held-out part is set aside entirely: the training part is split
+    again in two halves (seeded), the search fits the first and the tasks' test part is the second
+    (a validation split inside the training half, for choosing settings without held-out data).
+    """
     spec = vitbench_spec(conditions, source, batch, sketch)
     tasks = []
     for name in spaces:
         bench = load_bench(name)
         split = bench.kfold(fold[0], split_seed)[fold[1]] if fold else None
+        if validation_seed is not None:
+            train = (split or bench.split(holdout, split_seed))[0]
+            fit, validation = bench.subset(train).split(0.5, validation_seed)
+            split = (train[fit], train[validation])
         tasks += bench_tasks(bench, datasets or bench.datasets("kd"), spec, StatsCache(cache_dir),
                              test_fraction=holdout, split_seed=split_seed, split=split)
     return tasks
@@ -62,3 +75,11 @@ def space_jcm(rep: Report, space: str, part: str = "test") -> float:
     values = getattr(rep, part)
     taus = [c["kendall"] for name, c in values.items() if name.startswith(space + "/")]
     return float(np.mean(taus)) if taus else float("nan")
+
+
+def best_of_runs(run_dirs: list[Path]) -> tuple[Path, SavedProxy]:
+    """The proxy a user is given from several runs: each run's best (`proxies/rank01.json`), then
+    the one with the highest training JCM; ties go to the smaller program, then the earlier run.
+    Held-out numbers never enter the choice."""
+    runs = [(d, load_proxy(d / "proxies" / "rank01.json")) for d in run_dirs]
+    return max(runs, key=lambda r: (r[1].fitness["jcm_train"], -len(r[1].tree()), -run_dirs.index(r[0])))
