@@ -3,15 +3,19 @@
     result = discover(tasks, pset, DiscoveryConfig(iterations=300, seed=0), out_dir)
 
 writes `out_dir/checkpoint.json` every `checkpoint_every` iterations (JSON: expressions,
-fitnesses, logbook and the random state; a resume parses the expressions, it never unpickles),
-and at the end `proxies/rank01.json ...` (the hall of fame, each with train and held-out
-correlations on every task), `logbook.csv` and `summary.md`.
+fitnesses, logbook, the search time so far and the random state; a resume parses the
+expressions, it never unpickles), and at the end `proxies/rank01.json ...` (the hall of fame,
+each with train and held-out correlations on every task), `logbook.csv` (per step: evaluations
+so far, children kept, best/median JCM, share valid, and the population's diversity: distinct
+programs and distinct JCMs), `progress.png` (those curves) and `summary.md`.
 """
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import math
 import multiprocessing
 import random
 import time
@@ -25,7 +29,7 @@ import torch
 from deap import creator, gp, tools
 from tqdm.auto import tqdm
 
-from gp_proxy.atomic import write_text
+from gp_proxy.atomic import atomic_path, write_text
 from gp_proxy.errors import AutoproxError
 from gp_proxy.evolve import (
     Objective,
@@ -45,7 +49,7 @@ from gp_proxy.simplify import simplify
 from gp_proxy.store import SavedProxy, save_proxy
 
 ALGORITHMS = ("elitism", "mu+lambda")
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: no duplicates in the population, cumulative search seconds
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,9 @@ class DiscoveryConfig:
     pool_ratio: float = 0.5       # elitism: pool size as a share of the population
     top_k: int = 5                # elitism: parent drawn from the pool's top k
     margin: float = 0.01          # elitism: child kept if JCM >= parent's - margin
-    max_tries: int = 5            # elitism: mutations of a parent before giving up
+    max_tries: int = 5            # elitism: evaluated mutations of a parent before giving up
+    max_draws: int = 20           # draws of copies (programs already in the population) before giving up:
+                                  # elitism, per parent and try; (mu + lambda), rounds of varOr
     batch: int = 1                # elitism: parents per step (evaluated together through toolbox.map)
     lambda_: int = 50             # (mu + lambda): offspring per generation
     cxpb: float = 0.5
@@ -98,17 +104,26 @@ class DiscoveryResult:
 
 
 def _initial_population(toolbox, pset: gp.PrimitiveSetTyped, config: DiscoveryConfig) -> list:
+    """The seed proxies, then random programs: `config.population` distinct expressions."""
     seeded = [creator.Proxy(parse(known_proxy(n).expression, pset)) for n in config.seed_proxies]
-    return seeded + toolbox.population(n=config.population - len(seeded))
+    drawn = (toolbox.individual() for _ in range(100 * config.population))
+    population, seen = [], set()
+    for ind in itertools.chain(seeded, drawn):
+        if str(ind) not in seen:
+            seen.add(str(ind))
+            population.append(ind)
+        if len(population) == config.population:
+            return population
+    raise AutoproxError(f"could not draw {config.population} distinct programs; use a smaller --population")
 
 
-def _checkpoint(path: Path, config: DiscoveryConfig, iteration: int, evaluations: int, population, halloffame,
-                logbook: tools.Logbook) -> None:
+def _checkpoint(path: Path, config: DiscoveryConfig, iteration: int, evaluations: int, seconds: float, population,
+                halloffame, logbook: tools.Logbook) -> None:
     state = random.getstate()
     dump = lambda inds: [{"expression": str(i), "fitness": list(i.fitness.values)} for i in inds]  # noqa: E731
     write_text(path, json.dumps({
         "version": CHECKPOINT_VERSION, "config": config.comparable(), "iteration": iteration,
-        "evaluations": evaluations, "random_state": [state[0], list(state[1]), state[2]],
+        "evaluations": evaluations, "seconds": seconds, "random_state": [state[0], list(state[1]), state[2]],
         "population": dump(population), "halloffame": dump(halloffame.items), "logbook": list(logbook),
     }))
 
@@ -136,7 +151,7 @@ def _restore(path: Path, pset: gp.PrimitiveSetTyped, config: DiscoveryConfig, ha
         logbook.extend(state["logbook"])
         version, internal, gauss = state["random_state"]
         random.setstate((version, tuple(internal), gauss))
-        return population, logbook, int(state["iteration"]), int(state["evaluations"])
+        return population, logbook, int(state["iteration"]), int(state["evaluations"]), float(state["seconds"])
     except AutoproxError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -145,7 +160,7 @@ def _restore(path: Path, pset: gp.PrimitiveSetTyped, config: DiscoveryConfig, ha
 
 def _new_logbook() -> tools.Logbook:
     logbook = tools.Logbook()
-    logbook.header = ["iteration", "evals", "kept", *make_stats().fields]
+    logbook.header = ["iteration", "evals", "kept", *make_stats().fields]  # fields: see evolve.make_stats
     return logbook
 
 
@@ -211,37 +226,43 @@ def _evaluation_map(objective: Objective, workers: int) -> Iterator[Callable]:
 def _run(toolbox, objective: Objective, pset: gp.PrimitiveSetTyped, config: DiscoveryConfig, out_dir: Path,
          checkpoint: Path, resume: bool, probe: dict | None, provenance: dict | None, progress: bool) -> DiscoveryResult:
     halloffame, stats = tools.HallOfFame(config.hall_of_fame, similar=same_fitness), make_stats()
+    started = time.perf_counter()
     if resume and checkpoint.exists():
-        population, logbook, start, evaluations = _restore(checkpoint, pset, config, halloffame)
+        population, logbook, start, evaluations, earlier = _restore(checkpoint, pset, config, halloffame)
     else:
         random.seed(config.seed)
-        population, logbook, start = _initial_population(toolbox, pset, config), _new_logbook(), 0
+        population, logbook, start, earlier = _initial_population(toolbox, pset, config), _new_logbook(), 0, 0.0
         evaluations = evaluate_invalid(population, toolbox)
         halloffame.update(population)
         logbook.record(iteration=0, evals=evaluations, kept=len(population), **stats.compile(population))
-    started = time.perf_counter()
+
+    def seconds() -> float:
+        """The whole run's search time: earlier sessions plus this one."""
+        return earlier + time.perf_counter() - started
+
     bar = tqdm(total=config.iterations, initial=start, desc=f"discover ({config.algorithm})", disable=not progress)
     iteration = start
     while iteration < config.iterations and not (config.max_evaluations and evaluations >= config.max_evaluations):
         if config.algorithm == "elitism":
             evals, kept = elitism_preserve_step(population, toolbox, config.pool_ratio, config.top_k, config.margin,
-                                                config.max_tries, config.batch)
+                                                config.max_tries, config.batch, config.max_draws, halloffame)
             if (iteration + 1) % config.population == 0:
                 objective.clear()
         else:
-            evals, kept = mu_plus_lambda_step(population, toolbox, config.lambda_, config.cxpb, config.mutpb), None
+            evals, kept = mu_plus_lambda_step(population, toolbox, config.lambda_, config.cxpb, config.mutpb,
+                                              config.max_draws, halloffame)
             objective.clear()
         iteration, evaluations = iteration + 1, evaluations + evals
-        halloffame.update(population)
         logbook.record(iteration=iteration, evals=evaluations, kept=kept, **stats.compile(population))
         bar.update()
         bar.set_postfix(best_jcm=f"{jcm_of(halloffame[0]):.4f}", evals=evaluations, refresh=False)
         if iteration % config.checkpoint_every == 0:
-            _checkpoint(checkpoint, config, iteration, evaluations, population, halloffame, logbook)
+            _checkpoint(checkpoint, config, iteration, evaluations, seconds(), population, halloffame, logbook)
     bar.close()
-    _checkpoint(checkpoint, config, iteration, evaluations, population, halloffame, logbook)
-    result = DiscoveryResult(list(halloffame), logbook, evaluations, time.perf_counter() - started)
+    result = DiscoveryResult(list(halloffame), logbook, evaluations, seconds())
+    _checkpoint(checkpoint, config, iteration, evaluations, result.seconds, population, halloffame, logbook)
     result.saved = _save_results(result, objective, pset, config, out_dir, probe or {}, provenance or {})
+    _plot_progress(logbook, out_dir / "progress.png", f"{config.algorithm}, seed {config.seed}")
     return result
 
 
@@ -270,13 +291,44 @@ def _save_results(result: DiscoveryResult, objective: Objective, pset: gp.Primit
     writer.writeheader()
     writer.writerows({k: r.get(k) for k in result.logbook.header} for r in result.logbook)
     write_text(out_dir / "logbook.csv", buffer.getvalue())
-    tasks = objective.tasks
+    tasks, last = objective.tasks, result.logbook[-1]
     write_text(out_dir / "summary.md", "\n".join([
         f"# Discovered proxies ({config.algorithm}, seed {config.seed})", "",
         f"{result.evaluations} programs evaluated in {result.seconds:.0f} s of search "
-        f"({result.evaluations / max(result.seconds, 1e-9):.1f} per second) on {len(tasks)} tasks: "
+        f"({result.evaluations / max(result.seconds, 1e-9):.1f} per second; the whole run, resumed sessions "
+        f"included) on {len(tasks)} tasks: "
         + ", ".join(f"{t.name} ({len(t.train)} train / {len(t.test)} held-out archs)" for t in tasks) + ".",
-        f"JCM = {config.jcm} of Kendall tau over the tasks; held-out = architectures never seen by the search.", "",
+        f"JCM = {config.jcm} of Kendall tau over the tasks; held-out = architectures never seen by the search.",
+        (f"Final population: {last['distinct']} distinct programs, {last['jcms']} distinct training JCMs "
+         "(curves: `progress.png`, `logbook.csv`)."), "",
         "| rank | expression | size | JCM train | JCM held-out | " + " | ".join(f"tau held-out {t.name}" for t in tasks) + " |",
         "|---|---|---|---|---|" + "---|" * len(tasks), *rows, ""]))
     return paths
+
+
+def _plot_progress(logbook: tools.Logbook, path: Path, title: str) -> None:
+    """Best and median training JCM against evaluations, with the population's diversity
+    (distinct programs, distinct JCMs) on a twin axis; drawn with Agg, no pyplot state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def column(key: str) -> list[float]:
+        return [r[key] if math.isfinite(r[key]) else math.nan for r in logbook]
+
+    evals = column("evals")
+    fig = Figure(figsize=(7, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot(evals, column("best"), color="tab:blue", label="best JCM")
+    ax.plot(evals, column("median"), color="tab:cyan", label="median JCM")
+    ax.set(xlabel="programs evaluated", ylabel="training JCM", title=f"discover ({title})")
+    twin = ax.twinx()
+    twin.plot(evals, column("distinct"), "--", color="tab:green", label="distinct programs")
+    twin.plot(evals, column("jcms"), ":", color="tab:red", label="distinct JCMs")
+    twin.set(ylabel="in the population", ylim=(0, None))
+    lines = ax.get_legend_handles_labels(), twin.get_legend_handles_labels()
+    ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.1, right=0.9, bottom=0.12, top=0.92)  # fixed: tight_layout costs 0.3 s
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)

@@ -1,7 +1,9 @@
 """Evolving proxy programs: Auto-Prox's elitism-preserve search and DEAP's (mu + lambda).
 
 Both loops follow DEAP's `algorithms.py`: they only talk to a `toolbox` (`evaluate`, `mutate`,
-`mate`, `select`, `map`, `clone`) and fill a `tools.Logbook` and a `tools.HallOfFame`.
+`mate`, `select`, `map`, `clone`) and update a `tools.HallOfFame` with every program they evaluate.
+Neither lets a duplicate in: a child whose expression is already in the population (its parent's
+included) or among the step's other children is never evaluated; a new one is drawn instead.
 Fitness is lexicographic: (training JCM rounded to `Objective.decimals`, tree size), the first
 maximised and the second minimised, so of two proxies that rank alike the smaller one wins.
 Invalid programs (NaN/inf or constant scores) get JCM = -inf.
@@ -86,7 +88,8 @@ def make_toolbox(pset: gp.PrimitiveSetTyped, evaluate: Callable, min_height: int
 
 
 def evaluate_invalid(individuals: Sequence, toolbox: base.Toolbox) -> int:
-    """Evaluate the individuals without a valid fitness through `toolbox.map`; return how many."""
+    """Evaluate the individuals without a valid fitness through `toolbox.map`; return how many
+    (each one really scored: callers pass only programs they want scored)."""
     invalid = [ind for ind in individuals if not ind.fitness.valid]
     for ind, fit in zip(invalid, toolbox.map(toolbox.evaluate, invalid)):
         ind.fitness.values = fit
@@ -104,37 +107,68 @@ def same_fitness(a, b) -> bool:
     return jcm_of(a) == jcm_of(b)
 
 
+def _median(values: Sequence[float]) -> float:
+    return float(np.median([x for x in values if np.isfinite(x)] or [np.nan]))
+
+
 def make_stats() -> tools.Statistics:
-    """Best, median and share of valid programs of a population's JCM."""
-    stats = tools.Statistics(jcm_of)
-    stats.register("best", np.max)
-    stats.register("median", lambda v: float(np.median([x for x in v if np.isfinite(x)] or [np.nan])))
-    stats.register("valid", lambda v: float(np.isfinite(v).mean()))
+    """Per population: best, median and share of valid JCMs, and its diversity: `distinct`
+    programs (expressions) and `jcms`, distinct training JCMs (rounded as in the fitness), i.e.
+    distinct score vectors up to the fitness's resolution: variants that rank the architectures
+    alike (a `neg`, an `abs`, a rescaling) count once."""
+    stats = tools.Statistics()
+    stats.register("best", lambda pop: max(jcm_of(i) for i in pop))
+    stats.register("median", lambda pop: _median([jcm_of(i) for i in pop]))
+    stats.register("valid", lambda pop: float(np.mean([np.isfinite(jcm_of(i)) for i in pop])))
+    stats.register("distinct", lambda pop: len({str(i) for i in pop}))
+    stats.register("jcms", lambda pop: len({jcm_of(i) for i in pop}))
     return stats
 
 
-def elitism_preserve_step(population: list, toolbox: base.Toolbox, pool_ratio: float, top_k: int,
-                          margin: float, max_tries: int, batch: int = 1) -> tuple[int, int]:
-    """One step of elitism-preserve evolution, for `batch` parents at once.
+def fresh_mutant(parent, toolbox: base.Toolbox, seen: set[str], max_draws: int):
+    """A mutation of `parent` whose expression is not in `seen` (added to it), with its fitness
+    invalidated; None if `max_draws` draws in a row were all already seen (a `staticLimit`
+    rejection returns the parent's copy, which counts as seen)."""
+    for _ in range(max_draws):
+        child, = toolbox.mutate(toolbox.clone(parent))
+        if str(child) not in seen:
+            seen.add(str(child))
+            del child.fitness.values
+            return child
+    return None
 
-    Each parent is drawn at random from the top-k of a random pool of `pool_ratio`·|P|
-    individuals and mutated; a child is kept if its JCM >= the parent's - `margin`, else the
-    parent is mutated again (at most `max_tries` times). Kept children join the population and
-    as many of the worst leave. Children are evaluated together through `toolbox.map`.
+
+def elitism_preserve_step(population: list, toolbox: base.Toolbox, pool_ratio: float, top_k: int,
+                          margin: float, max_tries: int, batch: int = 1, max_draws: int = 20,
+                          halloffame: tools.HallOfFame | None = None) -> tuple[int, int]:
+    """One step of elitism-preserve evolution, for `batch` parents at once::
+
+        parents <- batch x random choice of the top-k of a random pool of pool_ratio*|P|
+        repeat at most max_tries times, while some parents are pending:
+            child <- a mutation of each pending parent that is new to P and to this step
+                     (at most max_draws draws; a parent whose draws are all seen gives up)
+            evaluate the children together; halloffame.update(children)
+            keep a child if its JCM >= its parent's - margin, else its parent stays pending
+        P <- P + kept, less the |kept| worst of them all
+
+    `max_tries` counts evaluations only, so an identical child costs a draw, not a try.
     Returns (evaluations, children kept).
     """
     pool_size = max(top_k, min(len(population), round(pool_ratio * len(population))))
     parents = [random.choice(tools.selBest(random.sample(population, pool_size), top_k)) for _ in range(batch)]
-    evaluations, kept = 0, []
+    seen, evaluations, kept = {str(ind) for ind in population}, 0, []
     for _ in range(max_tries):
-        children = [toolbox.mutate(toolbox.clone(p))[0] for p in parents]
-        for child in children:
-            del child.fitness.values
-        evaluations += evaluate_invalid(children, toolbox)
+        pairs = [(p, fresh_mutant(p, toolbox, seen, max_draws)) for p in parents]
+        pairs = [(p, c) for p, c in pairs if c is not None]
+        evaluations += evaluate_invalid([c for _, c in pairs], toolbox)
+        if halloffame is not None:
+            halloffame.update([c for _, c in pairs])
         pending = []
-        for parent, child in zip(parents, children):
-            accept = np.isfinite(jcm_of(child)) and jcm_of(child) >= jcm_of(parent) - margin
-            (kept if accept else pending).append(child if accept else parent)
+        for parent, child in pairs:
+            if _accept(child, parent, margin):
+                kept.append(child)
+            else:
+                pending.append(parent)
         parents = pending
         if not parents:
             break
@@ -144,9 +178,40 @@ def elitism_preserve_step(population: list, toolbox: base.Toolbox, pool_ratio: f
     return evaluations, len(kept)
 
 
-def mu_plus_lambda_step(population: list, toolbox: base.Toolbox, lambda_: int, cxpb: float, mutpb: float) -> int:
-    """One generation of DEAP's (mu + lambda): `varOr` offspring, then the best mu of both survive."""
-    offspring = algorithms.varOr(population, toolbox, lambda_, cxpb, mutpb)
+def _accept(child, parent, margin: float) -> bool:
+    return bool(np.isfinite(jcm_of(child)) and jcm_of(child) >= jcm_of(parent) - margin)
+
+
+def fresh_offspring(population: list, toolbox: base.Toolbox, lambda_: int, cxpb: float, mutpb: float,
+                    max_draws: int = 20) -> list:
+    """`lambda_` offspring by DEAP's `varOr`, each new to the population and to the others: the
+    ones already seen are dropped and as many redrawn, in at most `max_draws` rounds (so fewer
+    may come back when nearly every draw is a copy)."""
+    seen, offspring = {str(ind) for ind in population}, []
+    for _ in range(max_draws):
+        for child in algorithms.varOr(population, toolbox, lambda_ - len(offspring), cxpb, mutpb):
+            if str(child) not in seen:
+                seen.add(str(child))
+                offspring.append(child)
+        if len(offspring) == lambda_:
+            break
+    return offspring
+
+
+def mu_plus_lambda_step(population: list, toolbox: base.Toolbox, lambda_: int, cxpb: float, mutpb: float,
+                        max_draws: int = 20, halloffame: tools.HallOfFame | None = None) -> tuple[int, int]:
+    """One generation of DEAP's (mu + lambda), without copies::
+
+        offspring <- lambda new programs by varOr (see `fresh_offspring`)
+        evaluate offspring; halloffame.update(offspring)
+        P <- select(P + offspring, mu)
+
+    Returns (evaluations, offspring that entered the population).
+    """
+    offspring = fresh_offspring(population, toolbox, lambda_, cxpb, mutpb, max_draws)
     evaluations = evaluate_invalid(offspring, toolbox)
+    if halloffame is not None:
+        halloffame.update(offspring)
     population[:] = toolbox.select(population + offspring, len(population))
-    return evaluations
+    born = {id(child) for child in offspring}
+    return evaluations, sum(id(ind) in born for ind in population)

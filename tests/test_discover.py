@@ -1,9 +1,13 @@
+import dataclasses
 import json
 import random
+import re
 
+import numpy as np
 import pytest
 from synthetic import planted_tasks
 
+import gp_proxy.discover
 from gp_proxy.discover import DiscoveryConfig, discover, task_pset
 from gp_proxy.errors import AutoproxError
 from gp_proxy.evolve import (
@@ -12,6 +16,7 @@ from gp_proxy.evolve import (
     evaluate_invalid,
     make_toolbox,
 )
+from gp_proxy.library import known_proxy
 from gp_proxy.program import parse
 from gp_proxy.store import load_proxy
 
@@ -27,9 +32,11 @@ def test_elitism_preserve_finds_the_planted_signal_and_reports_heldout(tmp_path)
     planted = Objective(tasks)(parse("agg_sum_mlp(fro(gW))", task_pset(tasks)))[0]
     assert best.fitness["jcm_train"] >= planted - 0.05  # about as good as the planted formula
     log = (tmp_path / "logbook.csv").read_text().splitlines()
-    assert log[0] == "iteration,evals,kept,best,median,valid" and len(log) == 152
+    assert log[0] == "iteration,evals,kept,best,median,valid,distinct,jcms" and len(log) == 152
     bests = [float(line.split(",")[3]) for line in log[1:]]
     assert bests == sorted(bests)  # elitism never loses the best
+    assert all(line.split(",")[6] == "20" for line in log[1:])  # never a duplicate in the population
+    assert (tmp_path / "progress.png").read_bytes()[:4] == b"\x89PNG"
     assert "| 1 | `" in (tmp_path / "summary.md").read_text()
     for path in result.saved:  # saved simplified, the found program kept
         saved = load_proxy(path)
@@ -87,9 +94,59 @@ def test_same_seed_same_result_and_mu_plus_lambda_runs(tmp_path):
 
 def test_seed_proxies_start_the_population(tmp_path):
     tasks = planted_tasks()
-    config = DiscoveryConfig(iterations=1, seed_proxies=("grad_norm",), **FAST)
-    result = discover(tasks, config, tmp_path, progress=False)
-    assert result.halloffame  # agg_sum_all(fro(gW)) reads statistics the synthetic tasks have
+    seeds = ("grad_norm", "weight_l2")
+    config = DiscoveryConfig(iterations=1, max_evaluations=1, seed_proxies=seeds, **FAST)
+    discover(tasks, config, tmp_path, progress=False)  # stops after generation 0: its checkpoint
+    state = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert state["iteration"] == 0 and state["evaluations"] == 20
+    expressions = [i["expression"] for i in state["population"]]
+    assert expressions[:2] == [known_proxy(n).expression for n in seeds] and len(set(expressions)) == 20
+
+
+def test_heldout_accuracies_cannot_change_the_discovered_programs(tmp_path):
+    tasks = planted_tasks()
+    rng = np.random.default_rng(0)
+    noisy = []
+    for task in tasks:
+        accuracy = task.accuracy.copy()
+        accuracy[task.test] = rng.normal(50, 20, len(task.test))
+        noisy.append(dataclasses.replace(task, accuracy=accuracy))
+    config = DiscoveryConfig(iterations=10, seed=6, **FAST)
+    clean = discover(tasks, config, tmp_path / "clean", progress=False)
+    poisoned = discover(noisy, config, tmp_path / "noisy", progress=False)
+    assert [str(i) for i in poisoned.halloffame] == [str(i) for i in clean.halloffame]
+    assert list(poisoned.logbook) == list(clean.logbook)
+    clean_report, noisy_report = (load_proxy(r.saved[0]).fitness for r in (clean, poisoned))
+    assert clean_report["jcm_train"] == noisy_report["jcm_train"]
+    assert clean_report["jcm_test"] != noisy_report["jcm_test"]  # the noise did reach the held-out report
+
+
+def test_evaluations_count_only_programs_really_scored(tmp_path, monkeypatch):
+    scored = []
+
+    class Counting(Objective):
+        def __call__(self, tree):
+            scored.append(str(tree))
+            return super().__call__(tree)
+
+    monkeypatch.setattr(gp_proxy.discover, "Objective", Counting)
+    result = discover(planted_tasks(), DiscoveryConfig(iterations=20, seed=7, **FAST), tmp_path, progress=False)
+    assert result.evaluations == len(scored) == result.logbook[-1]["evals"] > 20  # generation 0 included
+    assert f"{result.evaluations} programs evaluated" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_resumed_run_reports_the_whole_runs_time(tmp_path):
+    tasks = planted_tasks()
+    discover(tasks, DiscoveryConfig(iterations=5, seed=2, **FAST), tmp_path, progress=False)
+    checkpoint = tmp_path / "checkpoint.json"
+    state = json.loads(checkpoint.read_text())
+    state["seconds"] = 1000.0  # as if the first session had searched for 1000 s
+    checkpoint.write_text(json.dumps(state))
+    result = discover(tasks, DiscoveryConfig(iterations=10, seed=2, **FAST), tmp_path, resume=True, progress=False)
+    assert 1000 < result.seconds < 1100 and json.loads(checkpoint.read_text())["seconds"] == result.seconds
+    summary = (tmp_path / "summary.md").read_text()
+    seconds, rate = re.search(r"evaluated in (\d+) s of search \(([\d.]+) per second", summary).groups()
+    assert int(seconds) >= 1000 and abs(float(rate) - result.evaluations / result.seconds) <= 0.05
 
 
 def test_bad_checkpoints_and_configs(tmp_path):

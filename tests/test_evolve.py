@@ -1,0 +1,126 @@
+"""The evolution steps: copies are redrawn, never evaluated or let in; the worst leaves; the
+(mu + lambda) hall of fame sees the offspring."""
+import itertools
+import random
+
+from deap import creator, tools
+from synthetic import planted_tasks
+
+from gp_proxy.discover import task_pset
+from gp_proxy.evolve import (
+    Objective,
+    elitism_preserve_step,
+    evaluate_invalid,
+    make_stats,
+    make_toolbox,
+    mu_plus_lambda_step,
+    same_fitness,
+)
+from gp_proxy.program import parse
+
+
+def counting_toolbox(evaluate=None):
+    """A toolbox on the planted tasks whose `evaluate` records every expression it scores."""
+    tasks = planted_tasks()
+    scored = []
+    objective = evaluate or Objective(tasks)
+
+    def recorded(tree):
+        scored.append(str(tree))
+        return objective(tree)
+
+    return make_toolbox(task_pset(tasks), recorded), scored
+
+
+def distinct_population(toolbox, n: int) -> list:
+    population, seen = [], set()
+    while len(population) < n:
+        ind = toolbox.individual()
+        if str(ind) not in seen:
+            seen.add(str(ind))
+            population.append(ind)
+    evaluate_invalid(population, toolbox)
+    return population
+
+
+def test_a_copy_of_the_parent_is_not_evaluated_and_the_parent_is_mutated_again():
+    toolbox, scored = counting_toolbox()
+    random.seed(0)
+    population = distinct_population(toolbox, 10)
+    mutate, inputs = toolbox.mutate, []
+
+    def copy_first(individual):
+        inputs.append(str(individual))
+        return (individual,) if len(inputs) == 1 else mutate(individual)
+
+    toolbox.register("mutate", copy_first)
+    before = {str(i) for i in population}
+    scored.clear()
+    evaluations, kept = elitism_preserve_step(population, toolbox, 0.5, 3, margin=1.0, max_tries=1)
+    assert len(inputs) >= 2 and len(set(inputs)) == 1 and inputs[0] in before  # the parent, drawn again
+    assert evaluations == len(scored) == 1 and scored[0] not in before  # the copy was never scored
+    assert kept == 1 and scored[0] in {str(i) for i in population}
+
+
+def test_a_parent_whose_every_draw_is_a_copy_gives_up_after_max_draws():
+    toolbox, scored = counting_toolbox()
+    random.seed(1)
+    population = distinct_population(toolbox, 10)
+    calls = []
+    toolbox.register("mutate", lambda ind: calls.append(1) or (ind,))
+    before, scored[:] = [str(i) for i in population], []
+    assert elitism_preserve_step(population, toolbox, 0.5, 3, 0.01, max_tries=5, max_draws=7) == (0, 0)
+    assert len(calls) == 7 and scored == [] and [str(i) for i in population] == before
+
+
+def test_the_worst_individual_leaves_when_a_child_is_kept():
+    scores = {}
+    toolbox, _ = counting_toolbox(lambda tree: (scores.get(str(tree), 0.9), len(tree)))
+    random.seed(2)
+    population = distinct_population(toolbox, 10)
+    for rank, ind in enumerate(population):  # the last one is the worst
+        ind.fitness.values = (0.5 - 0.01 * rank, len(ind))
+    worst, others = str(population[-1]), {str(i) for i in population[:-1]}
+    evaluations, kept = elitism_preserve_step(population, toolbox, 1.0, 3, margin=0.0, max_tries=3)
+    expressions = {str(i) for i in population}
+    assert (evaluations, kept) == (1, 1) and len(population) == 10
+    assert worst not in expressions and others < expressions  # the child (JCM 0.9) replaced it
+
+
+def test_no_duplicate_enters_and_only_real_evaluations_count():
+    toolbox, scored = counting_toolbox()
+    random.seed(3)
+    population = distinct_population(toolbox, 10)
+    for step in range(24):
+        before, scored[:] = {str(i) for i in population}, []
+        if step % 6 == 5:  # cxpb + mutpb < 1: varOr also draws plain copies
+            evaluations, _ = mu_plus_lambda_step(population, toolbox, 10, cxpb=0.3, mutpb=0.3)
+        else:
+            evaluations, _ = elitism_preserve_step(population, toolbox, 0.5, 3, 0.01, 3, batch=2)
+        assert evaluations == len(scored) and len(set(scored)) == len(scored) and not before & set(scored)
+        assert len({str(i) for i in population}) == len(population) == 10
+    assert make_stats().compile(population)["distinct"] == 10
+
+
+def test_mu_plus_lambda_hall_of_fame_is_updated_from_the_offspring():
+    unique = itertools.count()
+    toolbox, scored = counting_toolbox(lambda tree: (next(unique) / 1000, len(tree)))
+    random.seed(4)
+    population = distinct_population(toolbox, 5)
+    halloffame = tools.HallOfFame(100, similar=same_fitness)
+    halloffame.update(population)
+    scored.clear()
+    evaluations, entered = mu_plus_lambda_step(population, toolbox, 10, 0.5, 0.5, halloffame=halloffame)
+    famous = {str(i) for i in halloffame}
+    assert evaluations == 10 and entered == 5  # later offspring score higher: they replace the population
+    assert set(scored) <= famous and len(famous) == 15  # the offspring that did not survive too
+
+
+def test_stats_count_distinct_programs_and_jcms():
+    pset = task_pset(planted_tasks())
+    population = [creator.Proxy(parse(e, pset)) for e in ("agg_sum_mlp(fro(gW))", "agg_sum_mlp(fro(gW))",
+                                                          "agg_sum_msa(fro(W))", "agg_sum_mlp(l1(W))")]
+    for ind, fit in zip(population, [0.5, 0.5, 0.2, 0.2]):
+        ind.fitness.values = (fit, len(ind))
+    record = make_stats().compile(population)
+    assert (record["distinct"], record["jcms"], record["best"], record["median"]) == (3, 2, 0.5, 0.35)
