@@ -7,6 +7,8 @@ every candidate (the paper's way), measured side by side on a few architectures.
 Three measurements:
   fresh     random programs, memo cleared before each (worst case: every node computed);
   search    the programs an elitism-preserve run evaluates, with its memo (the real workload);
+            only programs really scored count: a mutation that gives a program already in the
+            population is redrawn, never evaluated (the count of such copies is reported);
   re-probe  the paper's way on K architectures per space: probe + score per candidate, vs.
             scoring the same K architectures from cached statistics.
 
@@ -15,13 +17,14 @@ Three measurements:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 
 import torch
 
 from gp_proxy.report import table, write_report
-from gp_proxy.discover import task_pset
+from gp_proxy.discover import DiscoveryConfig, initial_population, task_pset
 from gp_proxy.evolve import Objective, elitism_preserve_step, evaluate_invalid, make_toolbox
 from gp_proxy.program import Evaluator, generate
 from gp_proxy.stats import stack
@@ -40,6 +43,7 @@ def main() -> None:
     parser.add_argument("--reprobe-archs", type=int, default=3, help="architectures per space for the re-probe test")
     parser.add_argument("--out", default="results/discovery_throughput.md")
     args = parser.parse_args()
+    load_start = _load()
     spec = ProbeSpec(BatchSpec("c100"), 32)
     t0 = time.perf_counter()
     tasks = tasks_for(["autoformer", "pit"], None, spec, StatsCache(args.cache), test_fraction=0.0)
@@ -53,16 +57,7 @@ def main() -> None:
         objective(tree)
     fresh = args.programs / (time.perf_counter() - start)
 
-    toolbox = make_toolbox(pset, objective)
-    random.seed(0)
-    population = toolbox.population(n=50)
-    evaluate_invalid(population, toolbox)
-    start, evaluations = time.perf_counter(), 0
-    for step in range(args.steps):
-        evaluations += elitism_preserve_step(population, toolbox, 0.5, 5, 0.01, 5)[0]
-        if (step + 1) % 50 == 0:
-            objective.clear()
-    search = evaluations / (time.perf_counter() - start)
+    search, evaluations, draws, unchanged = elitism_search(pset, objective, args.steps)
 
     rows = []
     for name in ("autoformer", "pit"):
@@ -82,13 +77,50 @@ def main() -> None:
         f"python benchmarks/discovery_throughput.py --cache {args.cache} --programs {args.programs} "
         f"--steps {args.steps} --reprobe-archs {args.reprobe_archs}",
         f"(CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; {len(tasks)} tasks: "
-        + ", ".join(t.name for t in tasks) + f"; 200 architectures; statistics loaded in {load_seconds:.0f} s)",
+        + ", ".join(t.name for t in tasks) + f"; 200 architectures; statistics loaded in {load_seconds:.0f} s; "
+        f"load average at the start {load_start}, at the end {_load()}, on {os.cpu_count()} cores)",
         table(["workload", "candidates per second (each on 200 archs x 3 data sets)"],
               [f"| fresh random programs, empty memo (worst case) | {fresh:.1f} |",
                f"| elitism-preserve search, {args.steps} steps, memo | {search:.1f} |"]),
+        f"Default configuration (size limit {DiscoveryConfig().size_limit} nodes). The search drew {draws} mutations "
+        f"and scored {evaluations} programs: the other {draws - evaluations} ({1 - evaluations / max(draws, 1):.0%}) "
+        f"gave a program already in the population (or already drawn in the step), {unchanged} of them the "
+        "parent itself; those were redrawn, never scored nor counted.",
         "Re-running the probe per candidate (the paper's way) vs scoring from cached statistics, one data set:",
         table(["space", "archs", "probe + score per candidate (s)", "cached score per candidate (ms)", "speed-up"],
               rows))
+
+
+def elitism_search(pset, objective: Objective, steps: int) -> tuple[float, int, int, int]:
+    """`steps` of a default elitism-preserve search (`DiscoveryConfig()`, its memo cleared every
+    `population` steps, as in `discover`): (programs scored per second, programs scored, mutations
+    drawn, how many of those gave their parent back unchanged)."""
+    config = DiscoveryConfig(seed=0)
+    toolbox = make_toolbox(pset, objective, config.min_height, config.max_height, config.height_limit,
+                           config.size_limit)
+    mutate, outcomes = toolbox.mutate, []
+
+    def counted(individual):
+        before = str(individual)
+        child, = mutate(individual)
+        outcomes.append(str(child) == before)
+        return child,
+
+    random.seed(config.seed)
+    population = initial_population(toolbox, pset, config)
+    evaluate_invalid(population, toolbox)
+    toolbox.register("mutate", counted)
+    start, evaluations = time.perf_counter(), 0
+    for step in range(steps):
+        evaluations += elitism_preserve_step(population, toolbox, config.pool_ratio, config.top_k, config.margin,
+                                             config.max_tries, config.batch, config.max_draws)[0]
+        if (step + 1) % config.population == 0:
+            objective.clear()
+    return evaluations / (time.perf_counter() - start), evaluations, len(outcomes), sum(outcomes)
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """Ablation: elitism-preserve vs plain DEAP (mu + lambda) with crossover, at equal evaluations.
 
 Five seeds each on the joint ViT-Bench-101 tasks (search half); best training JCM vs
-evaluations is plotted, and each run's best proxy is scored on the held-out half.
+evaluations is plotted, and each run's best proxy (chosen on training JCM) is scored on the
+held-out half. Neither algorithm evaluates or admits a copy of a program already in its
+population, so evaluations are programs really scored; the final population's diversity is
+reported.
 
     python experiments/ablation_algorithms.py --cache DIR --evaluations 1000 --seeds 0,1,2,3,4
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -41,7 +45,8 @@ def main() -> None:
     tasks = vitbench_tasks(args.cache)
     objective = Objective(tasks)
     grid = np.linspace(args.population, args.evaluations, 40)
-    curves, rows = {}, []
+    marks = np.array([m for m in (250, 500, 750) if m < args.evaluations] + [args.evaluations])
+    curves, at_marks, rows, load_start = {}, {}, [], _load()
     for algo in ("elitism", "mu+lambda"):
         for seed in [int(s) for s in args.seeds.split(",")]:
             config = DiscoveryConfig(algorithm=algo, iterations=10**6, max_evaluations=args.evaluations,
@@ -51,24 +56,38 @@ def main() -> None:
                 result = discover(tasks, config, out, progress=False)
             rep = objective.report(result.halloffame[0])
             curves.setdefault(algo, []).append(curve(result.logbook, grid))
-            rows.append(f"| {algo} | {seed} | {result.evaluations} | {rep.jcm_train:.3f} | {rep.jcm_test:.3f} | "
-                        f"{space_jcm(rep, 'autoformer'):.3f} | {space_jcm(rep, 'pit'):.3f} | `{result.halloffame[0]}` |")
+            at_marks.setdefault(algo, []).append(curve(result.logbook, marks))
+            last = result.logbook[-1]
+            rows.append(f"| {algo} | {seed} | {result.evaluations} | {result.seconds:.0f} | {rep.jcm_train:.3f} | "
+                        f"{rep.jcm_test:.3f} | {space_jcm(rep, 'autoformer'):.3f} | {space_jcm(rep, 'pit'):.3f} | "
+                        f"{last['distinct']} / {last['jcms']} | `{result.halloffame[0]}` |")
             print(rows[-1], flush=True)
     summary = []
-    for algo, runs in curves.items():
-        finals = np.array([r[-1] for r in runs])
-        summary.append(f"| {algo} | {finals.mean():.3f} +- {finals.std():.3f} |")
+    for algo, runs in at_marks.items():
+        runs = np.array(runs)
+        summary.append(f"| {algo} | " + " | ".join(f"{v.mean():.3f} +- {v.std():.3f}" for v in runs.T) + " |")
     _plot(grid, curves, args.plot)
     write_report(
         args.out, "Elitism-preserve vs (mu + lambda) at equal evaluations",
         f"python experiments/ablation_algorithms.py --cache {args.cache} --evaluations {args.evaluations} "
         f"--seeds {args.seeds} --population {args.population} --size-limit {args.size_limit}",
         f"Joint ViT-Bench-101 tasks (AutoFormer + PiT x 3 KD data sets), 50/50 split; population {args.population}; "
+        f"programs of at most {args.size_limit} nodes; "
         "(mu + lambda): lambda = mu, cxpb = mutpb = 0.5, truncation selection; elitism-preserve: pool 50%, top-5, "
-        f"margin 0.01, 5 tries. Plot: `{args.plot}`.",
-        table(["algorithm", "best training JCM at the budget (mean +- std over seeds)"], summary),
-        table(["algorithm", "seed", "evaluations", "JCM train", "JCM held-out", "held-out AutoFormer", "held-out PiT",
-               "best proxy"], rows))
+        "margin 0.01, 5 tries; both: a child already in the population is redrawn (up to 20 draws), never scored. "
+        "Evaluations count programs really scored. "
+        f"Plot: `{args.plot}`. Machine: {os.cpu_count()} cores, load average (1/5/15 min) {load_start} at the start "
+        f"and {_load()} at the end (other jobs were running).",
+        "Best training JCM after a number of evaluations (mean +- std over seeds):",
+        table(["algorithm", *(f"{m} evaluations" for m in marks)], summary),
+        "Per run: search seconds; the best proxy is each run's highest training JCM; distinct = distinct programs / "
+        "distinct training JCMs in the final population.",
+        table(["algorithm", "seed", "evaluations", "seconds", "JCM train", "JCM held-out", "held-out AutoFormer",
+               "held-out PiT", "distinct", "best proxy"], rows))
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def _plot(grid: np.ndarray, curves: dict, path: str) -> None:

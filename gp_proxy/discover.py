@@ -103,7 +103,7 @@ class DiscoveryResult:
     saved: list[Path] = field(default_factory=list)
 
 
-def _initial_population(toolbox, pset: gp.PrimitiveSetTyped, config: DiscoveryConfig) -> list:
+def initial_population(toolbox, pset: gp.PrimitiveSetTyped, config: DiscoveryConfig) -> list:
     """The seed proxies, then random programs: `config.population` distinct expressions."""
     seeded = [creator.Proxy(parse(known_proxy(n).expression, pset)) for n in config.seed_proxies]
     drawn = (toolbox.individual() for _ in range(100 * config.population))
@@ -231,7 +231,7 @@ def _run(toolbox, objective: Objective, pset: gp.PrimitiveSetTyped, config: Disc
         population, logbook, start, evaluations, earlier = _restore(checkpoint, pset, config, halloffame)
     else:
         random.seed(config.seed)
-        population, logbook, start, earlier = _initial_population(toolbox, pset, config), _new_logbook(), 0, 0.0
+        population, logbook, start, earlier = initial_population(toolbox, pset, config), _new_logbook(), 0, 0.0
         evaluations = evaluate_invalid(population, toolbox)
         halloffame.update(population)
         logbook.record(iteration=0, evals=evaluations, kept=len(population), **stats.compile(population))
