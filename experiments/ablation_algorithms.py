@@ -77,7 +77,7 @@ def main() -> None:
         "margin 0.01, 5 tries; both: a child already in the population is redrawn (up to 20 draws), never scored. "
         "Evaluations count programs really scored. "
         f"Plot: `{args.plot}`. Machine: {os.cpu_count()} cores, load average (1/5/15 min) {load_start} at the start "
-        f"and {_load()} at the end (other jobs were running).",
+        f"and {_load()} at the end.",
         "Best training JCM after a number of evaluations (mean +- std over seeds):",
         table(["algorithm", *(f"{m} evaluations" for m in marks)], summary),
         "Per run: search seconds; the best proxy is each run's highest training JCM; distinct = distinct programs / "
