@@ -3,3 +3,8 @@
 
 class AutoproxError(ValueError):
     """A user error (bad name, bad file, bad value) with a message meant to be read as is."""
+
+
+class AutoproxWarning(UserWarning):
+    """Something the user should know (a repaired file, a dropped duplicate); the CLI prints it as
+    one line, `autoprox: warning: ...`, and goes on."""

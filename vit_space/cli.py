@@ -9,9 +9,12 @@ import argparse
 import csv
 import io
 import json
+import math
 import random
+import warnings
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,10 +23,10 @@ import numpy as np
 from gp_proxy import export
 from gp_proxy.atomic import write_text
 from gp_proxy.discover import ALGORITHMS, DiscoveryConfig, discover
-from gp_proxy.errors import AutoproxError
+from gp_proxy.errors import AutoproxError, AutoproxWarning
 from gp_proxy.fitness import JCM_MODES
 from gp_proxy.library import KNOWN_PROXIES
-from gp_proxy.program import Evaluator
+from gp_proxy.program import MAX_PROGRAM_NODES, Evaluator
 from gp_proxy.simplify import simplify
 from gp_proxy.store import load_proxy, save_proxy
 from gp_proxy.symbolic import to_latex as export_latex
@@ -47,6 +50,38 @@ from vit_space.tasks import tasks_for
 
 def _csv(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def bounded(kind: type, low: float, high: float = math.inf, high_open: bool = False,
+            low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a `kind` (int or float) in [low, high] (open ends as told), so a bad value
+    exits 2 with one line naming the option, e.g. `argument --limit: expected an integer >= 1, got '0'`."""
+    what = "an integer" if kind is int else "a number"
+    if high < math.inf:
+        allowed = f"{what} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    else:
+        allowed = f"{what} {'>' if low_open else '>='} {low:g}"
+
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        inside = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+        if not inside:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
+        return value
+
+    convert.__name__ = allowed  # argparse's fallback message names the type
+    return convert
+
+
+POSITIVE = bounded(int, 1)
+NON_NEGATIVE = bounded(int, 0)
+SEED = NON_NEGATIVE  # Python's random.seed(-1) is seed 1: negative seeds would silently repeat others
+POSITIVE_FLOAT = bounded(float, 0.0, low_open=True)
+NON_NEGATIVE_FLOAT = bounded(float, 0.0)
+SHARE = bounded(float, 0.0, 1.0, high_open=True)  # a share that may be 0 but not all
 
 
 def read_archs(path: str, space: Space) -> list[Arch]:
@@ -131,7 +166,7 @@ def _probe_spec(args: argparse.Namespace, dataset: str = "c100", source: str | N
 
 
 def cmd_discover(args: argparse.Namespace) -> None:
-    config = DiscoveryConfig(algorithm=args.algo, iterations=args.iterations, max_evaluations=args.max_evaluations,
+    config = DiscoveryConfig(algorithm=args.algo, iterations=args.iterations, max_evaluations=args.max_evaluations or 0,
                              population=args.population, seed=args.search_seed, jcm=args.jcm,
                              seed_proxies=tuple(_csv(args.seed_proxies)), batch=args.parents,
                              size_limit=args.size_limit)
@@ -140,7 +175,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
     benches = _csv(args.bench)
     tasks = tasks_for(benches, _csv(args.datasets) or None, spec, StatsCache(args.cache), kind=args.fields,
                       test_fraction=args.holdout, split_seed=args.split_seed, compute_missing=args.compute_missing,
-                      sources=_data_sources(args.data), limit=args.limit)
+                      sources=_data_sources(args.data), limit=args.limit or 0)
     provenance = {"benchmarks": benches, "tasks": [t.name for t in tasks], "holdout": args.holdout,
                   "split_seed": args.split_seed}
     result = discover(tasks, config, args.out, resume=args.resume, probe=spec.as_dict(), provenance=provenance,
@@ -169,6 +204,11 @@ def cmd_rank(args: argparse.Namespace) -> None:
     for name in _csv(args.bench):
         bench = bench_mod.load_bench(name)
         fields = bench_fields(bench, _csv(args.datasets), args.fields)
+        if not fields:
+            wanted = f"--fields {args.fields or bench.default_kind()}"
+            wanted += f" --datasets {args.datasets}" if args.datasets else ""
+            raise AutoproxError(f"benchmark {bench.name!r} has no accuracy field for {wanted}; "
+                                f"it has: {', '.join(bench.fields) or 'none'}")
         rankings += [rank(p, bench, fields, spec, cache, args.holdout, args.split_seed,
                           compute_missing=not args.cached_only, progress=not args.quiet) for p in proxies]
     print(format_rankings(rankings, args.format))
@@ -198,7 +238,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def _budget(args: argparse.Namespace) -> Budget:
     return Budget(*(parse_range(args.params) if args.params else (0.0, float("inf"))),
-                  macs_max=args.flops * 1e9 if args.flops else float("inf"),
+                  macs_max=args.flops * 1e9 if args.flops is not None else float("inf"),
                   num_classes=get_dataset(args.dataset).num_classes, img_size=args.image_size)
 
 
@@ -321,17 +361,20 @@ def cmd_bench_fetch(args: argparse.Namespace) -> None:
 
 
 def _seeds(text: str) -> tuple[int, ...]:
-    """`--seeds K` (seeds 0..K-1) or a comma-separated list of seeds."""
+    """`--seeds K` (seeds 0..K-1) or a comma-separated list of distinct seeds."""
     values = _csv(text)
-    if not values or not all(v.isdigit() for v in values):
-        raise AutoproxError(f"--seeds takes K or a comma-separated list of non-negative integers, got {text!r}")
-    return tuple(range(int(values[0]))) if len(values) == 1 else tuple(int(v) for v in values)
+    seeds = tuple(int(v) for v in values) if all(v.isdigit() for v in values) else ()
+    seeds = tuple(range(seeds[0])) if len(seeds) == 1 else seeds
+    if not seeds or len(set(seeds)) < len(seeds):
+        raise AutoproxError(f"--seeds takes K >= 1 or a comma-separated list of distinct non-negative integers, "
+                            f"got {text!r}")
+    return seeds
 
 
 def _shard(text: str) -> tuple[int, int]:
     index, sep, count = text.partition("/")
-    if not (sep and index.isdigit() and count.isdigit()):
-        raise AutoproxError(f"--shard takes I/N, e.g. 0/2, got {text!r}")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise AutoproxError(f"--shard takes I/N with 0 <= I < N, e.g. 0/2, got {text!r}")
     return int(index), int(count)
 
 
@@ -399,9 +442,9 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench", help="benchmark name(s) (autoformer, pit) or path(s), comma-separated")
     p.add_argument("--space", help="autoformer, pit or timm:NAME[,NAME...] (with --archs or --sample)")
     p.add_argument("--archs", help="JSON file: a list of architectures of --space")
-    p.add_argument("--sample", type=int, default=0, help="sample N architectures of --space (with --seed)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the batch, the init and the sketch (default 0)")
-    p.add_argument("--image-size", type=int, help=IMAGE_SIZE_HELP)
+    p.add_argument("--sample", type=POSITIVE, help="sample N architectures of --space (with --seed)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the batch, the init and the sketch (default 0)")
+    p.add_argument("--image-size", type=bounded(int, 8), help=IMAGE_SIZE_HELP)
 
 
 def _add_cache_args(p: argparse.ArgumentParser) -> None:
@@ -413,24 +456,31 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", help="proxy images: auto (default: the data set's own images where autoprox has "
                    "them, else skimage), train, skimage, noise, or a data folder; given, it also replaces a saved "
                    "proxy's recorded source")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--sketch", type=int, default=32, help="sketch size S (rows and columns kept)")
+    p.add_argument("--batch", type=POSITIVE, default=16, help="images in the probe batch (default 16)")
+    p.add_argument("--sketch", type=bounded(int, 2), default=32, help="sketch size S (rows and columns kept)")
     p.add_argument("--conditions", default="data", help=f"comma-separated, from {', '.join(CONDITIONS)}")
     _add_cache_args(p)
     if "--seed" not in p._option_string_actions:
-        p.add_argument("--seed", type=int, default=0, help="seed of the batch, the init and the sketch (default 0)")
-        p.add_argument("--image-size", type=int, help=IMAGE_SIZE_HELP)
+        p.add_argument("--seed", type=SEED, default=0, help="seed of the batch, the init and the sketch (default 0)")
+        p.add_argument("--image-size", type=bounded(int, 8), help=IMAGE_SIZE_HELP)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autoprox", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="autoprox", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("stats", help="probe architectures once and cache their statistics")
     _add_target_args(p)
     p.add_argument("--datasets", help=f"comma-separated, from {', '.join(DATASETS)} (default: the benchmark's KD data sets)")
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="real data for one data set")
-    p.add_argument("--limit", type=int, default=0, help="only the first N architectures")
+    p.add_argument("--limit", type=POSITIVE, help="only the first N architectures")
     _add_probe_args(p)
     p.set_defaults(func=cmd_stats)
 
@@ -441,20 +491,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which accuracy fields to rank (default: kd where the benchmark has it, else base)")
     p.add_argument("--out", required=True, help="output folder (proxies/, logbook.csv, summary.md, checkpoint.json)")
     p.add_argument("--algo", default="elitism", choices=list(ALGORITHMS))
-    p.add_argument("--iterations", type=int, default=1000, help="elitism steps or (mu+lambda) generations")
-    p.add_argument("--max-evaluations", type=int, default=0, help="stop after this many evaluated programs")
-    p.add_argument("--population", type=int, default=50)
-    p.add_argument("--parents", type=int, default=1, help="elitism: parents mutated per step")
+    p.add_argument("--iterations", type=POSITIVE, default=1000, help="elitism steps or (mu+lambda) generations")
+    p.add_argument("--max-evaluations", type=POSITIVE, help="stop after this many evaluated programs")
+    p.add_argument("--population", type=bounded(int, max(2, DiscoveryConfig.top_k)), default=50)
+    p.add_argument("--parents", type=POSITIVE, default=1, help="elitism: parents mutated per step")
     p.add_argument("--jcm", default="mean", choices=list(JCM_MODES))
-    p.add_argument("--size-limit", type=int, default=12, help="largest program, in nodes (parsimony)")
-    p.add_argument("--holdout", type=float, default=0.5, help="share of each benchmark's architectures held out")
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--search-seed", type=int, default=0, help="seed of the evolution")
+    p.add_argument("--size-limit", type=bounded(int, 3, MAX_PROGRAM_NODES), default=12,
+                   help="largest program, in nodes (parsimony; default 12)")
+    p.add_argument("--holdout", type=SHARE, default=0.5, help="share of each benchmark's architectures held out")
+    p.add_argument("--split-seed", type=SEED, default=0)
+    p.add_argument("--search-seed", type=SEED, default=0, help="seed of the evolution")
     p.add_argument("--seed-proxies", default="", help=f"start from these known proxies: {', '.join(KNOWN_PROXIES)}")
-    p.add_argument("--workers", type=int, default=1, help="evaluation processes")
+    p.add_argument("--workers", type=POSITIVE, default=1, help="evaluation processes")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
     p.add_argument("--compute-missing", action="store_true", help="probe architectures missing from the cache")
-    p.add_argument("--limit", type=int, default=0, help="only the first N architectures of each benchmark")
+    p.add_argument("--limit", type=POSITIVE, help="only the first N architectures of each benchmark")
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="real data for one data set")
     _add_probe_args(p)
     p.set_defaults(func=cmd_discover)
@@ -467,8 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fields", choices=["kd", "base", "all"],
                    help="accuracy fields: KD-trained, trained from scratch, or every field (ImageNet supernet too); "
                    "default: kd where the benchmark has it, else base")
-    p.add_argument("--holdout", type=float, default=0.5, help="share of architectures in the held-out part (0: none)")
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--holdout", type=SHARE, default=0.5, help="share of architectures in the held-out part (0: none)")
+    p.add_argument("--split-seed", type=SEED, default=0)
     p.add_argument("--format", default="table", help=f"output: {', '.join(FORMATS)}")
     p.add_argument("--cached-only", action="store_true",
                    help="use only cached statistics and scores (default: probe what is missing on the way)")
@@ -485,9 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("proxy", help="a saved PROXY.json or a known proxy name")
     p.add_argument("--space", required=True, help="autoformer, pit or timm:NAME[,NAME...]")
     p.add_argument("--archs", help="JSON file: a list of architectures of --space")
-    p.add_argument("--sample", type=int, default=0, help="sample N distinct architectures within the budget")
+    p.add_argument("--sample", type=POSITIVE, help="sample N distinct architectures within the budget")
     p.add_argument("--params", help="parameter range LO-HI in millions, e.g. 5-7.5")
-    p.add_argument("--flops", type=float, default=0.0, help="largest MACs per image, in billions")
+    p.add_argument("--flops", type=POSITIVE_FLOAT, help="largest MACs per image, in billions")
     p.add_argument("--dataset", help=f"the data set whose batch and head size to use ({', '.join(DATASETS)}; "
                    "default: fmnist for 1-channel spaces, else c100)")
     p.add_argument("--out", help="CSV file of the ranked table")
@@ -508,12 +559,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proxy", required=True, action="append",
                    help="PROXY.json or a known name; repeat (or comma-separate) to rank by mean rank over proxies")
     p.add_argument("--params", help="parameter range LO-HI in millions, e.g. 5-7.5")
-    p.add_argument("--flops", type=float, default=0.0, help="largest MACs per image, in billions")
-    p.add_argument("--budget", type=int, default=500, help="architectures to evaluate")
+    p.add_argument("--flops", type=POSITIVE_FLOAT, help="largest MACs per image, in billions")
+    p.add_argument("--budget", type=POSITIVE, default=500, help="architectures to evaluate")
     p.add_argument("--algo", default="evolution", choices=list(SEARCH_ALGORITHMS))
-    p.add_argument("--population", type=int, default=50)
-    p.add_argument("--parents", type=int, default=10, help="evolution: the top architectures that breed")
-    p.add_argument("--top-k", type=int, default=10, help="rows of top.md")
+    p.add_argument("--population", type=bounded(int, 2), default=50)
+    p.add_argument("--parents", type=POSITIVE, default=10, help="evolution: the top architectures that breed")
+    p.add_argument("--top-k", type=POSITIVE, default=10, help="rows of top.md")
     p.add_argument("--dataset", help="the data set whose batch and head size to use (default: fmnist for "
                    "1-channel spaces, else c100)")
     p.add_argument("--out", required=True, help="output folder")
@@ -524,11 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the whole job on a benchmark: statistics, discovery, export, search")
     p.add_argument("--bench", default="af-tiny", help="benchmark name or file (default: the shipped af-tiny)")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
-    p.add_argument("--iterations", type=int, default=3000, help="discovery steps (default 3000)")
-    p.add_argument("--search-budget", type=int, default=500, help="architectures the search evaluates (default 500)")
+    p.add_argument("--iterations", type=POSITIVE, default=3000, help="discovery steps (default 3000)")
+    p.add_argument("--search-budget", type=POSITIVE, default=500,
+                   help="architectures the search evaluates (default 500)")
     p.add_argument("--params", help="search budget LO-HI in millions (default: the benchmark's 10th percentile "
                    "to its median)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the discovery and the search")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the discovery and the search")
     _add_cache_args(p)
     p.set_defaults(func=cmd_run)
 
@@ -537,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("arch", help="validate architectures and print their hash, parameters and MACs")
     _add_target_args(p)
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--num-classes", type=POSITIVE, default=1000)
     p.set_defaults(func=cmd_arch)
 
     bench = sub.add_parser("bench", help="ViT-Bench-101 files").add_subparsers(dest="bench_command", required=True)
@@ -552,22 +604,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="fmnist, digits or a data folder (CIFAR-10/100, ImageFolder); "
                    "comma-separated for several")
     p.add_argument("--archs", required=True, help="N (sample N distinct architectures) or a JSON file of architectures")
-    p.add_argument("--sample-seed", type=int, default=0, help="seed of the architecture sample")
+    p.add_argument("--sample-seed", type=SEED, default=0, help="seed of the architecture sample")
     p.add_argument("--seeds", default="2", help="K (seeds 0..K-1) or a comma-separated list (default 2)")
-    p.add_argument("--steps", type=int, default=800, help="optimizer steps per run (default 800)")
-    p.add_argument("--epochs", type=float, default=0.0, help="passes over each training set instead of --steps")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3, help="AdamW peak learning rate")
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup", type=float, default=0.1, help="share of the steps warming up (then cosine to 0)")
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--shift", type=int, default=0, help="random translation augmentation, in pixels")
-    p.add_argument("--train-size", type=int, default=0, help="train on a fixed subset of this many images (0: all)")
-    p.add_argument("--test-size", type=int, default=0, help="evaluate on a fixed subset of this many images (0: all)")
+    p.add_argument("--steps", type=POSITIVE, default=800, help="optimizer steps per run (default 800)")
+    p.add_argument("--epochs", type=NON_NEGATIVE_FLOAT, default=0.0,
+                   help="passes over each training set instead of --steps")
+    p.add_argument("--batch-size", type=POSITIVE, default=32)
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=3e-3, help="AdamW peak learning rate")
+    p.add_argument("--weight-decay", type=NON_NEGATIVE_FLOAT, default=0.05)
+    p.add_argument("--warmup", type=SHARE, default=0.1, help="share of the steps warming up (then cosine to 0)")
+    p.add_argument("--label-smoothing", type=SHARE, default=0.1)
+    p.add_argument("--shift", type=NON_NEGATIVE, default=0, help="random translation augmentation, in pixels")
+    p.add_argument("--train-size", type=NON_NEGATIVE, default=0,
+                   help="train on a fixed subset of this many images (0: all)")
+    p.add_argument("--test-size", type=NON_NEGATIVE, default=0, help="evaluate on a fixed subset of this many images (0: all)")
     p.add_argument("--out", required=True, help="benchmark JSON (its journal BENCH.runs.jsonl goes beside it)")
     p.add_argument("--resume", action="store_true", help="continue the build journalled beside --out")
     p.add_argument("--shard", default="0/1", help="I/N: train every N-th run from the I-th (parallel processes)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=POSITIVE, help="torch threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench_build)
     p = bench.add_parser("show", help="summarise a benchmark")
@@ -582,11 +636,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, fallback: Callable) -> None:
+    """Print an AutoproxWarning as one line, `autoprox: warning: ...`; hand others to `fallback`."""
+    if issubclass(category, AutoproxWarning):
+        print(f"autoprox: warning: {message}", file=sys.stderr)
+    else:
+        fallback(message, category, filename, lineno, file, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad option already reported on one line
+        return e.code if isinstance(e.code, int) else 2
     func: Callable[[argparse.Namespace], None] = args.func
     try:
-        func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = partial(_show_warning, fallback=warnings.showwarning)
+            func(args)
     except AutoproxError as e:
         print(f"autoprox: error: {e}", file=sys.stderr)
         return 2

@@ -57,8 +57,11 @@ class SearchConfig:
     def validate(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise AutoproxError(f"unknown search algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
-        if self.count < 1 or self.population < 2 or not 1 <= self.parents <= self.population:
-            raise AutoproxError("search needs count >= 1, population >= 2 and 1 <= parents <= population")
+        bad = {"count": self.count >= 1, "population": self.population >= 2,
+               "parents": 1 <= self.parents <= self.population}
+        if not all(bad.values()):
+            raise AutoproxError("search needs count >= 1, population >= 2 and 1 <= parents <= population; got "
+                                + ", ".join(f"{k}={getattr(self, k)!r}" for k, ok in bad.items() if not ok))
         if not (0 <= self.crossover <= 1 and 0 < self.mutation <= 1):
             raise AutoproxError("crossover must lie in [0, 1] and mutation in (0, 1]")
 

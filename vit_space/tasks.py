@@ -43,14 +43,19 @@ def bench_tasks(bench: Benchmark, datasets: Sequence[str], spec: ProbeSpec, cach
 
 
 def tasks_for(benches: Sequence[str], datasets: Sequence[str] | None, spec: ProbeSpec, cache: StatsCache,
-              limit: int = 0, **kwargs) -> list[Task]:
-    """Tasks of several benchmarks (names or paths); `datasets` None means each one's KD data sets;
+              limit: int = 0, kind: str | None = None, **kwargs) -> list[Task]:
+    """Tasks of several benchmarks (names or paths), each ranked on its `kind` fields (default: kd
+    where that benchmark has it, else base); `datasets` None means each one's data sets of that kind;
     `limit` > 0 keeps only the first `limit` architectures of each benchmark."""
     tasks = []
     for name in benches:
         bench = load_bench(name)
         if limit:
             bench = bench.subset(np.arange(min(limit, len(bench))))
-        kind = kwargs.pop("kind", None) or bench.default_kind()
-        tasks += bench_tasks(bench, datasets or bench.datasets(kind), spec, cache, kind=kind, **kwargs)
+        bench_kind = kind or bench.default_kind()
+        names = datasets or bench.datasets(bench_kind)
+        if not names:
+            raise AutoproxError(f"benchmark {bench.name!r} has no {bench_kind} fields; "
+                                f"it has: {', '.join(bench.fields) or 'none'}")
+        tasks += bench_tasks(bench, names, spec, cache, kind=bench_kind, **kwargs)
     return tasks
