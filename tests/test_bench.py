@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gp_proxy.errors import AutoproxError
+from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space import bench
 from vit_space.bench import Benchmark, fetch_bench, field_dataset, field_name, load_bench, resolve_bench, search_paths
 
@@ -174,7 +174,8 @@ def test_pth_round_trip_equals_json(tmp_path, layout):
 def test_pth_space_inferred_from_file_name(tmp_path):
     records = [{"arch": {"dims": [1, 2]}, "c100_kd_acc": 70.0}, {"arch": {"dims": [3]}, "c100_kd_acc": 71.0}]
     torch.save(records, tmp_path / "gt_pit_extra.pth")
-    assert load_bench(tmp_path / "gt_pit_extra.pth").space == "pit"
+    with pytest.raises(AutoproxError, match=r"gt_pit_extra\.pth: record 0: pit arch: missing fields"):
+        load_bench(tmp_path / "gt_pit_extra.pth")  # read as PiT, then each architecture checked
     torch.save(records, tmp_path / "other.pth")
     with pytest.raises(AutoproxError, match="cannot tell the search space"):
         load_bench(tmp_path / "other.pth")
@@ -197,11 +198,16 @@ def test_corrupt_pth_is_refused(tmp_path):
 # --- malformed files and missing values ----------------------------------------------------
 
 
+def _archs(name, count):
+    return [r["arch"] for r in _records(name)[:count]]
+
+
 def test_missing_values_are_nan_per_field(tmp_path):
+    a, b, c = _archs("pit", 3)
     records = [
-        {"arch": {"base_dim": 16}, "c100_kd_acc": 70.5, "flower_kd_acc": None, "chaoyang_kd_acc": 80.0},
-        {"arch": {"base_dim": 24}, "c100_kd_acc": 72.0, "chaoyang_kd_acc": 81.0},
-        {"arch": {"base_dim": 32}, "c100_kd_acc": float("nan"), "flower_kd_acc": 60.0, "chaoyang_kd_acc": 82},
+        {"arch": a, "c100_kd_acc": 70.5, "flower_kd_acc": None, "chaoyang_kd_acc": 80.0},
+        {"arch": b, "c100_kd_acc": 72.0, "chaoyang_kd_acc": 81.0},
+        {"arch": c, "c100_kd_acc": float("nan"), "flower_kd_acc": 60.0, "chaoyang_kd_acc": 82},
     ]
     b = load_bench(_write_json(tmp_path / "small.json", {"records": records}))
     assert (b.space, len(b)) == ("pit", 3)
@@ -211,9 +217,10 @@ def test_missing_values_are_nan_per_field(tmp_path):
     assert b.datasets() == ["c100", "flowers", "chaoyang"]
 
 
-def test_all_missing_field_is_not_a_field(tmp_path):
-    records = [{"arch": {"hidden_dim": 192}, "c100_kd_acc": 70.0, "flower_kd_acc": None}] * 2
-    b = load_bench(_write_json(tmp_path / "af.json", {"space": "autoformer", "records": records}))
+def test_all_missing_field_is_not_a_field_and_is_warned_about(tmp_path):
+    records = [{"arch": arch, "c100_kd_acc": 70.0, "flower_kd_acc": None} for arch in _archs("autoformer", 2)]
+    with pytest.warns(AutoproxWarning, match=r"af\.json: field 'flower_kd_acc' has no value in any record"):
+        b = load_bench(_write_json(tmp_path / "af.json", {"space": "autoformer", "records": records}))
     assert b.fields == ["c100_kd_acc"] and b.datasets() == ["c100"]
     with pytest.raises(AutoproxError, match="no field 'flower_kd_acc'; it has: c100_kd_acc"):
         b.accuracy("flowers")

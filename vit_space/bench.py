@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from gp_proxy.errors import AutoproxError
+from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.data import DATASETS as KNOWN_DATASETS
 from vit_space.data import DatasetInfo, register_dataset
 from vit_space.paths import cache_root, download, sha256_of
-from vit_space.spaces import get_space
+from vit_space.spaces import Space, get_space
 
 BENCH_NAMES = ("autoformer", "pit")
 ORIGIN_FILES = {
@@ -193,7 +194,15 @@ def resolve_bench(name_or_path: str | os.PathLike) -> Path:
 
 
 def load_bench(name_or_path: str | os.PathLike) -> Benchmark:
-    """Load a benchmark by name (see ``search_paths``) or from a ``.json`` / ``.pth`` file."""
+    """Load a benchmark by name (see ``search_paths``) or from a ``.json`` / ``.pth`` file.
+
+    Checked on the way, naming the file, the record (numbered from 0) and the field:
+    every architecture must be valid in the space; an accuracy must be a top-1 % in [0, 100],
+    or null / NaN where the record has no value (a field with no value in any record is
+    ignored, with an `AutoproxWarning`). An architecture that repeats an earlier record's is
+    refused when their accuracies differ, and dropped with a warning when they agree, so
+    every architecture counts once.
+    """
     path = resolve_bench(name_or_path)
     if path.suffix == ".json":
         payload = _read_json(path)
@@ -206,6 +215,7 @@ def load_bench(name_or_path: str | os.PathLike) -> Benchmark:
     archs, accuracies = _columns(records, path)
     name = str(name_or_path) if str(name_or_path) in (*BENCH_NAMES, *SHIPPED) else path.stem
     space = space or _infer_space(archs, path)
+    archs, accuracies = _distinct(get_space(space), archs, accuracies, path)
     return Benchmark(name=name, space=space, archs=archs, accuracies=accuracies, source=str(path))
 
 
@@ -316,16 +326,50 @@ def _columns(records: list, path: Path) -> tuple[tuple[dict, ...], dict[str, np.
         archs.append(dict(record["arch"]))
         for field in fields:
             accuracies[field][i] = _accuracy_value(record.get(field), path, i, field)
+    for field, values in accuracies.items():
+        if np.isnan(values).all():
+            warnings.warn(f"{path}: field {field!r} has no value in any record; it is ignored", AutoproxWarning)
     return tuple(archs), accuracies
 
 
 def _accuracy_value(value: Any, path: Path, index: int, field: str) -> float:
+    """A top-1 accuracy in %, NaN for a missing one (null or NaN)."""
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise AutoproxError(f"{path}: record {index} field {field!r} is not a number: {value!r}")
     value = float(value)
-    return value if math.isfinite(value) else math.nan
+    if not (math.isnan(value) or 0.0 <= value <= 100.0):
+        raise AutoproxError(f"{path}: record {index} field {field!r} is {value!r}; accuracies are top-1 % "
+                            "in [0, 100] (null or NaN where missing)")
+    return value
+
+
+def _distinct(space: Space, archs: tuple[dict, ...], accuracies: dict[str, np.ndarray],
+              path: Path) -> tuple[tuple[dict, ...], dict[str, np.ndarray]]:
+    """The records whose architectures are valid in `space`, each architecture once: a repeat with
+    the same accuracies is dropped (with a warning), one with other accuracies is refused."""
+    first: dict[str, int] = {}
+    repeats = []
+    for i, arch in enumerate(archs):
+        try:
+            key = space.arch_hash(arch)
+        except AutoproxError as e:
+            raise AutoproxError(f"{path}: record {i}: {e}") from None
+        j = first.setdefault(key, i)
+        if j == i:
+            continue
+        for field, values in accuracies.items():
+            if not (values[i] == values[j] or np.isnan(values[i]) and np.isnan(values[j])):
+                raise AutoproxError(f"{path}: record {i} repeats the architecture of record {j} with another "
+                                    f"{field} ({values[i]:g} vs {values[j]:g}); keep the right one")
+        repeats.append(f"{i} (= {j})")
+    if not repeats:
+        return archs, accuracies
+    warnings.warn(f"{path}: record(s) {', '.join(repeats)} repeat an earlier architecture with the same "
+                  "accuracies; each architecture is counted once", AutoproxWarning)
+    keep = np.array(sorted(first.values()))
+    return tuple(archs[i] for i in keep), {f: v[keep] for f, v in accuracies.items()}
 
 
 def _infer_space(archs: tuple[dict, ...], path: Path) -> str:

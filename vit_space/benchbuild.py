@@ -2,7 +2,9 @@
 
 Finished runs are appended to a journal beside the output (``BENCH.runs.jsonl``: a config line,
 then one line per run), so an interrupted build resumes where it stopped and several processes
-(`shard` i of n) can fill one benchmark. After every run the benchmark file is rewritten
+(`shard` i of n) can fill one benchmark: each append holds an exclusive lock on the journal. A
+last line cut off by an interruption is set aside when the build resumes (moved to
+``BENCH.runs.jsonl.torn``, with a warning), so the next run starts a line of its own. After every run the benchmark file is rewritten
 atomically from the journal, in the ViT-Bench-101 shape every other command reads::
 
     {"space": ..., "datasets": {...}, "recipe": {...}, "seeds": [...], "noise": {...},
@@ -12,18 +14,22 @@ atomically from the journal, in the ViT-Bench-101 shape every other command read
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import IO
 
 import numpy as np
 from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
 from gp_proxy.atomic import write_text
-from gp_proxy.errors import AutoproxError
+from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.bench import field_name
 from vit_space.datasets import BUILTIN, ImageData, load_images
 from vit_space.spaces import Arch, Space
@@ -87,8 +93,7 @@ def build_bench(plan: BuildPlan, out: str | os.PathLike, resume: bool = False, s
             result = train(plan.space, arch, data[dataset], plan.recipe, seed)
             line = {"arch": plan.space.arch_hash(arch), "dataset": dataset_name(dataset), "seed": seed,
                     "top1": result.top1, "seconds": round(result.seconds, 3), "final_loss": result.final_loss}
-            with open(journal, "a", encoding="utf-8") as f:
-                f.write(json.dumps(line) + "\n")
+            _append(journal, line)
             write_bench(plan, data, journal, out, command)
     write_bench(plan, data, journal, out, command)
     return Path(out)
@@ -103,6 +108,7 @@ def _open_journal(journal: Path, config: dict, resume: bool) -> set[tuple[str, s
         return set()
     if not resume:
         raise AutoproxError(f"{journal} exists: pass --resume to continue that build, or choose another --out")
+    repair_journal(journal)
     stored, runs = read_journal(journal)
     if stored != config:
         growing = ("archs", "seeds")
@@ -114,29 +120,84 @@ def _open_journal(journal: Path, config: dict, resume: bool) -> set[tuple[str, s
         if shrunk:
             raise AutoproxError(f"{journal} has {' and '.join(shrunk)} this build lacks; a resumed build may add "
                                 "architectures and seeds, not drop them")
-        with open(journal, "a", encoding="utf-8") as f:  # the build grows: record its new extent
-            f.write(json.dumps({"config": config}) + "\n")
+        _append(journal, {"config": config})  # the build grows: record its new extent
     return {(r["arch"], r["dataset"], r["seed"]) for r in runs}
 
 
+@contextmanager
+def _locked(journal: Path, mode: str) -> Iterator[IO]:
+    """`journal` opened in `mode` under an exclusive lock, held until it is closed (and flushed)."""
+    try:
+        with open(journal, mode, encoding=None if "b" in mode else "utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield f
+    except OSError as e:
+        raise AutoproxError(f"cannot update {journal}: {e.strerror}") from e
+
+
+def _append(journal: Path, entry: dict) -> None:
+    """Append one line to `journal`, whole: one write under the lock."""
+    with _locked(journal, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def repair_journal(journal: Path) -> None:
+    """Set aside a last line an interruption cut off, so the next run is not appended onto it: the
+    text after the last newline moves to ``JOURNAL.torn`` (appended), with a warning; a last line
+    that is complete but for its newline just gets the newline."""
+    with _locked(journal, "rb+") as f:
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        tail = data[end:]
+        if not tail.strip():
+            return
+        try:
+            json.loads(tail)
+        except ValueError:
+            torn = journal.with_name(journal.name + ".torn")
+            with open(torn, "ab") as out:
+                out.write(tail + b"\n")
+            f.truncate(end)
+            line = data.count(b"\n") + 1
+            warnings.warn(f"{journal}: line {line} was cut off by an interruption ({len(tail)} bytes); "
+                          f"moved it to {torn} and resumed from the complete lines", AutoproxWarning)
+        else:
+            f.write(b"\n")
+
+
 def read_journal(journal: Path) -> tuple[dict, list[dict]]:
-    """(latest config, finished runs) of a journal; a last line cut off by an interruption is ignored."""
+    """(latest config, finished runs) of a journal; a last line cut off by an interruption is ignored
+    (`repair_journal` sets it aside before a build appends)."""
     try:
         lines = journal.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
         raise AutoproxError(f"cannot read {journal}: {e}") from e
-    try:  # text after the last newline is a line an interruption cut off
-        entries = [json.loads(line) for line in lines[:-1] if line.strip()]
-    except json.JSONDecodeError as e:
-        raise AutoproxError(f"{journal} is corrupt ({e.msg} at line {e.lineno}); delete it to start over") from e
-    if not entries or not isinstance(entries[0], dict) or not isinstance(entries[0].get("config"), dict):
+    entries = []
+    for number, line in enumerate(lines[:-1], start=1):  # text after the last newline: a line cut off
+        if line.strip():
+            entries.append((number, _journal_entry(journal, number, line)))
+    if not entries or not isinstance(entries[0][1].get("config"), dict):
         raise AutoproxError(f"{journal} is not a build journal (no config line); delete it to start over")
-    configs = [e["config"] for e in entries if isinstance(e, dict) and isinstance(e.get("config"), dict)]
-    runs = [e for e in entries if not (isinstance(e, dict) and "config" in e)]
+    configs = [e["config"] for _, e in entries if isinstance(e.get("config"), dict)]
+    runs = [e for _, e in entries if "config" not in e]
     keys = {"arch", "dataset", "seed", "top1", "seconds"}
-    if not all(isinstance(r, dict) and keys <= set(r) for r in runs):
-        raise AutoproxError(f"{journal} is corrupt (a run line lacks {sorted(keys)}); delete it to start over")
+    for number, entry in entries:
+        if "config" not in entry and not keys <= set(entry):
+            raise AutoproxError(f"{journal} is corrupt: line {number} is a run without {sorted(keys - set(entry))}; "
+                                "delete that line (or the file, to start over)")
     return configs[-1], runs
+
+
+def _journal_entry(journal: Path, number: int, line: str) -> dict:
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise AutoproxError(f"{journal} is corrupt: line {number}: {e.msg} at column {e.colno}; "
+                            "delete that line (or the file, to start over)") from e
+    if not isinstance(entry, dict):
+        raise AutoproxError(f"{journal} is corrupt: line {number} is not a JSON object; "
+                            "delete that line (or the file, to start over)")
+    return entry
 
 
 def write_bench(plan: BuildPlan, data: dict[str, ImageData], journal: Path, out: str | os.PathLike,

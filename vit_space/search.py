@@ -183,21 +183,37 @@ class Searcher:
         write_text(path, json.dumps(payload, default=str))
 
     def _restore(self, path: Path, rng: random.Random) -> SearchState:
+        same = False
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
             same = (payload["version"] == CHECKPOINT_VERSION and payload["config"] == asdict(self.config)
                     and payload["space"] == self.space.name
                     and payload["proxies"] == [proxy_label(p) for p in self.proxies]
+                    and payload["budget"] == json.loads(json.dumps(asdict(self.budget)))
                     and payload["spec"] == json.loads(json.dumps(self.spec.as_dict())))
-            evaluated = [Candidate(**c) for c in payload["evaluated"]]
+            state = SearchState([Candidate(**c) for c in payload["evaluated"]], list(payload["population"]))
+            if same:
+                self._check_restored(state)
             version, internal, gauss = payload["random_state"]
             rng.setstate((version, tuple(internal), gauss))
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise AutoproxError(f"resume file {path} is corrupt ({type(e).__name__}); delete it or use a new --out") from e
+            raise AutoproxError(f"resume file {path} is corrupt ({type(e).__name__}: {e}); "
+                                "delete it or use a new --out") from e
         if not same:
             raise AutoproxError(f"resume file {path} comes from another search (space, proxies, budget or options "
                                 "differ); use the same options or a new --out folder")
-        return SearchState(evaluated, payload["population"])
+        return state
+
+    def _check_restored(self, state: SearchState) -> None:
+        """ValueError unless every restored candidate is one of this space's architectures under its
+        own hash, with a score per proxy, and the population names evaluated candidates."""
+        for c in state.evaluated:
+            numbers = [c.params, c.macs, c.order, *c.scores]
+            if (not all(isinstance(n, (int, float)) for n in numbers) or len(c.scores) != len(self.proxies)
+                    or self.space.arch_hash(c.arch) != c.hash):
+                raise ValueError(f"evaluated architecture {c.hash!r} does not match its record")
+        if not set(state.population) <= {c.hash for c in state.evaluated}:
+            raise ValueError("the population names architectures never evaluated")
 
     def _write_outputs(self, out_dir: Path, state: SearchState) -> None:
         ranked = sorted(state.evaluated, key=lambda c: (-c.fitness, c.order))
