@@ -3,6 +3,7 @@ import json
 import pytest
 from conftest import bench
 
+from gp_proxy.errors import AutoproxError
 from vit_space.cli import main
 
 
@@ -13,6 +14,7 @@ def run(capsys, *argv):
 
 
 def test_stats_fills_the_cache_then_skips(capsys, tmp_path):
+    bench("pit")
     argv = ["stats", "--bench", "pit", "--limit", "2", "--datasets", "chaoyang", "--batch", "2",
             "--image-size", "64", "--sketch", "8", "--cache", str(tmp_path), "--quiet"]
     code, out, _ = run(capsys, *argv)
@@ -23,12 +25,12 @@ def test_stats_fills_the_cache_then_skips(capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["stats", "--bench", "nope"], "no benchmark file 'nope'"),
-    (["stats", "--bench", "pit", "--datasets", "cifar"], "unknown dataset 'cifar'; known: c100"),
-    (["stats", "--bench", "pit", "--conditions", "data,zen"], "unknown probe conditions ['zen']"),
+    (["stats", "--bench", "af-tiny", "--datasets", "cifar"], "unknown dataset 'cifar'; known: c100"),
+    (["stats", "--bench", "af-tiny", "--conditions", "data,zen"], "unknown probe conditions ['zen']"),
     (["stats", "--space", "vit", "--sample", "1"], "unknown space 'vit'"),
-    (["stats", "--bench", "pit", "--data", "c100"], "--data takes NAME=PATH"),
+    (["stats", "--bench", "af-tiny", "--data", "c100"], "--data takes NAME=PATH"),
     (["arch", "--space", "timm:deit_tiny_patch16_22"], "unknown timm model"),
-    (["discover", "--bench", "pit", "--out", "x", "--seed-proxies", "zen"], "unknown proxy 'zen'"),
+    (["discover", "--bench", "af-tiny", "--out", "x", "--seed-proxies", "zen"], "unknown proxy 'zen'"),
 ])
 def test_user_errors_are_one_line_with_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)
@@ -50,12 +52,35 @@ def test_arch_validates_a_user_file(capsys, tmp_path):
 
 
 def test_discover_missing_cache_says_how_to_fill_it(capsys, tmp_path):
-    code, _, err = run(capsys, "discover", "--bench", "pit", "--datasets", "c100", "--out", str(tmp_path / "o"),
+    code, _, err = run(capsys, "discover", "--bench", "af-tiny", "--datasets", "digits", "--out", str(tmp_path / "o"),
                        "--cache", str(tmp_path / "empty"))
-    assert code == 2 and "100 of 100 pit architectures have no cached statistics" in err and "autoprox stats" in err
+    assert code == 2 and "100 of 100 af-tiny architectures have no cached statistics" in err
+    assert "autoprox stats" in err
+
+
+def test_discover_fields_apply_to_every_benchmark(capsys, tmp_path, monkeypatch):
+    """`--fields base` ranks every benchmark on its base fields (it once did only the first)."""
+    bench("autoformer"), bench("pit")
+    import vit_space.cli
+    import vit_space.tasks
+
+    def stop(*args, **kwargs):
+        raise AutoproxError("stopped before the evolution")
+
+    asked = []
+    monkeypatch.setattr(vit_space.tasks, "bench_tasks",  # records what each benchmark is asked, loads nothing
+                        lambda b, datasets, *args, kind, **kwargs: asked.append((b.name, kind, list(datasets))) or [])
+    monkeypatch.setattr(vit_space.cli, "discover", stop)
+    for fields, kind in (("base", "base"), ("kd", "kd"), (None, "kd")):
+        asked.clear()
+        code, _, err = run(capsys, "discover", "--bench", "autoformer,pit", "--out", str(tmp_path / "o"),
+                           *(["--fields", fields] if fields else []))
+        assert code == 2 and "stopped before the evolution" in err
+        assert asked == [(name, kind, ["c100", "flowers", "chaoyang"]) for name in ("autoformer", "pit")]
 
 
 def test_discover_end_to_end_on_a_slice(capsys, tmp_path):
+    bench("pit")
     argv = ["discover", "--bench", "pit", "--limit", "8", "--datasets", "chaoyang,c100", "--compute-missing",
             "--batch", "2", "--image-size", "64", "--sketch", "8", "--iterations", "5", "--population", "6",
             "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--quiet"]
