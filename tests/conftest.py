@@ -30,3 +30,7 @@ def _isolated(monkeypatch, tmp_path):
 @pytest.fixture
 def rng() -> random.Random:
     return random.Random(0)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes seconds to minutes; the fast set is `pytest -m 'not slow'`")
