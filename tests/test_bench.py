@@ -18,7 +18,8 @@ from vit_space.bench import Benchmark, fetch_bench, field_dataset, field_name, l
 SHARED = Path(os.environ.get("AUTOPROX_BENCH_DIR") or bench.SHARED_DIR)
 KD_FIELDS = ["c100_kd_acc", "flower_kd_acc", "chaoyang_kd_acc"]
 
-pytestmark = pytest.mark.skipif(not (SHARED / "autoformer.json").is_file(), reason="shared ViT-Bench-101 data absent")
+needs_shared = pytest.mark.skipif(not (SHARED / "autoformer.json").is_file(),
+                                  reason=f"ViT-Bench-101 not found in {SHARED} (set AUTOPROX_BENCH_DIR)")
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +74,7 @@ def test_field_name_of_other_data_sets_and_bad_names():
 # --- loading the real data -----------------------------------------------------------------
 
 
+@needs_shared
 def test_load_autoformer_by_name_uses_shared_fallback():
     b = load_bench("autoformer")
     assert (b.name, b.space, len(b)) == ("autoformer", "autoformer", 100)
@@ -93,6 +95,7 @@ def test_load_autoformer_by_name_uses_shared_fallback():
     assert b.accuracy("flower_kd_acc")[0] == pytest.approx(66.5962)
 
 
+@needs_shared
 def test_load_pit_by_name_has_no_imagenet():
     b = load_bench("pit")
     assert (b.space, len(b)) == ("pit", 100)
@@ -104,11 +107,13 @@ def test_load_pit_by_name_has_no_imagenet():
         b.accuracy("imagenet")
 
 
+@needs_shared
 def test_accuracy_is_read_only():
     with pytest.raises(ValueError):
         load_bench("pit").accuracy("c100")[0] = 0.0
 
 
+@needs_shared
 def test_load_from_path_uses_file_stem(tmp_path):
     path = shutil.copy(SHARED / "pit.json", tmp_path / "my_pit.json")
     b = load_bench(str(path))
@@ -124,6 +129,7 @@ def test_search_paths_order(tmp_path, monkeypatch):
     assert search_paths() == [tmp_path / "xdg" / "autoprox" / "bench", SHARED]
 
 
+@needs_shared
 def test_bench_dir_env_takes_priority(tmp_path):
     records = _records("autoformer")[:10]
     for d in (tmp_path / "bench_dir", tmp_path / "cache" / "bench"):
@@ -155,6 +161,7 @@ def test_unknown_name_or_missing_file():
 
 
 @pytest.mark.parametrize("layout", ["list", "records", "mapping"])
+@needs_shared
 def test_pth_round_trip_equals_json(tmp_path, layout):
     records = _records("autoformer")
     payload = {
@@ -181,6 +188,7 @@ def test_pth_space_inferred_from_file_name(tmp_path):
         load_bench(tmp_path / "other.pth")
 
 
+@needs_shared
 def test_origin_file_with_wrong_sha_is_refused(tmp_path):
     path = tmp_path / "gt_autoformer.pth"
     torch.save(_records("autoformer"), path)
@@ -202,6 +210,7 @@ def _archs(name, count):
     return [r["arch"] for r in _records(name)[:count]]
 
 
+@needs_shared
 def test_missing_values_are_nan_per_field(tmp_path):
     a, b, c = _archs("pit", 3)
     records = [
@@ -217,6 +226,7 @@ def test_missing_values_are_nan_per_field(tmp_path):
     assert b.datasets() == ["c100", "flowers", "chaoyang"]
 
 
+@needs_shared
 def test_all_missing_field_is_not_a_field_and_is_warned_about(tmp_path):
     records = [{"arch": arch, "c100_kd_acc": 70.0, "flower_kd_acc": None} for arch in _archs("autoformer", 2)]
     with pytest.warns(AutoproxWarning, match=r"af\.json: field 'flower_kd_acc' has no value in any record"):
@@ -258,6 +268,7 @@ def test_unsupported_suffix(tmp_path):
 # --- subset, split, kfold ------------------------------------------------------------------
 
 
+@needs_shared
 def test_subset():
     b = load_bench("autoformer")
     s = b.subset([5, 2, 9])
@@ -268,6 +279,7 @@ def test_subset():
 
 
 @pytest.mark.parametrize("fraction, n_test", [(0.5, 50), (0.2, 20), (0.01, 1), (0.999, 99)])
+@needs_shared
 def test_split_properties(fraction, n_test):
     b = load_bench("pit")
     train, test = b.split(fraction, seed=3)
@@ -277,6 +289,7 @@ def test_split_properties(fraction, n_test):
     np.testing.assert_array_equal(np.union1d(train, test), np.arange(100))
 
 
+@needs_shared
 def test_split_is_seeded():
     b = load_bench("pit")
     a, c = b.split(seed=7), b.split(seed=7)
@@ -288,6 +301,7 @@ def test_split_is_seeded():
         b.subset([0]).split()
 
 
+@needs_shared
 def test_kfold_properties_and_seed():
     b = load_bench("autoformer")
     folds = b.kfold(k=3, seed=1)
@@ -323,6 +337,7 @@ def served(tmp_path):
     return root, root.as_uri(), sums
 
 
+@needs_shared
 def test_fetch_downloads_and_verifies(tmp_path, served):
     root, url, sums = served
     dest = tmp_path / "dest"
@@ -335,6 +350,7 @@ def test_fetch_downloads_and_verifies(tmp_path, served):
         load_bench(paths[1])
 
 
+@needs_shared
 def test_fetch_defaults_to_cache_and_env_url(tmp_path, served, monkeypatch):
     root, url, sums = served
     monkeypatch.setenv("AUTOPROX_BENCH_URL", url)
@@ -342,6 +358,7 @@ def test_fetch_defaults_to_cache_and_env_url(tmp_path, served, monkeypatch):
     assert path == tmp_path / "cache" / "bench" / "gt_pit.pth" and path.is_file()
 
 
+@needs_shared
 def test_fetch_skips_present_files_unless_forced(tmp_path, served):
     root, url, sums = served
     dest = tmp_path / "dest"
@@ -353,6 +370,7 @@ def test_fetch_skips_present_files_unless_forced(tmp_path, served):
     assert [p.name for p in dest.iterdir()] == ["gt_pit.pth"]
 
 
+@needs_shared
 def test_fetch_wrong_checksum_leaves_nothing(tmp_path, served):
     root, url, sums = served
     dest = tmp_path / "dest"
@@ -364,6 +382,7 @@ def test_fetch_wrong_checksum_leaves_nothing(tmp_path, served):
     assert list(dest.iterdir()) == []
 
 
+@needs_shared
 def test_fetch_errors(tmp_path, served):
     root, url, sums = served
     with pytest.raises(AutoproxError, match="unknown benchmark 'nb201'"):
