@@ -69,8 +69,18 @@ def test_resume_refuses_corrupt_or_foreign_checkpoints(tmp_path):
     searcher(tmp_path, count=4).run(tmp_path / "a", progress=False)
     with pytest.raises(AutoproxError, match="another search"):
         searcher(tmp_path, count=4, seed=9).run(tmp_path / "a", resume=True, progress=False)
-    (tmp_path / "a" / "checkpoint.json").write_text("{oops")
-    with pytest.raises(AutoproxError, match="corrupt"):
+    wider = Searcher(get_space("pit"), ["snip"], Budget(0.5e6, 4e6, num_classes=100, img_size=64), SPEC,
+                     StatsCache(tmp_path / "cache"), SearchConfig(count=4, population=4, parents=2, seed=3))
+    with pytest.raises(AutoproxError, match="another search"):
+        wider.run(tmp_path / "a", resume=True, progress=False)
+    checkpoint = tmp_path / "a" / "checkpoint.json"
+    payload = json.loads(checkpoint.read_text())
+    payload["evaluated"][1]["arch"]["base_dim"] = 17
+    checkpoint.write_text(json.dumps(payload))
+    with pytest.raises(AutoproxError, match=r"checkpoint\.json is corrupt .*base_dim=17 is not allowed"):
+        searcher(tmp_path, count=4).run(tmp_path / "a", resume=True, progress=False)
+    checkpoint.write_text("{oops")
+    with pytest.raises(AutoproxError, match=r"checkpoint\.json is corrupt"):
         searcher(tmp_path, count=4).run(tmp_path / "a", resume=True, progress=False)
 
 
