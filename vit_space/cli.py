@@ -374,7 +374,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 def _shard(text: str) -> tuple[int, int]:
     index, sep, count = text.partition("/")
     if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
-        raise AutoproxError(f"--shard takes I/N with 0 <= I < N, e.g. 0/2, got {text!r}")
+        raise AutoproxError(f"--shard must be I/N with 0 <= I < N, e.g. 0/2, got {text!r}")
     return int(index), int(count)
 
 
