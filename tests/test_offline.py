@@ -91,18 +91,18 @@ def test_the_default_batch_needs_no_data_set(no_fmnist):
 
 def test_the_main_jobs_statistics_step_needs_no_network(no_fmnist, tmp_path, capsys):
     cache = tmp_path / "cache"
-    assert main(["stats", "--bench", "af-tiny", "--limit", "2", "--cache", str(cache), "--quiet"]) == 0
+    assert main(["stats", "--bench", "af-tiny", "--limit", "1", "--cache", str(cache), "--quiet"]) == 0
     keys = {json.loads(torch.load(p, weights_only=True)["key"])["batch"] for p in cache.rglob("*.pt")}
     assert keys == {"fmnist|train|b16|s0|28", "digits|train|b16|s0|28"}  # the keys a full data set gives
-    assert "4 entries" in capsys.readouterr().out
+    assert "2 entries" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_the_main_job_runs_offline_on_a_slice_of_af_tiny(no_fmnist, tmp_path, monkeypatch):
     payload = json.loads(Path(datasets.__file__).with_name("benchmarks").joinpath("af-tiny.json").read_text())
     bench = tmp_path / "af-tiny-slice.json"
-    bench.write_text(json.dumps({**payload, "records": payload["records"][:12]}))
+    bench.write_text(json.dumps({**payload, "records": payload["records"][:8]}))
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "--bench", str(bench), "--iterations", "10", "--search-budget", "4", "--quiet"]) == 0
+    assert main(["run", "--bench", str(bench), "--iterations", "10", "--search-budget", "3", "--quiet"]) == 0
     fitness = json.loads((tmp_path / "runs/quickstart/discover/proxies/rank01.json").read_text())["fitness"]
     assert np.isfinite(fitness["jcm_train"]) and (tmp_path / "runs/quickstart/search/best_arch.json").is_file()
