@@ -21,10 +21,11 @@ def bench_archs(name: str) -> list[dict]:
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
-    """Every test gets its own user cache, no downloads, and two torch threads."""
+    """Every test gets its own user cache, no downloads, and one torch thread (the networks here are
+    small: on a busy 2-core machine two threads made training steps 5 to 25 times slower)."""
     monkeypatch.setenv("AUTOPROX_CACHE", str(tmp_path / "user-cache"))
     monkeypatch.setenv("AUTOPROX_OFFLINE", "1")
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
