@@ -40,7 +40,7 @@ from vit_space.spaces import get_space
 from vit_space.tasks import bench_tasks
 from vit_space.train import Recipe
 
-VITBENCH_PROXIES = "results/discovery/seed*/proxies/rank01.json"
+VITBENCH_PROXIES = "results/discovery_small/seed*/proxies/rank01.json"
 SIZE = ("params", "flops", "linear_params")  # size counts: the parameter count is its own guide
 
 
