@@ -64,6 +64,14 @@ def test_shipped_rows_are_the_data_sets_rows_and_statistics():
     assert (shipped.mean, shipped.std) == data.mean_std()
 
 
+def test_normalisation_statistics_do_not_depend_on_torch_threads():
+    data = datasets.load_images("digits")
+    torch.set_num_threads(2)
+    two = data.mean_std()
+    torch.set_num_threads(1)
+    assert data.mean_std() == two
+
+
 def test_a_changed_shipped_file_is_refused(tmp_path):
     copy = tmp_path / "rows.npz"
     shutil.copy(PROBE_FILE, copy)
