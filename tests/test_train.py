@@ -135,6 +135,7 @@ def test_bad_space_input_suffix():
         get_space("af-tiny@rgb")
 
 
+@pytest.mark.slow
 def test_training_learns_and_is_reproducible(space, digits):
     arch, recipe = small_arch(space), Recipe(steps=150, test_size=200)
     first, again = train(space, arch, digits, recipe, seed=0), train(space, arch, digits, recipe, seed=0)
@@ -163,6 +164,7 @@ def plan_of(space, archs, recipe=QUICK, seeds=(0, 1)):
     return BuildPlan(space, tuple(archs), ("digits",), recipe, seeds)
 
 
+@pytest.mark.slow
 def test_build_resumes_after_interruption_with_the_same_numbers(space, tmp_path, monkeypatch):
     archs = [small_arch(space, s) for s in (0, 1, 2)]
     whole = build_bench(plan_of(space, archs), tmp_path / "whole.json", progress=False)
@@ -264,6 +266,7 @@ def test_probing_a_space_on_data_with_other_channels_is_refused():
         probe_arch(space, arch, ProbeSpec(BatchSpec("digits", image_size=None)))
 
 
+@pytest.mark.slow
 def test_the_whole_job_runs_on_a_built_benchmark(tmp_path, capsys):
     bench = tmp_path / "mini.json"
     assert main(["bench", "build", "--space", "af-tiny", "--dataset", "digits", "--archs", "8", "--seeds", "1",
