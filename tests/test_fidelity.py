@@ -12,6 +12,7 @@ from vit_space.probe import probe
 from vit_space.spaces import get_space
 
 
+@pytest.mark.slow
 def test_sketched_proxies_rank_30_autoformers_like_full_tensors():
     """snip, grad-norm and weight-L2 from 32x32 sketches vs full tensors: Kendall tau >= 0.95."""
     space = get_space("autoformer")
