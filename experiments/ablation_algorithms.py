@@ -6,7 +6,10 @@ held-out half. Neither algorithm evaluates or admits a copy of a program already
 population, so evaluations are programs really scored; the final population's diversity is
 reported.
 
-    python experiments/ablation_algorithms.py --cache DIR --evaluations 1000 --seeds 0,1,2,3,4
+    python experiments/ablation_algorithms.py --cache DIR --evaluations 1000 --seeds 0,1,2,3,4 [--runs DIR]
+
+With `--runs`, each run lives in DIR/ALGO-seedN and an interrupted ablation picks up where it
+stopped (a finished run is only re-read, an unfinished one resumed to the same result).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import argparse
 import os
 import sys
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +44,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=50)
     parser.add_argument("--out", default="results/ablation_algorithms.md")
     parser.add_argument("--plot", default="results/ablation_algorithms.png")
+    parser.add_argument("--runs", help="keep each run's discover folder here and resume them (default: temporary)")
     parser.add_argument("--size-limit", type=int, default=12, help="largest program (nodes)")
     args = parser.parse_args()
     tasks = vitbench_tasks(args.cache)
@@ -51,9 +56,9 @@ def main() -> None:
         for seed in [int(s) for s in args.seeds.split(",")]:
             config = DiscoveryConfig(algorithm=algo, iterations=10**6, max_evaluations=args.evaluations,
                                      population=args.population, lambda_=args.population, seed=seed,
-                                     size_limit=args.size_limit)
-            with tempfile.TemporaryDirectory() as out:
-                result = discover(tasks, config, out, progress=False)
+                                     size_limit=args.size_limit, checkpoint_every=20)
+            with nullcontext(f"{args.runs}/{algo}-seed{seed}") if args.runs else tempfile.TemporaryDirectory() as out:
+                result = discover(tasks, config, out, resume=bool(args.runs), progress=False)
             rep = objective.report(result.halloffame[0])
             curves.setdefault(algo, []).append(curve(result.logbook, grid))
             at_marks.setdefault(algo, []).append(curve(result.logbook, marks))
