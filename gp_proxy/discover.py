@@ -85,8 +85,11 @@ class DiscoveryConfig:
             raise AutoproxError(f"unknown algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
         if self.jcm not in JCM_MODES:
             raise AutoproxError(f"unknown JCM mode {self.jcm!r}; known: {', '.join(JCM_MODES)}")
-        if self.population < max(2, self.top_k) or self.iterations < 1:
-            raise AutoproxError("need population >= max(2, top_k) and iterations >= 1")
+        if self.population < max(2, self.top_k):
+            raise AutoproxError(f"population (--population) must be >= max(2, top_k) = {max(2, self.top_k)}; "
+                                f"got {self.population}")
+        if self.iterations < 1:
+            raise AutoproxError(f"iterations (--iterations) must be >= 1; got {self.iterations}")
         for name in self.seed_proxies:
             known_proxy(name)
 

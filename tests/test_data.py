@@ -248,7 +248,7 @@ def test_cifar_binary_of_wrong_size_is_refused(tmp_path):
 
 def test_batch_larger_than_the_data_is_refused(tmp_path):
     write_cifar_python(tmp_path, num_images=4)
-    with pytest.raises(AutoproxError, match="batch_size 5 exceeds the 4 images"):
+    with pytest.raises(AutoproxError, match=r"batch size \(--batch\) 5 exceeds the 4 images"):
         make_batch(BatchSpec("c100", str(tmp_path), batch_size=5, image_size=32))
 
 

@@ -167,7 +167,9 @@ def test_bad_checkpoints_and_configs(tmp_path):
     with pytest.raises(AutoproxError, match="is corrupt"):
         discover(tasks, DiscoveryConfig(iterations=6, seed=0, **FAST), tmp_path, resume=True, progress=False)
     for bad, message in [(dict(algorithm="ga"), "unknown algorithm 'ga'"), (dict(jcm="max"), "unknown JCM mode"),
-                         (dict(seed_proxies=("zen",)), "unknown proxy 'zen'")]:
+                         (dict(seed_proxies=("zen",)), "unknown proxy 'zen'"),
+                         (dict(population=4, hall_of_fame=10, top_k=5), r"--population\) must be >= max\(2, top_k\) = 5; got 4"),
+                         (dict(iterations=0), r"--iterations\) must be >= 1; got 0")]:
         with pytest.raises(AutoproxError, match=message):
             DiscoveryConfig(**bad).validate()
 

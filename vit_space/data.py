@@ -271,7 +271,7 @@ def _detect_layout(root: Path) -> str:
 def _pick(num_items: int, spec: BatchSpec, generator: torch.Generator, root: Path) -> torch.Tensor:
     """Seeded choice of ``batch_size`` distinct indices in ``[0, num_items)``."""
     if num_items < spec.batch_size:
-        raise AutoproxError(f"{root}: batch_size {spec.batch_size} exceeds the {num_items} images there")
+        raise AutoproxError(f"{root}: batch size (--batch) {spec.batch_size} exceeds the {num_items} images there")
     return torch.randperm(num_items, generator=generator)[: spec.batch_size]
 
 
