@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from gp_proxy.report import table, write_report
-from vit_space.bench import load_bench
-from vit_space.cache import ProbeSpec, StatsCache, fill
-from vit_space.data import BatchSpec
+from vit_space.bench.benchmark import load_bench
+from vit_space.probe.cache import ProbeSpec, StatsCache, fill
+from vit_space.data.batches import BatchSpec
 from vit_space.spaces import get_space
 
 

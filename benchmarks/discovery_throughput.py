@@ -28,11 +28,11 @@ from gp_proxy.discover import DiscoveryConfig, initial_population, task_pset
 from gp_proxy.evolve import Objective, elitism_preserve_step, evaluate_invalid, make_toolbox
 from gp_proxy.program import Evaluator, generate
 from gp_proxy.stats import stack
-from vit_space.bench import load_bench
-from vit_space.cache import ProbeSpec, StatsCache, probe_arch
-from vit_space.data import BatchSpec
+from vit_space.bench.benchmark import load_bench
+from vit_space.probe.cache import ProbeSpec, StatsCache, probe_arch
+from vit_space.data.batches import BatchSpec
 from vit_space.spaces import get_space
-from vit_space.tasks import tasks_for
+from vit_space.proxies.tasks import tasks_for
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from gp_proxy.report import table, write_report
-from vit_space.bench import load_bench
-from vit_space.cache import ProbeSpec, probe_arch
-from vit_space.data import BatchSpec, make_batch
-from vit_space.probe import probe
+from vit_space.bench.benchmark import load_bench
+from vit_space.probe.cache import ProbeSpec, probe_arch
+from vit_space.data.batches import BatchSpec, make_batch
+from vit_space.probe.hooks import probe
 from vit_space.spaces import get_space
 
 

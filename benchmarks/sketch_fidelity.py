@@ -15,10 +15,10 @@ from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
 from gp_proxy.report import table, write_report
-from vit_space.bench import load_bench
-from vit_space.data import BatchSpec, make_batch
-from vit_space.fidelity import PROXIES, full_proxies, sketch_proxies
-from vit_space.probe import probe
+from vit_space.bench.benchmark import load_bench
+from vit_space.data.batches import BatchSpec, make_batch
+from vit_space.probe.fidelity import PROXIES, full_proxies, sketch_proxies
+from vit_space.probe.hooks import probe
 from vit_space.spaces import get_space
 
 

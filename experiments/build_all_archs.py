@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gp_proxy.report import table, write_report
-from vit_space.bench import load_bench
+from vit_space.bench.benchmark import load_bench
 from vit_space.spaces import count_params, disable_fused_attention, get_space, measure_macs
 
 

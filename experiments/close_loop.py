@@ -28,17 +28,17 @@ from gp_proxy.atomic import write_text
 from gp_proxy.discover import DiscoveryConfig, discover
 from gp_proxy.fitness import correlations
 from gp_proxy.store import load_proxy
-from vit_space.bench import load_bench
-from vit_space.benchbuild import BuildPlan, build_bench
-from vit_space.budget import Budget, parse_range, sample_within
-from vit_space.cache import ProbeSpec, StatsCache
-from vit_space.data import BatchSpec, get_dataset
-from vit_space.proxies import catalogue
-from vit_space.rank import bench_fields, rank
-from vit_space.search import SearchConfig, Searcher
+from vit_space.bench.benchmark import load_bench
+from vit_space.bench.build import BuildPlan, build_bench
+from vit_space.search.budget import Budget, parse_range, sample_within
+from vit_space.probe.cache import ProbeSpec, StatsCache
+from vit_space.data.batches import BatchSpec, get_dataset
+from vit_space.proxies.scores import catalogue
+from vit_space.proxies.ranking import bench_fields, rank
+from vit_space.search.searchers import SearchConfig, Searcher
 from vit_space.spaces import get_space
-from vit_space.tasks import bench_tasks
-from vit_space.train import Recipe
+from vit_space.proxies.tasks import bench_tasks
+from vit_space.bench.training import Recipe
 
 VITBENCH_PROXIES = "results/discovery_small/seed*/proxies/rank01.json"
 SIZE = ("params", "flops", "linear_params")  # size counts: the parameter count is its own guide

@@ -10,11 +10,11 @@ from gp_proxy.library import KNOWN_PROXIES
 from gp_proxy.primitives import build_pset
 from gp_proxy.program import Evaluator, parse
 from gp_proxy.store import SavedProxy, load_proxy
-from vit_space.bench import field_dataset, load_bench
-from vit_space.cache import ProbeSpec, StatsCache
-from vit_space.data import BatchSpec, get_dataset
+from vit_space.bench.benchmark import field_dataset, load_bench
+from vit_space.probe.cache import ProbeSpec, StatsCache
+from vit_space.data.batches import BatchSpec, get_dataset
 from vit_space.spaces import get_space
-from vit_space.tasks import bench_tasks
+from vit_space.proxies.tasks import bench_tasks
 
 SPACES = ("autoformer", "pit")
 

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from gp_proxy.atomic import write_text
-from vit_space.bench import load_bench
+from vit_space.bench.benchmark import load_bench
 
 
 def main() -> None:

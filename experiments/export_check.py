@@ -24,8 +24,8 @@ from gp_proxy.report import table, write_report  # noqa: E402
 from gp_proxy.simplify import simplify  # noqa: E402
 from gp_proxy.store import load_proxy  # noqa: E402
 from gp_proxy.symbolic import to_latex  # noqa: E402
-from vit_space.cache import StatsCache, latex_names  # noqa: E402
-from vit_space.proxies import saved_proxy_bundles  # noqa: E402
+from vit_space.probe.cache import StatsCache, latex_names  # noqa: E402
+from vit_space.proxies.scores import saved_proxy_bundles  # noqa: E402
 
 
 def import_module(source: str, name: str):

@@ -15,11 +15,11 @@ import numpy as np
 
 from gp_proxy.atomic import write_text
 from gp_proxy.fitness import kendall
-from vit_space.bench import Benchmark, load_bench
-from vit_space.cache import ProbeSpec, StatsCache
-from vit_space.data import BatchSpec
-from vit_space.proxies import resolve_proxy
-from vit_space.rank import Ranking, bench_fields, rank
+from vit_space.bench.benchmark import Benchmark, load_bench
+from vit_space.probe.cache import ProbeSpec, StatsCache
+from vit_space.data.batches import BatchSpec
+from vit_space.proxies.scores import resolve_proxy
+from vit_space.proxies.ranking import Ranking, bench_fields, rank
 
 
 def training_jcm(rankings: list[Ranking], benches: list[Benchmark]) -> float:

@@ -27,10 +27,10 @@ from gp_proxy.atomic import write_text  # noqa: E402
 from gp_proxy.fitness import jcm  # noqa: E402
 from gp_proxy.report import table, write_report  # noqa: E402
 from gp_proxy.store import load_proxy  # noqa: E402
-from vit_space.bench import Benchmark, field_dataset, load_bench  # noqa: E402
-from vit_space.cache import ProbeSpec, StatsCache  # noqa: E402
-from vit_space.proxies import catalogue  # noqa: E402
-from vit_space.rank import Ranking, bench_fields, format_rankings, rank  # noqa: E402
+from vit_space.bench.benchmark import Benchmark, field_dataset, load_bench  # noqa: E402
+from vit_space.probe.cache import ProbeSpec, StatsCache  # noqa: E402
+from vit_space.proxies.scores import catalogue  # noqa: E402
+from vit_space.proxies.ranking import Ranking, bench_fields, format_rankings, rank  # noqa: E402
 
 
 def kd_jcm(r: Ranking, part: str = "whole") -> float:

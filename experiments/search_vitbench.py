@@ -24,13 +24,13 @@ from common import SPACES  # noqa: E402
 
 from gp_proxy.report import table, write_report  # noqa: E402
 from gp_proxy.store import load_proxy  # noqa: E402
-from vit_space import cache as cache_module  # noqa: E402
-from vit_space.bench import load_bench  # noqa: E402
-from vit_space.budget import Budget  # noqa: E402
-from vit_space.cache import ProbeSpec, StatsCache  # noqa: E402
-from vit_space.data import BatchSpec  # noqa: E402
-from vit_space.proxies import proxy_scores  # noqa: E402
-from vit_space.search import SearchConfig, Searcher  # noqa: E402
+from vit_space.probe import cache as cache_module  # noqa: E402
+from vit_space.bench.benchmark import load_bench  # noqa: E402
+from vit_space.search.budget import Budget  # noqa: E402
+from vit_space.probe.cache import ProbeSpec, StatsCache  # noqa: E402
+from vit_space.data.batches import BatchSpec  # noqa: E402
+from vit_space.proxies.scores import proxy_scores  # noqa: E402
+from vit_space.search.searchers import SearchConfig, Searcher  # noqa: E402
 from vit_space.spaces import get_space  # noqa: E402
 
 PROBE_SECONDS: list[float] = []

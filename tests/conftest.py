@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gp_proxy.errors import AutoproxError
-from vit_space.bench import Benchmark, load_bench
+from vit_space.bench.benchmark import Benchmark, load_bench
 
 
 def bench(name: str) -> Benchmark:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from gp_proxy.errors import AutoproxError, AutoproxWarning
-from vit_space import benchbuild
-from vit_space.bench import SHIPPED_DIR, load_bench
-from vit_space.benchbuild import journal_path, read_journal
+from vit_space.bench import build as benchbuild
+from vit_space.bench.benchmark import SHIPPED_DIR, load_bench
+from vit_space.bench.build import journal_path, read_journal
 from vit_space.cli import main
-from vit_space.train import TrainResult
+from vit_space.bench.training import TrainResult
 
 AF_TINY = json.loads((SHIPPED_DIR / "af-tiny.json").read_text())["records"]
 

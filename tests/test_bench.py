@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from gp_proxy.errors import AutoproxError, AutoproxWarning
-from vit_space import bench
-from vit_space.bench import Benchmark, fetch_bench, field_dataset, field_name, load_bench, resolve_bench, search_paths
+from vit_space.bench import benchmark as bench
+from vit_space.bench.benchmark import Benchmark, fetch_bench, field_dataset, field_name, load_bench, resolve_bench, search_paths
 
 # The real ViT-Bench-101 JSON files: $AUTOPROX_BENCH_DIR (as .ci/run sets it) or ../shared next to the checkout.
 SHARED = Path(os.environ.get("AUTOPROX_BENCH_DIR") or bench.SHARED_DIR)

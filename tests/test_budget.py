@@ -4,7 +4,7 @@ import random
 import pytest
 
 from gp_proxy.errors import AutoproxError
-from vit_space.budget import Budget, parse_range, sample_within
+from vit_space.search.budget import Budget, parse_range, sample_within
 from vit_space.spaces import get_space
 
 

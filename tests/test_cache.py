@@ -3,9 +3,9 @@ import torch
 from conftest import bench_archs
 
 from gp_proxy.errors import AutoproxError
-from vit_space import cache as cache_mod
-from vit_space.cache import ProbeSpec, StatsCache, fill, load_bundle
-from vit_space.data import BatchSpec
+from vit_space.probe import cache as cache_mod
+from vit_space.probe.cache import ProbeSpec, StatsCache, fill, load_bundle
+from vit_space.data.batches import BatchSpec
 from vit_space.spaces import get_space
 
 SPEC = ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64), sketch_size=8, conditions=("data", "synflow"))

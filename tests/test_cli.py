@@ -61,16 +61,16 @@ def test_discover_missing_cache_says_how_to_fill_it(capsys, tmp_path):
 def test_discover_fields_apply_to_every_benchmark(capsys, tmp_path, monkeypatch):
     """`--fields base` ranks every benchmark on its base fields (it once did only the first)."""
     bench("autoformer"), bench("pit")
-    import vit_space.cli
-    import vit_space.tasks
+    import vit_space.cli.commands
+    import vit_space.proxies.tasks
 
     def stop(*args, **kwargs):
         raise AutoproxError("stopped before the evolution")
 
     asked = []
-    monkeypatch.setattr(vit_space.tasks, "bench_tasks",  # records what each benchmark is asked, loads nothing
+    monkeypatch.setattr(vit_space.proxies.tasks, "bench_tasks",  # records what each benchmark is asked, loads nothing
                         lambda b, datasets, *args, kind, **kwargs: asked.append((b.name, kind, list(datasets))) or [])
-    monkeypatch.setattr(vit_space.cli, "discover", stop)
+    monkeypatch.setattr(vit_space.cli.commands, "discover", stop)
     for fields, kind in (("base", "base"), ("kd", "kd"), (None, "kd")):
         asked.clear()
         code, _, err = run(capsys, "discover", "--bench", "autoformer,pit", "--out", str(tmp_path / "o"),

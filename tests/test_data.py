@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from gp_proxy.errors import AutoproxError
-from vit_space.data import (
+from vit_space.data.batches import (
     DATASETS,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -310,7 +310,7 @@ def test_unreadable_image_is_refused(tmp_path):
 # --- paths that are not data -----------------------------------------------------------------
 
 
-LAYOUT_MESSAGE = "not a CIFAR-100 folder \\(train/test pickles or train.bin\\) or an ImageFolder tree"
+LAYOUT_MESSAGE = "not a CIFAR-10/100 folder \\(data_batch_\\*, train or \\*.bin training files\\) or an ImageFolder tree"
 
 
 def test_unknown_layouts_are_refused(tmp_path):

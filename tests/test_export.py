@@ -17,9 +17,9 @@ from gp_proxy.program import Evaluator, parse
 from gp_proxy.stats import stack
 from gp_proxy.store import SavedProxy, save_proxy
 from gp_proxy.symbolic import to_latex, to_sympy
-from vit_space.cache import latex_names
+from vit_space.probe.cache import latex_names
 from vit_space.cli import main
-from vit_space.probe import GROUPS, KINDS, probe
+from vit_space.probe.hooks import GROUPS, KINDS, probe
 from vit_space.spaces import get_space
 
 ARCHS = [{"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 4]},

@@ -6,9 +6,9 @@ import torch.nn.functional as F
 from scipy.stats import kendalltau
 
 from conftest import bench_archs
-from vit_space.data import BatchSpec, make_batch
-from vit_space.fidelity import PROXIES, full_proxies, sketch_proxies
-from vit_space.probe import probe
+from vit_space.data.batches import BatchSpec, make_batch
+from vit_space.probe.fidelity import PROXIES, full_proxies, sketch_proxies
+from vit_space.probe.hooks import probe
 from vit_space.spaces import get_space
 
 

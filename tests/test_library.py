@@ -8,8 +8,8 @@ from gp_proxy.library import KNOWN_PROXIES, known_proxy
 from gp_proxy.primitives import build_pset
 from gp_proxy.program import Evaluator, parse
 from gp_proxy.stats import stack
-from vit_space.fidelity import sketch_proxies
-from vit_space.probe import GROUPS, KINDS, probe
+from vit_space.probe.fidelity import sketch_proxies
+from vit_space.probe.hooks import GROUPS, KINDS, probe
 from vit_space.spaces import get_space
 
 ARCHS = [{"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 4]},

@@ -2,17 +2,17 @@
 import json
 import socket
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from gp_proxy.errors import AutoproxError
-from vit_space import datasets
+from vit_space.data import images as datasets
 from vit_space.cli import main
-from vit_space.data import BatchSpec, make_batch
-from vit_space.datasets import PROBE_FILE, PROBE_ROWS, PROBE_SEED, PROBE_SHA256, shipped_probe_rows
+from vit_space.bench.benchmark import SHIPPED_DIR
+from vit_space.data.batches import BatchSpec, make_batch
+from vit_space.data.images import PROBE_FILE, PROBE_ROWS, PROBE_SEED, PROBE_SHA256, shipped_probe_rows
 
 fmnist_missing = datasets.fmnist_folder() is None
 
@@ -107,7 +107,7 @@ def test_the_main_jobs_statistics_step_needs_no_network(no_fmnist, tmp_path, cap
 
 @pytest.mark.slow
 def test_the_main_job_runs_offline_on_a_slice_of_af_tiny(no_fmnist, tmp_path, monkeypatch):
-    payload = json.loads(Path(datasets.__file__).with_name("benchmarks").joinpath("af-tiny.json").read_text())
+    payload = json.loads((SHIPPED_DIR / "af-tiny.json").read_text())
     bench = tmp_path / "af-tiny-slice.json"
     bench.write_text(json.dumps({**payload, "records": payload["records"][:8]}))
     monkeypatch.chdir(tmp_path)

@@ -3,10 +3,10 @@ import torch
 import torch.nn.functional as F
 
 from gp_proxy.errors import AutoproxError
-from vit_space.cache import ProbeSpec, probe_arch
-from vit_space.data import BatchSpec
-from vit_space.probe import find_blocks, probe
-from vit_space.sketch import sketch, sketch_indices
+from vit_space.probe.cache import ProbeSpec, probe_arch
+from vit_space.data.batches import BatchSpec
+from vit_space.probe.hooks import find_blocks, probe
+from vit_space.probe.sketch import sketch, sketch_indices
 from vit_space.spaces import get_space
 
 ARCH = {"hidden_dim": 192, "depth": 12, "mlp_ratio": [3.5, 4.0] * 6, "num_heads": [3, 4] * 6}

@@ -8,11 +8,11 @@ import pytest
 from gp_proxy.errors import AutoproxError
 from gp_proxy.library import KNOWN_PROXIES
 from gp_proxy.store import SavedProxy, save_proxy
-from vit_space import proxies as px
-from vit_space.cache import ProbeSpec, StatsCache, batch_of, build_seeded, fill
-from vit_space.data import BatchSpec
+from vit_space.proxies import scores as px
+from vit_space.probe.cache import ProbeSpec, StatsCache, batch_of, build_seeded, fill
+from vit_space.data.batches import BatchSpec
 from vit_space.spaces import get_space
-from vit_space.zero_cost import PASS_PROXIES
+from vit_space.proxies.zero_cost import PASS_PROXIES
 
 ARCHS = [{"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 4]},
          {"base_dim": 24, "mlp_ratio": 4, "depth": [2, 4, 6], "num_heads": [2, 4, 8]},

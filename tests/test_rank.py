@@ -9,9 +9,9 @@ from conftest import bench
 from scipy import stats
 
 from gp_proxy.errors import AutoproxError
-from vit_space.cache import ProbeSpec, StatsCache
-from vit_space.data import BatchSpec
-from vit_space.rank import bench_fields, format_rankings, rank, top_ties, topk_accuracy
+from vit_space.probe.cache import ProbeSpec, StatsCache
+from vit_space.data.batches import BatchSpec
+from vit_space.proxies.ranking import bench_fields, format_rankings, rank, top_ties, topk_accuracy
 from vit_space.spaces import get_space
 
 SPEC = ProbeSpec(BatchSpec("c100"))

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from gp_proxy.errors import AutoproxError
-from vit_space.budget import Budget
-from vit_space.cache import ProbeSpec, StatsCache
-from vit_space.data import BatchSpec
-from vit_space.search import Candidate, SearchConfig, Searcher, refresh_fitness
+from vit_space.search.budget import Budget
+from vit_space.probe.cache import ProbeSpec, StatsCache
+from vit_space.data.batches import BatchSpec
+from vit_space.search.searchers import Candidate, SearchConfig, Searcher, refresh_fitness
 from vit_space.spaces import get_space
 
 SPEC = ProbeSpec(BatchSpec("c100", "skimage", 4, 0, 64), 8)

@@ -10,13 +10,14 @@ import torch
 from PIL import Image
 
 from gp_proxy.errors import AutoproxError
-from vit_space import datasets
-from vit_space.bench import load_bench
-from vit_space.benchbuild import BuildPlan, build_bench, journal_path, read_journal
+from vit_space.data import images as datasets
+from vit_space.data import readers
+from vit_space.bench.benchmark import load_bench
+from vit_space.bench.build import BuildPlan, build_bench, journal_path, read_journal
 from vit_space.cli import main
-from vit_space.datasets import FMNIST_FILES, fetch_fmnist, load_images
+from vit_space.data.images import FMNIST_FILES, fetch_fmnist, load_images
 from vit_space.spaces import get_space
-from vit_space.train import Recipe, check_fits, train
+from vit_space.bench.training import Recipe, check_fits, train
 
 QUICK = Recipe(steps=30, batch_size=16, test_size=200)
 fmnist_missing = not any(all((d / f).is_file() for f in FMNIST_FILES) for d in datasets.fmnist_dirs())
@@ -77,13 +78,13 @@ def test_fmnist_fetch_from_file_url_checks_sha256(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets, "FMNIST_FILES", {n: hashlib.sha256(b).hexdigest() for n, b in blobs.items()})
     folder = fetch_fmnist(served.as_uri(), tmp_path / "dest")
-    assert datasets._idx(folder / "t10k-images-idx3-ubyte.gz").tolist() == images.tolist()
+    assert readers.read_idx(folder / "t10k-images-idx3-ubyte.gz").tolist() == images.tolist()
 
 
 def test_corrupt_idx_file_is_refused(tmp_path):
     (tmp_path / "x.gz").write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\x05abc"))
     with pytest.raises(AutoproxError, match="holds 3 bytes, its header says"):
-        datasets._idx(tmp_path / "x.gz")
+        readers.read_idx(tmp_path / "x.gz")
 
 
 def test_cifar10_python_folder(tmp_path):
@@ -169,7 +170,7 @@ def test_build_resumes_after_interruption_with_the_same_numbers(space, tmp_path,
     archs = [small_arch(space, s) for s in (0, 1, 2)]
     whole = build_bench(plan_of(space, archs), tmp_path / "whole.json", progress=False)
     calls = []
-    import vit_space.benchbuild as bb
+    import vit_space.bench.build as bb
 
     def interrupted(*args, **kwargs):
         if len(calls) == 3:
@@ -244,7 +245,7 @@ def test_cli_bench_build_and_bad_inputs(tmp_path, capsys):
 
 
 def test_auto_source_probes_the_training_images(digits):
-    from vit_space.data import BatchSpec, make_batch
+    from vit_space.data.batches import BatchSpec, make_batch
 
     spec = BatchSpec("digits", batch_size=8, image_size=28)
     assert spec.origin == "train" and spec.key() == "digits|train|b8|s0|28"
@@ -257,8 +258,8 @@ def test_auto_source_probes_the_training_images(digits):
 
 
 def test_probing_a_space_on_data_with_other_channels_is_refused():
-    from vit_space.cache import ProbeSpec, probe_arch
-    from vit_space.data import BatchSpec
+    from vit_space.probe.cache import ProbeSpec, probe_arch
+    from vit_space.data.batches import BatchSpec
 
     space = get_space("autoformer")
     arch = space.sample(random.Random(0))
@@ -333,9 +334,9 @@ def test_a_saved_proxy_scores_small_networks_at_their_own_input_size(tmp_path):
     from pathlib import Path
 
     from gp_proxy.store import load_proxy
-    from vit_space.cache import ProbeSpec, StatsCache
-    from vit_space.data import BatchSpec
-    from vit_space.proxies import proxy_scores
+    from vit_space.probe.cache import ProbeSpec, StatsCache
+    from vit_space.data.batches import BatchSpec
+    from vit_space.proxies.scores import proxy_scores
 
     saved = load_proxy(Path(__file__).parents[1] / "results/discovery_small/seed1/proxies/rank01.json")
     assert saved.probe.get("image_size", 224) == 224  # measured on 224-pixel ViT-Bench-101 networks

@@ -7,7 +7,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from vit_space import zero_cost as zc
+from vit_space.proxies import zero_cost as zc
 
 
 def linear_net(*widths: int, act: nn.Module | None = None, seed: int = 0) -> nn.Sequential:

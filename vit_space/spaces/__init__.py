@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from gp_proxy.errors import AutoproxError
+from vit_space.spaces.archfile import read_archs
 from vit_space.spaces.autoformer import AutoFormerSpace
 from vit_space.spaces.base import Arch, Space, count_params, disable_fused_attention, measure_macs
 from vit_space.spaces.pit import PiTSpace
@@ -60,4 +61,4 @@ def _input_shape(shape: str, name: str) -> tuple[int, int]:
 
 
 __all__ = ["Arch", "AutoFormerSpace", "PiTSpace", "SMALL_SPACES", "SPACES", "Space", "tiny_autoformer", "tiny_pit", "TimmSpace", "count_params",
-           "disable_fused_attention", "get_space", "measure_macs"]
+           "disable_fused_attention", "get_space", "measure_macs", "read_archs"]

@@ -6,11 +6,11 @@ These sources are understood:
 * ``"auto"`` (default): ``"train"`` for data sets whose images autoprox can load (Fashion-MNIST,
   digits, a registered folder), else ``"skimage"``;
 * ``"train"``: a seeded pick of the data set's own training images and labels, normalised with
-  its own mean and std (what `vit_space.train` trains on);
+  its own mean and std (what `vit_space.bench.training` trains on);
 * ``"skimage"``: seeded random crops of scikit-image's bundled sample photographs
   (colon histology for ``"chaoyang"``; grey for 1-channel data sets), with seeded uniform labels;
 * ``"noise"``: standard Gaussian images with seeded uniform labels;
-* a folder path: real data, either a CIFAR-100 folder (python pickles or binary version) or an
+* a folder path: real data, either a CIFAR-10/100 folder (python pickles or binary version) or an
   ImageFolder tree ``root/<class_name>/<image files>``, with real labels.
 
 Every batch is a pure function of its :class:`BatchSpec`: the same spec gives bitwise equal tensors,
@@ -18,18 +18,17 @@ whatever the global random state.
 """
 from __future__ import annotations
 
-import _codecs
-import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from gp_proxy.errors import AutoproxError
+from vit_space.data.images import pick_rows, training_rows
+from vit_space.data.readers import (IMAGE_EXTENSIONS, class_dirs, cifar_files, image_files, is_image, load_image,
+                                    read_cifar_files, resize)
 
 __all__ = [
     "BatchSpec",
@@ -73,10 +72,8 @@ SKIMAGE_PHOTOS = {
     "histology": ("immunohistochemistry",),
 }
 MIN_CROP_FRACTION = 0.3  # smallest skimage crop side, as a fraction of the photo's shorter side
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-CIFAR_RECORD_BYTES = 2 + 3 * 32 * 32  # binary version: coarse label, fine label, 3x32x32 pixels
 LAYOUT_ERROR = (
-    "not a CIFAR-100 folder (train/test pickles or train.bin) "
+    "not a CIFAR-10/100 folder (data_batch_*, train or *.bin training files) "
     "or an ImageFolder tree (class folders of images)"
 )
 
@@ -163,8 +160,7 @@ def make_batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
     if spec.origin == "train":
         return _training_batch(info, spec)
     root = _source_path(spec.origin)
-    loader = {"cifar-python": _cifar_python, "cifar-binary": _cifar_binary, "imagefolder": _image_folder}
-    images, labels = loader[_detect_layout(root)](root, spec, generator)
+    images, labels = (_cifar if _detect_layout(root) == "cifar" else _image_folder)(root, spec)
     if int(labels.max()) >= info.num_classes:
         raise AutoproxError(
             f"{root}: label {int(labels.max())} is out of range for {info.name} "
@@ -174,12 +170,10 @@ def make_batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _training_batch(info: DatasetInfo, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded pick of the data set's own training images, normalised as `vit_space.train` does
-    (Fashion-MNIST's default picks ship with autoprox: see `vit_space.datasets.training_rows`)."""
-    from vit_space.datasets import training_rows
-
+    """A seeded pick of the data set's own training images, normalised as `vit_space.bench.training` does
+    (Fashion-MNIST's default picks ship with autoprox: see `vit_space.data.images.training_rows`)."""
     def pick(num_items: int) -> torch.Tensor:
-        return _pick(num_items, spec, torch.Generator().manual_seed(spec.seed), Path(info.images))
+        return pick_rows(num_items, spec.batch_size, spec.seed, Path(info.images))
 
     rows = training_rows(info.images, spec.image_size, pick)
     if rows.images.shape[-1] != spec.image_size:
@@ -217,12 +211,6 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
     return ((images - mean) / std).float().contiguous()
 
 
-def _resize(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Bilinear (antialiased) resize of ``(3, H, W)`` float to ``size`` (int: a square)."""
-    size = (size, size) if isinstance(size, int) else size
-    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
-
-
 # --- skimage photographs ---------------------------------------------------------------------
 
 
@@ -250,7 +238,7 @@ def _skimage_crops(kind: str, batch_size: int, size: int, generator: torch.Gener
         top = int(float(y[i]) * (height - side + 1))
         left = int(float(x[i]) * (width - side + 1))
         crop = photo[:, top : top + side, left : left + side]
-        crops.append(_resize(crop.flip(-1) if flip[i] < 0.5 else crop, size))
+        crops.append(resize(crop.flip(-1) if flip[i] < 0.5 else crop, size))
     return torch.stack(crops)
 
 
@@ -258,115 +246,26 @@ def _skimage_crops(kind: str, batch_size: int, size: int, generator: torch.Gener
 
 
 def _detect_layout(root: Path) -> str:
-    """``"cifar-python"``, ``"cifar-binary"`` or ``"imagefolder"``; :class:`AutoproxError` otherwise."""
-    if (root / "train").is_file():
-        return "cifar-python"
-    if (root / "train.bin").is_file():
-        return "cifar-binary"
-    if root.is_dir() and any(_is_image(p) for d in _class_dirs(root) for p in d.rglob("*")):
+    """``"cifar"`` or ``"imagefolder"``; :class:`AutoproxError` otherwise."""
+    if root.is_dir() and cifar_files(root, need_test=False):
+        return "cifar"
+    if root.is_dir() and any(is_image(p) for d in class_dirs(root) for p in d.rglob("*")):
         return "imagefolder"
     raise AutoproxError(f"{root}: {LAYOUT_ERROR}")
 
 
-def _pick(num_items: int, spec: BatchSpec, generator: torch.Generator, root: Path) -> torch.Tensor:
-    """Seeded choice of ``batch_size`` distinct indices in ``[0, num_items)``."""
-    if num_items < spec.batch_size:
-        raise AutoproxError(f"{root}: batch size (--batch) {spec.batch_size} exceeds the {num_items} images there")
-    return torch.randperm(num_items, generator=generator)[: spec.batch_size]
+def _cifar(root: Path, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Picked training rows of a CIFAR-10/100 folder, upscaled -> images in [0, 1], labels."""
+    pixels, labels = read_cifar_files(cifar_files(root, need_test=False)[0])
+    index = pick_rows(len(pixels), spec.batch_size, spec.seed, root)
+    images = F.interpolate(pixels[index].float() / 255, size=(spec.image_size,) * 2, mode="bilinear",
+                           align_corners=False)
+    return images, labels[index]
 
 
-def _cifar_batch(
-    root: Path, pixels: np.ndarray, labels: np.ndarray, spec: BatchSpec, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pick and upscale CIFAR rows: ``pixels`` (N, 3072) uint8, ``labels`` (N,) -> images in [0, 1], labels."""
-    index = _pick(len(pixels), spec, generator, root).numpy()
-    images = torch.from_numpy(np.asarray(pixels[index], dtype=np.uint8).reshape(-1, 3, 32, 32)).float() / 255
-    images = F.interpolate(images, size=(spec.image_size,) * 2, mode="bilinear", align_corners=False)
-    return images, torch.from_numpy(np.asarray(labels[index], dtype=np.int64))
-
-
-def _cifar_python(root: Path, spec: BatchSpec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``train`` pickle of a CIFAR-100 "python version" folder."""
-    path = root / "train"
-    content = _restricted_load(path)
-    if not isinstance(content, dict):
-        raise AutoproxError(f"{path}: not a CIFAR-100 pickle (expected a dict, got {type(content).__name__})")
-    pixels = _field(path, content, "data")
-    labels = np.asarray(_field(path, content, "fine_labels"))
-    if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.shape[1] != 3072:
-        raise AutoproxError(f"{path}: 'data' must be an (N, 3072) uint8 array")
-    if labels.shape != (len(pixels),) or not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0:
-        raise AutoproxError(f"{path}: 'fine_labels' must be {len(pixels)} non-negative integers")
-    return _cifar_batch(root, pixels, labels, spec, generator)
-
-
-def _cifar_binary(root: Path, spec: BatchSpec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``train.bin`` records (coarse label, fine label, 3072 pixels) of a CIFAR-100 binary folder."""
-    path = root / "train.bin"
-    size = path.stat().st_size
-    if size == 0 or size % CIFAR_RECORD_BYTES:
-        raise AutoproxError(f"{path}: size {size} is not a multiple of the {CIFAR_RECORD_BYTES}-byte CIFAR-100 record")
-    try:
-        records = np.memmap(path, dtype=np.uint8, mode="r", shape=(size // CIFAR_RECORD_BYTES, CIFAR_RECORD_BYTES))
-    except OSError as error:
-        raise AutoproxError(f"{path}: cannot read ({error})") from error
-    return _cifar_batch(root, records[:, 2:], records[:, 1], spec, generator)
-
-
-def _field(path: Path, content: dict, name: str) -> object:
-    """``content[b"name"]`` (Python 2 pickles) or ``content["name"]``."""
-    for key in (name.encode(), name):
-        if key in content:
-            return content[key]
-    raise AutoproxError(f"{path}: not a CIFAR-100 pickle, no {name!r} entry (keys: {sorted(map(str, content))})")
-
-
-@lru_cache(maxsize=None)
-def _numpy_globals() -> dict[tuple[str, str], object]:
-    """The only globals a pickle may name: what rebuilds numpy arrays, dtypes and scalars."""
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
-    numeric = np._core.numeric if hasattr(np, "_core") else np.core.numeric
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _codecs.encode}
-    for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{package}.multiarray", "scalar")] = multiarray.scalar
-        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
-    return allowed
-
-
-class _NumpyUnpickler(pickle.Unpickler):
-    """An unpickler that rebuilds plain containers and numpy arrays, and refuses every other global."""
-
-    def find_class(self, module: str, name: str) -> object:
-        try:
-            return _numpy_globals()[(module, name)]
-        except KeyError:
-            raise AutoproxError(f"refusing to unpickle {module}.{name}: only numpy arrays are allowed") from None
-
-
-def _restricted_load(path: Path) -> object:
-    """Unpickle ``path`` with :class:`_NumpyUnpickler` (Python 2 strings read as bytes)."""
-    try:
-        with open(path, "rb") as file:
-            return _NumpyUnpickler(file, encoding="bytes").load()
-    except AutoproxError as error:
-        raise AutoproxError(f"{path}: {error}") from None
-    except Exception as error:  # a corrupt pickle can raise nearly anything
-        raise AutoproxError(f"{path}: cannot read as a CIFAR-100 pickle ({type(error).__name__}: {error})") from error
-
-
-def _class_dirs(root: Path) -> list[Path]:
-    """Sorted, non-hidden sub-folders of ``root``."""
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file() and not path.name.startswith(".")
-
-
-def _image_folder(root: Path, spec: BatchSpec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _image_folder(root: Path, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """ImageFolder tree: class index = sorted class-folder order; resize shorter side, centre crop."""
-    classes = _class_dirs(root)
+    classes = class_dirs(root)
     num_classes = get_dataset(spec.dataset).num_classes
     if len(classes) > num_classes:
         raise AutoproxError(
@@ -374,27 +273,10 @@ def _image_folder(root: Path, spec: BatchSpec, generator: torch.Generator) -> tu
         )
     files: list[tuple[Path, int]] = []
     for label, folder in enumerate(classes):
-        images = sorted(p for p in folder.rglob("*") if _is_image(p))
+        images = image_files(folder)
         if not images:
             raise AutoproxError(f"{root}: class folder {folder.name!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         files += [(path, label) for path in images]
-    index = _pick(len(files), spec, generator, root).tolist()
-    images = torch.stack([_load_image(files[i][0], spec.image_size) for i in index])
+    index = pick_rows(len(files), spec.batch_size, spec.seed, root).tolist()
+    images = torch.stack([load_image(files[i][0], spec.image_size) for i in index])
     return images, torch.tensor([files[i][1] for i in index], dtype=torch.int64)
-
-
-def _load_image(path: Path, size: int) -> torch.Tensor:
-    """Shorter side resized to ``int(size * 256 / 224)``, centre crop ``size`` -> ``(3, size, size)`` in [0, 1]."""
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise AutoproxError(f"{path}: cannot read image ({error})") from error
-    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255
-    height, width = tensor.shape[1:]
-    short = int(size * 256 / 224)
-    scale = short / min(height, width)
-    tensor = _resize(tensor, (round(height * scale), round(width * scale)))
-    top = (tensor.shape[1] - size) // 2
-    left = (tensor.shape[2] - size) // 2
-    return tensor[:, top : top + size, left : left + size]

@@ -12,9 +12,9 @@ import numpy as np
 from gp_proxy.fitness import CORRELATIONS, correlations, jcm
 from gp_proxy.report import table
 from gp_proxy.store import SavedProxy, json_safe
-from vit_space.bench import Benchmark, field_dataset, field_name
-from vit_space.cache import ProbeSpec, StatsCache
-from vit_space.proxies import Scores, proxy_label, proxy_scores
+from vit_space.bench.benchmark import Benchmark, field_dataset, field_name
+from vit_space.probe.cache import ProbeSpec, StatsCache
+from vit_space.proxies.scores import Scores, proxy_label, proxy_scores
 from vit_space.spaces import get_space
 
 FORMATS = ("table", "md", "csv", "json")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from gp_proxy.errors import AutoproxError
-from vit_space.datasets import ImageData
+from vit_space.data.images import ImageData
 from vit_space.spaces import Arch, Space
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gp_proxy.errors import AutoproxError
-from vit_space.probe import find_blocks
+from vit_space.probe.hooks import find_blocks
 from vit_space.spaces.base import disable_fused_attention
 
 PassProxy = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], float]

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from gp_proxy.errors import AutoproxError, AutoproxWarning
-from vit_space.data import DATASETS as KNOWN_DATASETS
-from vit_space.data import DatasetInfo, register_dataset
-from vit_space.paths import cache_root, download, sha256_of
+from vit_space.data.batches import DATASETS as KNOWN_DATASETS
+from vit_space.data.batches import DatasetInfo, register_dataset
+from vit_space.data.paths import cache_root, download, sha256_of
 from vit_space.spaces import Space, get_space
 
 BENCH_NAMES = ("autoformer", "pit")
@@ -36,8 +36,8 @@ DEFAULT_URL = "https://raw.githubusercontent.com/lilujunai/Auto-Prox-AAAI24/main
 DATASETS = {"c100": "c100", "flowers": "flower", "chaoyang": "chaoyang"}  # ViT-Bench-101's, with their field stems
 KINDS = ("kd", "base")
 IMAGENET_FIELD = "imagenet_super_acc"
-SHARED_DIR = Path(__file__).resolve().parents[2] / "shared" / "vitbench101"
-SHIPPED_DIR = Path(__file__).resolve().parent / "benchmarks"  # benchmarks autoprox built and ships
+SHARED_DIR = Path(__file__).resolve().parents[3] / "shared" / "vitbench101"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "benchmarks"  # benchmarks autoprox built and ships
 SHIPPED = ("af-tiny",)
 
 _SPACE_KEYS = {"autoformer": "hidden_dim", "pit": "base_dim"}

@@ -15,7 +15,6 @@ images as ``(N, C, H, W)`` uint8 tensors with ``(N,)`` int64 labels. Understood:
 """
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import sys
@@ -29,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from gp_proxy.errors import AutoproxError
-from vit_space.data import BatchSpec, _class_dirs, _field, _is_image, _load_image, _pick, _restricted_load
-from vit_space.paths import cache_root, download, sha256_of
+from vit_space.data.paths import cache_root, download, sha256_of
+from vit_space.data.readers import cifar_files, class_dirs, read_cifar_files, read_idx, read_image_tree
 
 FMNIST_FILES = {
     "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
@@ -42,14 +41,11 @@ FMNIST_URL = "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/f
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 # Fashion-MNIST's shipped probe rows: the first PROBE_ROWS picks of batch seed PROBE_SEED (every batch size
 # up to PROBE_ROWS at that seed); regenerate with `write_probe_rows()` and update the checksum.
-PROBE_FILE = Path(__file__).parent / "batches" / "fmnist-train-probe.npz"
+PROBE_FILE = Path(__file__).resolve().parents[1] / "batches" / "fmnist-train-probe.npz"
 PROBE_SHA256 = "6013466477331ca4a04aba331787be9c46d59021b47aca5601a0658e704b1a62"
 PROBE_SEED, PROBE_ROWS = 0, 64
 BUILTIN = ("fmnist", "digits")
 SPLIT_SEED = 0  # fixed: every run of every seed sees the same train/test split
-LAYOUTS = ("CIFAR-10/100 python (data_batch_*/test_batch or train/test pickles)",
-           "CIFAR-10/100 binary (data_batch_*.bin/test_batch.bin or train.bin/test.bin)",
-           "ImageFolder (root/train|val|test/<class>/<images> or root/<class>/<images>)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,8 +147,7 @@ def write_probe_rows(path: Path = PROBE_FILE, seed: int = PROBE_SEED, count: int
     """Write Fashion-MNIST's first ``count`` batch picks of ``seed`` (from the full data set) to ``path``;
     returns its sha256 (for PROBE_SHA256)."""
     data = load_images("fmnist")
-    spec = BatchSpec("fmnist", "train", count, seed, data.image_size)
-    index = _pick(len(data.train_labels), spec, torch.Generator().manual_seed(seed), Path("fmnist"))
+    index = pick_rows(len(data.train_labels), count, seed, Path("fmnist"))
     mean, std = data.mean_std()
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
@@ -160,6 +155,14 @@ def write_probe_rows(path: Path = PROBE_FILE, seed: int = PROBE_SEED, count: int
                             images=data.train_images[index].numpy(), labels=data.train_labels[index].numpy(),
                             mean=np.array(mean), std=np.array(std))
     return sha256_of(path)
+
+
+def pick_rows(num_items: int, count: int, seed: int, root: Path) -> torch.Tensor:
+    """Seeded choice of ``count`` distinct indices in ``[0, num_items)`` (a batch's rows of a split);
+    ``root`` names the data in the error when there are too few."""
+    if num_items < count:
+        raise AutoproxError(f"{root}: batch size (--batch) {count} exceeds the {num_items} images there")
+    return torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))[:count]
 
 
 def load_images(name_or_path: str, image_size: int | None = None) -> ImageData:
@@ -213,25 +216,9 @@ def _fmnist() -> ImageData:
         print(f"Fashion-MNIST not found locally; downloading it (30 MB, sha256-checked) into "
               f"{cache_root() / 'fashion-mnist'}", file=sys.stderr)
         folder = fetch_fmnist()
-    train = _idx(folder / "train-images-idx3-ubyte.gz"), _idx(folder / "train-labels-idx1-ubyte.gz")
-    test = _idx(folder / "t10k-images-idx3-ubyte.gz"), _idx(folder / "t10k-labels-idx1-ubyte.gz")
+    train = read_idx(folder / "train-images-idx3-ubyte.gz"), read_idx(folder / "train-labels-idx1-ubyte.gz")
+    test = read_idx(folder / "t10k-images-idx3-ubyte.gz"), read_idx(folder / "t10k-labels-idx1-ubyte.gz")
     return ImageData("fmnist", train[0][:, None], train[1].long(), test[0][:, None], test[1].long(), 10)
-
-
-def _idx(path: Path) -> torch.Tensor:
-    """An IDX file (optionally gzipped) of unsigned bytes -> a uint8 tensor of its shape."""
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise AutoproxError(f"{path}: cannot read ({e})") from e
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
-        raise AutoproxError(f"{path}: not an IDX file of unsigned bytes")
-    dims = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    body = raw[4 + 4 * dims:]
-    if len(body) != int(np.prod(shape)):
-        raise AutoproxError(f"{path}: holds {len(body)} bytes, its header says {shape}")
-    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
 
 
 # --- scikit-learn digits ---------------------------------------------------------------------
@@ -263,70 +250,19 @@ def _split(n: int, test_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
 def _folder(root_name: str, image_size: int) -> ImageData:
     root = Path(root_name)
     name = root.name
-    cifar = _cifar_files(root)
+    cifar = cifar_files(root)
     if cifar:
-        (train_x, train_y), (test_x, test_y) = (_cifar_split(files) for files in cifar)
+        (train_x, train_y), (test_x, test_y) = (read_cifar_files(files) for files in cifar)
         classes = int(max(train_y.max(), test_y.max())) + 1
         return ImageData(name, train_x, train_y, test_x, test_y, classes)
     splits = [root / s for s in ("train", "val", "test")]
     if (root / "train").is_dir() and any(s.is_dir() for s in splits[1:]):
         test_dir = next(s for s in splits[1:] if s.is_dir())
-        classes = [d.name for d in _class_dirs(root / "train")]
-        train_x, train_y = _image_tree(root / "train", classes, image_size)
-        test_x, test_y = _image_tree(test_dir, classes, image_size)
+        classes = [d.name for d in class_dirs(root / "train")]
+        train_x, train_y = read_image_tree(root / "train", classes, image_size)
+        test_x, test_y = read_image_tree(test_dir, classes, image_size)
         return ImageData(name, train_x, train_y, test_x, test_y, len(classes))
-    classes = [d.name for d in _class_dirs(root)]
-    images, labels = _image_tree(root, classes, image_size)
+    classes = [d.name for d in class_dirs(root)]
+    images, labels = read_image_tree(root, classes, image_size)
     test, train = _split(len(labels), 0.2)
     return ImageData(name, images[train], labels[train], images[test], labels[test], len(classes))
-
-
-def _cifar_files(root: Path) -> tuple[list[Path], list[Path]] | None:
-    """(train files, test files) of a CIFAR-10/100 folder in either version, or None."""
-    for train, test in ((sorted(root.glob("data_batch_[0-9]")), [root / "test_batch"]),
-                        ([root / "train"], [root / "test"]),
-                        (sorted(root.glob("data_batch_[0-9].bin")), [root / "test_batch.bin"]),
-                        ([root / "train.bin"], [root / "test.bin"])):
-        if train and all(p.is_file() for p in [*train, *test]):
-            return train, test
-    return None
-
-
-def _cifar_split(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = zip(*(_cifar_file(path) for path in files))
-    return torch.cat(images), torch.cat(labels)
-
-
-def _cifar_file(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """One CIFAR file -> (N, 3, 32, 32) uint8, (N,) labels (CIFAR-100: the fine labels)."""
-    if path.suffix == ".bin":
-        raw = np.fromfile(path, dtype=np.uint8)
-        width = 3073 if "batch" in path.name else 3074  # CIFAR-10: label; CIFAR-100: coarse, fine
-        if raw.size == 0 or raw.size % width:
-            raise AutoproxError(f"{path}: size {raw.size} is not a multiple of the {width}-byte CIFAR record")
-        rows = raw.reshape(-1, width)
-        pixels, labels = rows[:, width - 3072:], rows[:, width - 3073]
-    else:
-        content = _restricted_load(path)
-        if not isinstance(content, dict):
-            raise AutoproxError(f"{path}: not a CIFAR pickle (expected a dict, got {type(content).__name__})")
-        pixels = np.asarray(_field(path, content, "data"))
-        labels = np.asarray(_field(path, content, "labels" if "batch" in path.name else "fine_labels"))
-        if pixels.ndim != 2 or pixels.shape[1] != 3072 or labels.shape != (len(pixels),):
-            raise AutoproxError(f"{path}: 'data' must be (N, 3072) with N labels")
-    return (torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8)).reshape(-1, 3, 32, 32),
-            torch.from_numpy(labels.astype(np.int64)))
-
-
-def _image_tree(root: Path, classes: list[str], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every image under root/<class>/ (classes in the given order) -> (N, 3, S, S) uint8, (N,) labels."""
-    if not classes:
-        raise AutoproxError(f"{root}: unknown data layout; understood: {'; '.join(LAYOUTS)}")
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*") if _is_image(p)) if (root / name).is_dir() else []
-        images += [(_load_image(p, image_size) * 255).round().to(torch.uint8) for p in files]
-        labels += [label] * len(files)
-    if not images:
-        raise AutoproxError(f"{root}: no images in its class folders; understood layouts: {'; '.join(LAYOUTS)}")
-    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)

@@ -30,10 +30,10 @@ from tqdm.auto import tqdm
 
 from gp_proxy.atomic import write_text
 from gp_proxy.errors import AutoproxError, AutoproxWarning
-from vit_space.bench import field_name
-from vit_space.datasets import BUILTIN, ImageData, load_images
+from vit_space.bench.benchmark import field_name
+from vit_space.data.images import BUILTIN, ImageData, load_images
 from vit_space.spaces import Arch, Space
-from vit_space.train import Recipe, check_fits, train
+from vit_space.bench.training import Recipe, check_fits, train
 
 FORMAT = "autoprox-bench/1"
 

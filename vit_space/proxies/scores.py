@@ -4,7 +4,7 @@ Three kinds, one interface (`proxy_scores`):
 - analytic: parameter count and MACs, from the space's formulas (no model built);
 - program: expressions of the proxy language over the probe's cached statistics (the known
   proxies of `gp_proxy.library`, or a saved proxy file), evaluated on the whole set at once;
-- pass: `vit_space.zero_cost` functions run on the model built with the probe's seeded init and
+- pass: `vit_space.proxies.zero_cost` functions run on the model built with the probe's seeded init and
   batch; their scores and wall times are cached per (architecture, batch) next to the statistics.
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ from gp_proxy.primitives import build_pset
 from gp_proxy.program import Evaluator, parse
 from gp_proxy.stats import StatsBundle
 from gp_proxy.store import SavedProxy, json_safe, load_proxy
-from vit_space.bench import load_bench
-from vit_space.cache import (
+from vit_space.bench.benchmark import load_bench
+from vit_space.probe.cache import (
     ProbeSpec,
     StatsCache,
     batch_of,
@@ -35,9 +35,9 @@ from vit_space.cache import (
     fill,
     load_bundle,
 )
-from vit_space.data import BatchSpec, get_dataset
+from vit_space.data.batches import BatchSpec, get_dataset
 from vit_space.spaces import Arch, Space, get_space
-from vit_space.zero_cost import PASS_PROXIES
+from vit_space.proxies.zero_cost import PASS_PROXIES
 
 SCORES_VERSION = 1
 ANALYTIC = {"params": "parameter count of the built model (with the data set's head)",
@@ -65,18 +65,11 @@ def proxy_label(proxy: str | SavedProxy) -> str:
     return proxy if isinstance(proxy, str) else proxy.expression
 
 
-def spec_of(proxy: SavedProxy, dataset: str) -> ProbeSpec:
-    """The probe spec a saved proxy was discovered with, on `dataset`'s batch. The image size is left
-    unset (None): it belongs to the networks being scored, not to the proxy (`ProbeSpec.for_space`)."""
-    probe = proxy.probe
-    try:
-        spec = ProbeSpec(BatchSpec(dataset, probe["source"], probe["batch_size"], probe["seed"], None),
-                         probe["sketch_size"], tuple(probe["conditions"]))
-    except (KeyError, TypeError) as e:
-        raise AutoproxError(f"the proxy's statistics spec lacks {e}; it needs source, batch_size, seed, "
-                            "sketch_size and conditions") from e
-    spec.validate()
-    return spec
+def with_source(proxy: str | SavedProxy, source: str | None) -> str | SavedProxy:
+    """A saved proxy whose recorded image source is replaced by `source` (a known name stays as it is)."""
+    if not source or isinstance(proxy, str):
+        return proxy
+    return replace(proxy, probe={**proxy.probe, "source": source})  # the key ProbeSpec.as_dict writes
 
 
 class ScoreCache:
@@ -181,7 +174,7 @@ def proxy_scores(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], s
         scores, seconds = pass_scores(space, archs, spec.batch, [proxy], cache, compute_missing, progress)
         return Scores(scores[proxy], float(np.nanmean(seconds[proxy])))
     if isinstance(proxy, SavedProxy):
-        saved = spec_of(proxy, spec.batch.dataset)
+        saved = ProbeSpec.from_dict(proxy.probe, spec.batch.dataset)
         spec = replace(saved, batch=replace(saved.batch, image_size=spec.batch.image_size))
         expression, names, groups = proxy.expression, proxy.names, proxy.groups
     else:
@@ -209,7 +202,7 @@ def saved_proxy_bundles(proxy: SavedProxy, benches: Sequence[str], cache: StatsC
         space = get_space(bench.space)
         archs = [space.validate(a) for a in bench.archs]
         for dataset in bench.datasets(bench.default_kind()):
-            spec = spec_of(proxy, dataset)
+            spec = ProbeSpec.from_dict(proxy.probe, dataset)
             if compute_missing:
                 fill(space, archs, [spec], cache, progress=progress)
             bundles.append(load_bundle(space, archs, spec, cache))

@@ -31,9 +31,9 @@ from gp_proxy.atomic import write_text
 from gp_proxy.errors import AutoproxError
 from gp_proxy.report import table
 from gp_proxy.store import SavedProxy
-from vit_space.budget import Budget, sample_within
-from vit_space.cache import ProbeSpec, StatsCache
-from vit_space.proxies import proxy_label, proxy_scores
+from vit_space.search.budget import Budget, sample_within
+from vit_space.probe.cache import ProbeSpec, StatsCache
+from vit_space.proxies.scores import proxy_label, proxy_scores
 from vit_space.spaces import Arch, Space
 
 ALGORITHMS = ("evolution", "random")

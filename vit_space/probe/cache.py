@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 from gp_proxy.atomic import atomic_path
 from gp_proxy.errors import AutoproxError
 from gp_proxy.stats import StatsBundle, UnitStats, stack
-from vit_space.data import BatchSpec, get_dataset, make_batch
-from vit_space.paths import cache_root
-from vit_space.probe import CONDITIONS, conditions, probe_conditions
+from vit_space.data.batches import BatchSpec, get_dataset, make_batch
+from vit_space.data.paths import cache_root
+from vit_space.probe.hooks import CONDITIONS, conditions, probe_conditions
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
@@ -70,6 +70,20 @@ class ProbeSpec:
         b = self.batch
         return {"source": b.source, "batch_size": b.batch_size, "seed": b.seed, "image_size": b.image_size,
                 "sketch_size": self.sketch_size, "conditions": list(self.conditions), "format": FORMAT_VERSION}
+
+    @classmethod
+    def from_dict(cls, probe: dict, dataset: str, source: str | None = None) -> ProbeSpec:
+        """The spec `as_dict` wrote (a saved proxy's probe block), on `dataset`'s batch, its image source
+        replaced by `source` if given. The image size is left unset (None): it belongs to the networks
+        being scored, not to the proxy (`for_space` sets it)."""
+        try:
+            spec = cls(BatchSpec(dataset, source or probe["source"], probe["batch_size"], probe["seed"], None),
+                       probe["sketch_size"], tuple(probe["conditions"]))
+        except (KeyError, TypeError) as e:
+            raise AutoproxError(f"the proxy's statistics spec lacks {e}; it needs source, batch_size, seed, "
+                                "sketch_size and conditions") from e
+        spec.validate()
+        return spec
 
     def key(self, space: Space, arch: Arch, condition: str) -> dict:
         """The cache key of one entry (JSON-able)."""

@@ -7,8 +7,8 @@ import numpy as np
 
 from gp_proxy.errors import AutoproxError
 from gp_proxy.fitness import Task
-from vit_space.bench import Benchmark, field_name, load_bench
-from vit_space.cache import ProbeSpec, StatsCache, fill, load_bundle
+from vit_space.bench.benchmark import Benchmark, field_name, load_bench
+from vit_space.probe.cache import ProbeSpec, StatsCache, fill, load_bundle
 from vit_space.spaces import get_space
 
 

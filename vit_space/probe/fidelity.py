@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from gp_proxy.stats import UnitStats
-from vit_space.probe import find_blocks, unit_linears
+from vit_space.probe.hooks import find_blocks, unit_linears
 
 PROXIES = ("snip", "grad_norm", "weight_l2")
 

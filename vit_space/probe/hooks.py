@@ -21,7 +21,7 @@ from torch import nn
 
 from gp_proxy.errors import AutoproxError
 from gp_proxy.stats import UnitStats
-from vit_space.sketch import sketch, sketch_indices
+from vit_space.probe.sketch import sketch, sketch_indices
 
 LINEARS = ("qkv", "proj", "fc1", "fc2")
 KINDS = ("W", "gW", "X", "gX", "Y", "gY", "A")

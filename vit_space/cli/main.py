@@ -1,0 +1,40 @@
+"""`autoprox`'s entry point: parse, run one handler, turn errors into one line and an exit status."""
+from __future__ import annotations
+
+import sys
+import warnings
+from functools import partial
+from typing import Callable, Sequence
+
+from gp_proxy.errors import AutoproxError, AutoproxWarning
+from vit_space.cli.commands import HANDLERS
+from vit_space.cli.parser import build_parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, fallback: Callable) -> None:
+    """Print an AutoproxWarning as one line, `autoprox: warning: ...`; hand others to `fallback`."""
+    if issubclass(category, AutoproxWarning):
+        print(f"autoprox: warning: {message}", file=sys.stderr)
+    else:
+        fallback(message, category, filename, lineno, file, line)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `autoprox ARGV`; returns the exit status (0 done, 2 user error, 130 interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad option already reported on one line
+        return e.code if isinstance(e.code, int) else 2
+    func = HANDLERS[args.handler]
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = partial(_show_warning, fallback=warnings.showwarning)
+            func(args)
+    except AutoproxError as e:
+        print(f"autoprox: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autoprox: interrupted; everything finished so far is saved, rerun to resume", file=sys.stderr)
+        return 130
+    return 0
+

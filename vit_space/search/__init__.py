@@ -1,0 +1,6 @@
+"""Training-free architecture search: budgets on parameters and MACs (`budget`) and the searchers
+(`searchers`) that rank candidates with a proxy."""
+from vit_space.search.budget import Budget, sample_within
+from vit_space.search.searchers import SearchConfig, Searcher
+
+__all__ = ["Budget", "SearchConfig", "Searcher", "sample_within"]
