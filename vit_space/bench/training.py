@@ -64,6 +64,8 @@ class Recipe:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """One training run: held-out top-1 (%), wall time (s) and the final training loss."""
+
     top1: float  # held-out top-1 accuracy, %
     seconds: float  # wall time of training and evaluation
     final_loss: float  # mean training loss over the last tenth of the steps
