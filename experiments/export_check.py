@@ -4,7 +4,7 @@ For each saved proxy: export it as a standalone module, import that module, scor
 ViT-Bench-101 architecture on every KD data set's cached statistics with it and with the
 engine, and report the largest difference; also the simplified form and its LaTeX.
 
-    python experiments/export_check.py --cache DIR --proxies results/discovery_small/*/proxies/rank01.json
+    python experiments/export_check.py --cache DIR --proxies results/discovery/*/proxies/rank01.json
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ sorted by JCM (mean Kendall tau over the KD fields); the accuracy of each proxy'
 architecture next to the best and the mean; the same proxies under two other proxy batches;
 and OUT_scatter.png, score vs accuracy for the top proxies.
 
-    python experiments/rank_vitbench.py --cache DIR --discovered results/discovery_small \
+    python experiments/rank_vitbench.py --cache DIR --discovered results/discovery \
         --out results/vitbench101_ranking
 """
 from __future__ import annotations
@@ -138,7 +138,7 @@ def scatter(path: Path, names: list[str], results: dict[tuple[str, str], Ranking
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", required=True)
-    parser.add_argument("--discovered", default="results/discovery_small", help="discovery run folders, comma-separated")
+    parser.add_argument("--discovered", default="results/discovery", help="discovery run folders, comma-separated")
     parser.add_argument("--proxies", default=",".join(catalogue()), help="known proxy names, comma-separated")
     parser.add_argument("--datasets", default="c100,flowers,chaoyang,imagenet")
     parser.add_argument("--batch-archs", type=int, default=30, help="architectures per space in the batch table")

@@ -6,7 +6,7 @@ takes, so the searcher's own overhead is visible), where the chosen architecture
 depth, width), and how their scores compare with the scores of the benchmark's architectures,
 whose accuracies we know.
 
-    python experiments/search_vitbench.py --cache DIR --proxy results/discovery_small/seed1/proxies/rank01.json \
+    python experiments/search_vitbench.py --cache DIR --proxy results/discovery/seed1/proxies/rank01.json \
         --budget 500 --out results/search_vitbench.md
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--cache", required=True, help="statistics of the benchmark's architectures")
     parser.add_argument("--search-cache", help="where candidates are probed (default --cache; a fresh folder "
                         "makes every candidate a real probe)")
-    parser.add_argument("--proxy", default="results/discovery_small/seed1/proxies/rank01.json")
+    parser.add_argument("--proxy", default="results/discovery/seed1/proxies/rank01.json")
     parser.add_argument("--budget", type=int, default=500)
     parser.add_argument("--population", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)

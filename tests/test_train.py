@@ -338,7 +338,7 @@ def test_a_saved_proxy_scores_small_networks_at_their_own_input_size(tmp_path):
     from vit_space.data.batches import BatchSpec
     from vit_space.proxies.scores import proxy_scores
 
-    saved = load_proxy(Path(__file__).parents[1] / "results/discovery_small/seed1/proxies/rank01.json")
+    saved = load_proxy(Path(__file__).parents[1] / "results/discovery/seed1/proxies/rank01.json")
     assert saved.probe.get("image_size", 224) == 224  # measured on 224-pixel ViT-Bench-101 networks
     space = get_space("af-tiny")
     archs = [small_arch(space, s) for s in (0, 1, 2)]
@@ -347,7 +347,7 @@ def test_a_saved_proxy_scores_small_networks_at_their_own_input_size(tmp_path):
     assert np.isfinite(scores.values).all()
     keys = {json.loads(torch.load(p, weights_only=True)["key"])["batch"] for p in tmp_path.rglob("*.pt")}
     assert keys == {"digits|skimage|b16|s0|28"}  # the proxy's own batch source, the networks' own size
-    proxy_file = str(Path(__file__).parents[1] / "results/discovery_small/seed1/proxies/rank01.json")
+    proxy_file = str(Path(__file__).parents[1] / "results/discovery/seed1/proxies/rank01.json")
     assert main(["score", proxy_file, "--space", "af-tiny", "--sample", "2", "--dataset", "digits", "--source", "noise",
                  "--cache", str(tmp_path / "other"), "--quiet"]) == 0  # an explicit --source replaces the recorded one
     keys = {json.loads(torch.load(p, weights_only=True)["key"])["batch"] for p in (tmp_path / "other").rglob("*.pt")}
