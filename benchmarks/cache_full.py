@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from gp_proxy.report import table, write_report
+from gp_proxy.markdown import table, write_report
 from vit_space.bench.benchmark import load_bench
 from vit_space.probe.cache import ProbeSpec, StatsCache, fill
 from vit_space.data.batches import BatchSpec

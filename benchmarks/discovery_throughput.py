@@ -23,8 +23,8 @@ import time
 
 import torch
 
-from gp_proxy.report import table, write_report
-from gp_proxy.discover import DiscoveryConfig, initial_population, task_pset
+from gp_proxy.markdown import table, write_report
+from gp_proxy.discovery import DiscoveryConfig, initial_population, task_pset
 from gp_proxy.evolve import Objective, elitism_preserve_step, evaluate_invalid, make_toolbox
 from gp_proxy.program import Evaluator, generate
 from gp_proxy.stats import stack

@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from gp_proxy.report import table, write_report
+from gp_proxy.markdown import table, write_report
 
 DOWNLOAD = re.compile(r"Downloading (\S+) \(([\d.]+) (kB|MB|GB)\)")
 UNIT = {"kB": 1e-3, "MB": 1.0, "GB": 1e3}

@@ -17,7 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from gp_proxy.report import table, write_report
+from gp_proxy.markdown import table, write_report
 from vit_space.bench.benchmark import load_bench
 from vit_space.probe.cache import ProbeSpec, probe_arch
 from vit_space.data.batches import BatchSpec, make_batch

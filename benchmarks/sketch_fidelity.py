@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
-from gp_proxy.report import table, write_report
+from gp_proxy.markdown import table, write_report
 from vit_space.bench.benchmark import load_bench
 from vit_space.data.batches import BatchSpec, make_batch
 from vit_space.probe.fidelity import PROXIES, full_proxies, sketch_proxies

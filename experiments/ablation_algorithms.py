@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import space_jcm, vitbench_tasks  # noqa: E402
-from gp_proxy.report import table, write_report  # noqa: E402
-from gp_proxy.discover import DiscoveryConfig, discover  # noqa: E402
-from gp_proxy.evolve import Objective  # noqa: E402
+from common import space_jcm, vitbench_tasks
+from gp_proxy import DiscoveryConfig, Objective, discover, table, write_report
 
 
 def curve(logbook, grid: np.ndarray) -> np.ndarray:

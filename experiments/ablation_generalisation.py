@@ -8,16 +8,11 @@ and its best proxy is scored on the held-out half of all six.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import space_jcm, vitbench_tasks  # noqa: E402
-from gp_proxy.report import table, write_report  # noqa: E402
-from gp_proxy.discover import DiscoveryConfig, discover  # noqa: E402
-from gp_proxy.evolve import Objective  # noqa: E402
+from common import space_jcm, vitbench_tasks
+from gp_proxy import DiscoveryConfig, Objective, discover, table, write_report
 
 RUNS = {
     "JCM over all 6 tasks": lambda name: True,

@@ -13,9 +13,8 @@ import sys
 import torch
 from tqdm.auto import tqdm
 
-from gp_proxy.report import table, write_report
-from vit_space.bench.benchmark import load_bench
-from vit_space.spaces import count_params, disable_fused_attention, get_space, measure_macs
+from gp_proxy import table, write_report
+from vit_space import count_params, disable_fused_attention, get_space, load_bench, measure_macs
 
 
 def main() -> int:

@@ -24,21 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gp_proxy.atomic import write_text
-from gp_proxy.discover import DiscoveryConfig, discover
-from gp_proxy.fitness import correlations
-from gp_proxy.store import load_proxy
-from vit_space.bench.benchmark import load_bench
-from vit_space.bench.build import BuildPlan, build_bench
-from vit_space.search.budget import Budget, parse_range, sample_within
-from vit_space.probe.cache import ProbeSpec, StatsCache
-from vit_space.data.batches import BatchSpec, get_dataset
-from vit_space.proxies.scores import catalogue
-from vit_space.proxies.ranking import bench_fields, rank
-from vit_space.search.searchers import SearchConfig, Searcher
-from vit_space.spaces import get_space
-from vit_space.proxies.tasks import bench_tasks
-from vit_space.bench.training import Recipe
+from gp_proxy import DiscoveryConfig, correlations, discover, load_proxy, write_text
+from vit_space import (BatchSpec, Budget, BuildPlan, ProbeSpec, Recipe, SearchConfig, Searcher, StatsCache, bench_fields, bench_tasks, build_bench, catalogue, get_dataset, get_space, load_bench, parse_range, rank, sample_within)
 
 VITBENCH_PROXIES = "results/discovery_small/seed*/proxies/rank01.json"
 SIZE = ("params", "flops", "linear_params")  # size counts: the parameter count is its own guide

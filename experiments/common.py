@@ -1,20 +1,11 @@
 """Shared set-up of the ViT-Bench-101 experiments: tasks from the cache and baseline scores."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from gp_proxy.fitness import Report, Task, report
-from gp_proxy.library import KNOWN_PROXIES
-from gp_proxy.primitives import build_pset
-from gp_proxy.program import Evaluator, parse
-from gp_proxy.store import SavedProxy, load_proxy
-from vit_space.bench.benchmark import field_dataset, load_bench
-from vit_space.probe.cache import ProbeSpec, StatsCache
-from vit_space.data.batches import BatchSpec, get_dataset
-from vit_space.spaces import get_space
-from vit_space.proxies.tasks import bench_tasks
+from gp_proxy import KNOWN_PROXIES, Evaluator, Report, Task, build_pset, parse, report
+from vit_space import BatchSpec, ProbeSpec, StatsCache, bench_tasks, field_dataset, get_dataset, get_space, load_bench
 
 SPACES = ("autoformer", "pit")
 
@@ -75,11 +66,3 @@ def space_jcm(rep: Report, space: str, part: str = "test") -> float:
     values = getattr(rep, part)
     taus = [c["kendall"] for name, c in values.items() if name.startswith(space + "/")]
     return float(np.mean(taus)) if taus else float("nan")
-
-
-def best_of_runs(run_dirs: list[Path]) -> tuple[Path, SavedProxy]:
-    """The proxy a user is given from several runs: each run's best (`proxies/rank01.json`), then
-    the one with the highest training JCM; ties go to the smaller program, then the earlier run.
-    Held-out numbers never enter the choice."""
-    runs = [(d, load_proxy(d / "proxies" / "rank01.json")) for d in run_dirs]
-    return max(runs, key=lambda r: (r[1].fitness["jcm_train"], -len(r[1].tree()), -run_dirs.index(r[0])))

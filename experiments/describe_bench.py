@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from gp_proxy.atomic import write_text
-from vit_space.bench.benchmark import load_bench
+from gp_proxy import write_text
+from vit_space import load_bench
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 The search sees a seeded 50% of each space's architectures; every number in the table is also
 given on the other 50%. The proxy of each run is its hall-of-fame best by *training* JCM, and
 the proxy a user is given across the runs is the one with the highest training JCM
-(`common.best_of_runs`); nothing is picked or sorted by its held-out score.
+(`gp_proxy.best_of_runs`); nothing is picked or sorted by its held-out score.
 
     python experiments/discover_vitbench.py --cache DIR --seeds 0,1,2 --iterations 1500 \
         --runs results/discovery --out results/vitbench101_discovery.md
@@ -11,17 +11,12 @@ the proxy a user is given across the runs is the one with the highest training J
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SPACES, baseline_reports, best_of_runs, space_jcm, vitbench_spec, vitbench_tasks  # noqa: E402
+from common import SPACES, baseline_reports, space_jcm, vitbench_spec, vitbench_tasks
 
-from gp_proxy.discover import DiscoveryConfig, discover  # noqa: E402
-from gp_proxy.evolve import Objective  # noqa: E402
-from gp_proxy.report import table, write_report  # noqa: E402
-from gp_proxy.store import load_proxy  # noqa: E402
+from gp_proxy import DiscoveryConfig, Objective, best_of_runs, discover, load_proxy, table, write_report
 
 
 def main() -> None:

@@ -16,16 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gp_proxy.export import to_python  # noqa: E402
-from gp_proxy.program import Evaluator  # noqa: E402
-from gp_proxy.report import table, write_report  # noqa: E402
-from gp_proxy.simplify import simplify  # noqa: E402
-from gp_proxy.store import load_proxy  # noqa: E402
-from gp_proxy.symbolic import to_latex  # noqa: E402
-from vit_space.probe.cache import StatsCache, latex_names  # noqa: E402
-from vit_space.proxies.scores import saved_proxy_bundles  # noqa: E402
+from gp_proxy import Evaluator, load_proxy, simplify, table, to_latex, to_python, write_report
+from vit_space import StatsCache, latex_names, saved_proxy_bundles
 
 
 def import_module(source: str, name: str):

@@ -13,13 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from gp_proxy.atomic import write_text
-from gp_proxy.fitness import kendall
-from vit_space.bench.benchmark import Benchmark, load_bench
-from vit_space.probe.cache import ProbeSpec, StatsCache
-from vit_space.data.batches import BatchSpec
-from vit_space.proxies.scores import resolve_proxy
-from vit_space.proxies.ranking import Ranking, bench_fields, rank
+from gp_proxy import kendall, write_text
+from vit_space import (BatchSpec, Benchmark, ProbeSpec, Ranking, StatsCache, bench_fields, load_bench, rank, resolve_proxy)
 
 
 def training_jcm(rankings: list[Ranking], benches: list[Benchmark]) -> float:

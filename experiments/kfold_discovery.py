@@ -8,19 +8,13 @@ training JCM) is scored on the fold it never saw, next to parameter count on the
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import param_scores, space_jcm, vitbench_tasks  # noqa: E402
-from gp_proxy.report import table, write_report  # noqa: E402
-from gp_proxy.discover import DiscoveryConfig, discover  # noqa: E402
-from gp_proxy.evolve import Objective  # noqa: E402
-from gp_proxy.fitness import report  # noqa: E402
+from common import param_scores, space_jcm, vitbench_tasks
+from gp_proxy import DiscoveryConfig, Objective, discover, report, table, write_report
 
 
 def main() -> None:

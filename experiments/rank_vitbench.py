@@ -13,24 +13,16 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SPACES, vitbench_spec  # noqa: E402
+from common import SPACES, vitbench_spec
 
-from gp_proxy.atomic import write_text  # noqa: E402
-from gp_proxy.fitness import jcm  # noqa: E402
-from gp_proxy.report import table, write_report  # noqa: E402
-from gp_proxy.store import load_proxy  # noqa: E402
-from vit_space.bench.benchmark import Benchmark, field_dataset, load_bench  # noqa: E402
-from vit_space.probe.cache import ProbeSpec, StatsCache  # noqa: E402
-from vit_space.proxies.scores import catalogue  # noqa: E402
-from vit_space.proxies.ranking import Ranking, bench_fields, format_rankings, rank  # noqa: E402
+from gp_proxy import jcm, load_proxy, table, write_report, write_text
+from vit_space import (Benchmark, ProbeSpec, Ranking, StatsCache, bench_fields, catalogue, field_dataset, format_rankings, load_bench, rank)
 
 
 def kd_jcm(r: Ranking, part: str = "whole") -> float:

@@ -12,26 +12,17 @@ whose accuracies we know.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SPACES  # noqa: E402
+from common import SPACES
 
-from gp_proxy.report import table, write_report  # noqa: E402
-from gp_proxy.store import load_proxy  # noqa: E402
-from vit_space.probe import cache as cache_module  # noqa: E402
-from vit_space.bench.benchmark import load_bench  # noqa: E402
-from vit_space.search.budget import Budget  # noqa: E402
-from vit_space.probe.cache import ProbeSpec, StatsCache  # noqa: E402
-from vit_space.data.batches import BatchSpec  # noqa: E402
-from vit_space.proxies.scores import proxy_scores  # noqa: E402
-from vit_space.search.searchers import SearchConfig, Searcher  # noqa: E402
-from vit_space.spaces import get_space  # noqa: E402
+from gp_proxy import load_proxy, table, write_report
+from vit_space import BatchSpec, Budget, ProbeSpec, SearchConfig, Searcher, StatsCache, get_space, load_bench, proxy_scores
+from vit_space.probe import cache as cache_module  # instrumented below: the probe's own wall time
 
 PROBE_SECONDS: list[float] = []
 

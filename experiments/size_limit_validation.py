@@ -12,19 +12,14 @@ validation JCM over the seeds is the choice; only then is it run on the whole tr
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import space_jcm, vitbench_tasks  # noqa: E402
+from common import space_jcm, vitbench_tasks
 
-from gp_proxy.discover import DiscoveryConfig, discover  # noqa: E402
-from gp_proxy.evolve import Objective  # noqa: E402
-from gp_proxy.report import table, write_report  # noqa: E402
-from gp_proxy.store import load_proxy  # noqa: E402
+from gp_proxy import DiscoveryConfig, Objective, discover, load_proxy, table, write_report
 
 
 def main() -> None:

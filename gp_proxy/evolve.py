@@ -1,23 +1,27 @@
 """Evolving proxy programs: Auto-Prox's elitism-preserve search and DEAP's (mu + lambda).
 
-Both loops follow DEAP's `algorithms.py`: they only talk to a `toolbox` (`evaluate`, `mutate`,
-`mate`, `select`, `map`, `clone`) and update a `tools.HallOfFame` with every program they evaluate.
-Neither lets a duplicate in: a child whose expression is already in the population (its parent's
-included) or among the step's other children is never evaluated; a new one is drawn instead.
-Fitness is lexicographic: (training JCM rounded to `Objective.decimals`, tree size), the first
-maximised and the second minimised, so of two proxies that rank alike the smaller one wins.
+Each algorithm is one function with its whole loop, shaped like DEAP's `algorithms.py`
+(`ea_elitism_preserve`, `ea_mu_plus_lambda`; `ALGORITHMS` names them): it only talks to a
+`toolbox` (`evaluate`, `mutate`, `mate`, `select`, `map`, `clone`, and optionally
+`end_generation`, called once per generation, e.g. to clear the objective's memo), records a
+`tools.Logbook`, updates a `tools.HallOfFame` with every program it evaluates, and calls the
+hooks `on_step` (after each step: progress, checkpoints) and `should_stop` (before each step: a
+budget). Neither lets a duplicate in: a child whose expression is already in the population (its
+parent's included) or among the step's other children is never evaluated; a new one is drawn
+instead. Fitness is lexicographic: (training JCM rounded to `Objective.decimals`, tree size), the
+first maximised and the second minimised, so of two proxies that rank alike the smaller one wins.
 Invalid programs (NaN/inf or constant scores) get JCM = -inf.
 """
 from __future__ import annotations
 
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from deap import algorithms, base, creator, gp, tools
 
 from gp_proxy.fitness import Report, Task, jcm, kendall, report, valid_scores
-from gp_proxy.program import Evaluator, generate, mut_insert
+from gp_proxy.program import Evaluator, cx_one_point, generate, mut_insert
 
 INVALID = float("-inf")
 
@@ -27,10 +31,13 @@ if not hasattr(creator, "ProxyFitness"):
 
 
 class Objective:
-    """Scores trees on tasks: `objective(tree)` -> (rounded training JCM, size).
+    """Scores trees on tasks: `objective(tree)` -> (training JCM rounded to `decimals`, size in
+    nodes); the JCM (`mode` of the per-task Kendall taus, in [-1, 1]) is -inf for an invalid
+    program (NaN/inf or constant scores on some task).
 
     The search sees only the training architectures of each task; `report(tree)` gives the
-    train and held-out correlations on every task. One memoising `Evaluator` per task.
+    train and held-out correlations on every task (a `gp_proxy.fitness.Report`). One memoising
+    `Evaluator` per task, holding at most `memo_bytes` of tensors; `clear()` empties them.
     """
 
     def __init__(self, tasks: Sequence[Task], mode: str = "mean", decimals: int = 3, memo_bytes: int = 1 << 29):
@@ -68,17 +75,19 @@ def mutate(individual: gp.PrimitiveTree, pset: gp.PrimitiveSetTyped, expr: Calla
     return mut_insert(individual, pset)
 
 
-def make_toolbox(pset: gp.PrimitiveSetTyped, evaluate: Callable, min_height: int = 1, max_height: int = 3,
-                 height_limit: int = 10, size_limit: int = 30, map_fn: Callable = map) -> base.Toolbox:
+def make_toolbox(pset: gp.PrimitiveSetTyped, evaluate: Callable, min_height: int, max_height: int,
+                 height_limit: int, size_limit: int, map_fn: Callable = map) -> base.Toolbox:
     """A DEAP toolbox for proxies: `population`, `evaluate`, `mutate`, `mate` (one-point), `select`
-    (best), `map`; mutation and crossover are bounded by `height_limit` and `size_limit`."""
+    (best), `map`; new trees are `min_height`..`max_height` high, and mutation and crossover are
+    bounded by `height_limit` (levels) and `size_limit` (nodes). The values come from
+    `DiscoveryConfig`, whose defaults are the only ones."""
     toolbox = base.Toolbox()
     toolbox.register("expr", generate, pset=pset, min_=min_height, max_=max_height)
     toolbox.register("individual", tools.initIterate, creator.Proxy, toolbox.expr)
     toolbox.register("population", tools.initRepeat, list, toolbox.individual)
     toolbox.register("evaluate", evaluate)
     toolbox.register("mutate", mutate, pset=pset, expr=toolbox.expr)
-    toolbox.register("mate", gp.cxOnePoint)
+    toolbox.register("mate", cx_one_point)
     toolbox.register("select", tools.selBest)
     toolbox.register("map", map_fn)
     for name in ("mutate", "mate"):
@@ -125,6 +134,13 @@ def make_stats() -> tools.Statistics:
     return stats
 
 
+def new_logbook(stats: tools.Statistics | None) -> tools.Logbook:
+    """An empty logbook with the algorithms' columns: iteration, evals (so far), kept, then `stats`'s."""
+    logbook = tools.Logbook()
+    logbook.header = ["iteration", "evals", "kept", *(stats.fields if stats else [])]
+    return logbook
+
+
 def fresh_mutant(parent, toolbox: base.Toolbox, seen: set[str], max_draws: int):
     """A mutation of `parent` whose expression is not in `seen` (added to it), with its fitness
     invalidated; None if `max_draws` draws in a row were all already seen (a `staticLimit`
@@ -139,7 +155,7 @@ def fresh_mutant(parent, toolbox: base.Toolbox, seen: set[str], max_draws: int):
 
 
 def elitism_preserve_step(population: list, toolbox: base.Toolbox, pool_ratio: float, top_k: int,
-                          margin: float, max_tries: int, batch: int = 1, max_draws: int = 20,
+                          margin: float, max_tries: int, batch: int, max_draws: int,
                           halloffame: tools.HallOfFame | None = None) -> tuple[int, int]:
     """One step of elitism-preserve evolution, for `batch` parents at once::
 
@@ -183,7 +199,7 @@ def _accept(child, parent, margin: float) -> bool:
 
 
 def fresh_offspring(population: list, toolbox: base.Toolbox, lambda_: int, cxpb: float, mutpb: float,
-                    max_draws: int = 20) -> list:
+                    max_draws: int) -> list:
     """`lambda_` offspring by DEAP's `varOr`, each new to the population and to the others: the
     ones already seen are dropped and as many redrawn, in at most `max_draws` rounds (so fewer
     may come back when nearly every draw is a copy)."""
@@ -199,7 +215,7 @@ def fresh_offspring(population: list, toolbox: base.Toolbox, lambda_: int, cxpb:
 
 
 def mu_plus_lambda_step(population: list, toolbox: base.Toolbox, lambda_: int, cxpb: float, mutpb: float,
-                        max_draws: int = 20, halloffame: tools.HallOfFame | None = None) -> tuple[int, int]:
+                        max_draws: int, halloffame: tools.HallOfFame | None = None) -> tuple[int, int]:
     """One generation of DEAP's (mu + lambda), without copies::
 
         offspring <- lambda new programs by varOr (see `fresh_offspring`)
@@ -215,3 +231,112 @@ def mu_plus_lambda_step(population: list, toolbox: base.Toolbox, lambda_: int, c
     population[:] = toolbox.select(population + offspring, len(population))
     born = {id(child) for child in offspring}
     return evaluations, sum(id(ind) in born for ind in population)
+
+
+# Hooks of the algorithms, called with (iteration, population, halloffame, logbook): `on_step` after
+# each step, `should_stop` before each (True ends the run).
+StepHook = Callable[[int, list, tools.HallOfFame | None, tools.Logbook], None]
+StopHook = Callable[[int, list, tools.HallOfFame | None, tools.Logbook], bool]
+
+
+def _begin(population: list, toolbox: base.Toolbox, stats: tools.Statistics | None,
+           halloffame: tools.HallOfFame | None, logbook: tools.Logbook | None) -> tools.Logbook:
+    """The logbook to go on with: `logbook` if it has records (a resumed run), else a new one whose
+    iteration 0 is the population, evaluated (what has no valid fitness) and given to `halloffame`."""
+    if logbook is not None and len(logbook):
+        return logbook
+    logbook = logbook if logbook is not None else new_logbook(stats)
+    evaluations = evaluate_invalid(population, toolbox)
+    if halloffame is not None:
+        halloffame.update(population)
+    logbook.record(iteration=0, evals=evaluations, kept=len(population), **_compile(stats, population))
+    return logbook
+
+
+def _compile(stats: tools.Statistics | None, population: list) -> dict:
+    return stats.compile(population) if stats else {}
+
+
+def ea_elitism_preserve(population: list, toolbox: base.Toolbox, iterations: int, pool_ratio: float, top_k: int,
+                        margin: float, max_tries: int, batch: int, max_draws: int,
+                        stats: tools.Statistics | None = None, halloffame: tools.HallOfFame | None = None,
+                        logbook: tools.Logbook | None = None, on_step: StepHook | None = None,
+                        should_stop: StopHook | None = None) -> tuple[list, tools.Logbook]:
+    """Auto-Prox's elitism-preserve evolution of `population` (in place), up to step `iterations`::
+
+        if logbook has no records:
+            evaluate P; halloffame.update(P); record iteration 0
+        for iteration = (logbook's last) + 1 .. iterations, unless should_stop(...) before it:
+            parents <- batch x random choice of the top-k of a random pool of pool_ratio*|P|
+            repeat at most max_tries times, while some parents are pending:
+                child <- a mutation of each pending parent that is new to P and to this step
+                         (at most max_draws draws; a parent whose draws are all seen gives up)
+                evaluate the children together; halloffame.update(children)
+                keep a child if its JCM >= its parent's - margin, else its parent stays pending
+            P <- P + kept, less the |kept| worst of them all
+            every |P| iterations (a generation): toolbox.end_generation()
+            record iteration (evaluations so far, |kept|, stats of P)
+            on_step(iteration, P, halloffame, logbook)
+
+    One step is `elitism_preserve_step`. A `logbook` with records is a resumed run: it goes on
+    after its last iteration, with its evaluation count. The hooks take (iteration, population,
+    halloffame, logbook). Returns (population, logbook).
+    """
+    logbook = _begin(population, toolbox, stats, halloffame, logbook)
+    end_generation = getattr(toolbox, "end_generation", None)
+    iteration, evaluations = logbook[-1]["iteration"], logbook[-1]["evals"]
+    while iteration < iterations and not (should_stop and should_stop(iteration, population, halloffame, logbook)):
+        evals, kept = elitism_preserve_step(population, toolbox, pool_ratio, top_k, margin, max_tries, batch,
+                                            max_draws, halloffame)
+        iteration, evaluations = iteration + 1, evaluations + evals
+        if end_generation is not None and iteration % len(population) == 0:
+            end_generation()
+        logbook.record(iteration=iteration, evals=evaluations, kept=kept, **_compile(stats, population))
+        if on_step is not None:
+            on_step(iteration, population, halloffame, logbook)
+    return population, logbook
+
+
+def ea_mu_plus_lambda(population: list, toolbox: base.Toolbox, iterations: int, lambda_: int, cxpb: float,
+                      mutpb: float, max_draws: int, stats: tools.Statistics | None = None,
+                      halloffame: tools.HallOfFame | None = None, logbook: tools.Logbook | None = None,
+                      on_step: StepHook | None = None,
+                      should_stop: StopHook | None = None) -> tuple[list, tools.Logbook]:
+    """DEAP's (mu + lambda) evolution of `population` (in place, mu = |P|), without copies, up to
+    generation `iterations`::
+
+        if logbook has no records:
+            evaluate P; halloffame.update(P); record iteration 0
+        for iteration = (logbook's last) + 1 .. iterations, unless should_stop(...) before it:
+            offspring <- lambda programs by varOr (crossover with cxpb, mutation with mutpb),
+                         each new to P and to the others (copies redrawn, at most max_draws rounds)
+            evaluate offspring; halloffame.update(offspring)
+            P <- select(P + offspring, mu)
+            toolbox.end_generation()
+            record iteration (evaluations so far, offspring that entered P, stats of P)
+            on_step(iteration, P, halloffame, logbook)
+
+    One generation is `mu_plus_lambda_step`; `logbook` and the hooks as in `ea_elitism_preserve`.
+    Returns (population, logbook).
+    """
+    logbook = _begin(population, toolbox, stats, halloffame, logbook)
+    end_generation = getattr(toolbox, "end_generation", None)
+    iteration, evaluations = logbook[-1]["iteration"], logbook[-1]["evals"]
+    while iteration < iterations and not (should_stop and should_stop(iteration, population, halloffame, logbook)):
+        evals, entered = mu_plus_lambda_step(population, toolbox, lambda_, cxpb, mutpb, max_draws, halloffame)
+        iteration, evaluations = iteration + 1, evaluations + evals
+        if end_generation is not None:
+            end_generation()
+        logbook.record(iteration=iteration, evals=evaluations, kept=entered, **_compile(stats, population))
+        if on_step is not None:
+            on_step(iteration, population, halloffame, logbook)
+    return population, logbook
+
+
+# The algorithms by name (`DiscoveryConfig.algorithm`); each takes the population, the toolbox,
+# `iterations`, its own parameters (named as the `DiscoveryConfig` fields), and the keywords
+# stats, halloffame, logbook, on_step, should_stop.
+ALGORITHMS: dict[str, Callable[..., tuple[list, tools.Logbook]]] = {
+    "elitism": ea_elitism_preserve,
+    "mu+lambda": ea_mu_plus_lambda,
+}

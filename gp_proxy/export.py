@@ -92,8 +92,10 @@ def _nodes(tree: gp.PrimitiveTree) -> Iterator[tuple[str, gp.Primitive | gp.Term
 
 
 def to_python(tree: gp.PrimitiveTree, groups: list[str], spec: dict | None = None) -> str:
-    """Source of a standalone module whose `proxy(...)` scores networks like the engine does;
-    `spec` (how the statistics were measured) goes into its docstring."""
+    """Source of a standalone module whose `proxy(tensors, numel, groups, mask=None)` scores
+    networks like the engine does: (..., U, S, S) sketches, (..., U) element counts and
+    group/mask booleans in, (...) float64 scores out (see the generated docstring). `groups` are
+    the unit groups listed there; `spec` (how the statistics were measured) goes into it too."""
     names = sorted({n.name for n in tree if isinstance(n, gp.Terminal)})
     variables: dict[str, str] = {}
     body = []

@@ -22,12 +22,16 @@ JCM_MODES = ("mean", "min", "mean-std")
 
 @dataclass(frozen=True)
 class Task:
-    """One ranking problem.
+    """One ranking problem: A architectures, their statistics and their accuracies on one data set.
 
     name:     e.g. "autoformer/c100_kd_acc".
-    bundle:   statistics of the A networks.
-    accuracy: (A,) float64, NaN where unknown.
-    train, test: sorted int arrays of positions (disjoint); test may be empty.
+    bundle:   StatsBundle of the A networks: per-architecture statistic tensors, (A, U, S, S)
+              sketches per statistic name, with element counts, masks and unit groups.
+    accuracy: (A,) float64 accuracies, in percent (any scale works: only their order is used);
+              NaN where unknown.
+    train, test: sorted int arrays of positions into the A architectures (disjoint); the search
+              fits `train` only, `test` is held out and may be empty.
+    Raises AutoproxError when the shapes disagree or `train` has fewer than 3 known accuracies.
     """
 
     name: str
@@ -72,7 +76,8 @@ def correlations(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) ->
 
 
 def jcm(taus: Sequence[float], mode: str = "mean") -> float:
-    """Joint correlation metric of per-task Kendall taus: their mean, min, or mean minus std."""
+    """Joint correlation metric of per-task Kendall taus (each in [-1, 1]): their mean, min, or
+    mean minus std (`mode`, one of JCM_MODES); NaN if there are none or one is NaN."""
     taus = np.asarray(taus, dtype=np.float64)
     if mode not in JCM_MODES:
         raise AutoproxError(f"unknown JCM mode {mode!r}; known: {', '.join(JCM_MODES)}")

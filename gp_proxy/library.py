@@ -38,6 +38,8 @@ KNOWN_PROXIES: dict[str, KnownProxy] = {
 
 
 def known_proxy(name: str) -> KnownProxy:
+    """The known proxy `name` (a key of KNOWN_PROXIES, e.g. "snip", "grad_norm", "autoprox_paper"):
+    its `expression` in the proxy language and a `description`; AutoproxError if unknown."""
     if name not in KNOWN_PROXIES:
         raise AutoproxError(f"unknown proxy {name!r}; known: {', '.join(KNOWN_PROXIES)}")
     return KNOWN_PROXIES[name]

@@ -80,6 +80,26 @@ def generate(pset: gp.PrimitiveSetTyped, min_: int, max_: int, type_: type | Non
     return expr
 
 
+def cx_one_point(ind1: gp.PrimitiveTree, ind2: gp.PrimitiveTree) -> tuple[gp.PrimitiveTree, gp.PrimitiveTree]:
+    """DEAP's typed one-point crossover, with the shared node types drawn in name order: DEAP's own
+    draws from a set of classes, whose order follows their memory addresses, so the same seed
+    gave different children in different processes."""
+    if len(ind1) < 2 or len(ind2) < 2:
+        return ind1, ind2
+    positions1: dict[type, list[int]] = {}
+    positions2: dict[type, list[int]] = {}
+    for tree, positions in ((ind1, positions1), (ind2, positions2)):
+        for index, node in enumerate(tree[1:], 1):
+            positions.setdefault(node.ret, []).append(index)
+    common = sorted(set(positions1) & set(positions2), key=lambda t: t.__name__)
+    if common:
+        type_ = random.choice(common)
+        slice1 = ind1.searchSubtree(random.choice(positions1[type_]))
+        slice2 = ind2.searchSubtree(random.choice(positions2[type_]))
+        ind1[slice1], ind2[slice2] = ind2[slice2], ind1[slice1]
+    return ind1, ind2
+
+
 def mut_insert(individual: gp.PrimitiveTree, pset: gp.PrimitiveSetTyped) -> tuple[gp.PrimitiveTree]:
     """DEAP's `gp.mutInsert` for sets where some types have no terminals: a random subtree becomes
     an argument of a new primitive whose other arguments are the shallowest trees of their type."""

@@ -27,6 +27,17 @@ FORMAT, VERSION = "autoprox-proxy", 1
 
 @dataclass
 class SavedProxy:
+    """A proxy as saved in a JSON file (see the module docstring for the layout).
+
+    expression:     the program, a prefix expression, e.g. "agg_sum_all(l1(mul(W, gW)))".
+    names, groups:  the statistic names and unit groups its primitive set was built on.
+    probe:          how the statistics were measured (free-form, e.g. batch size, sketch size).
+    fitness:        "jcm_mode", "jcm_train", "jcm_test" (JCMs of Kendall tau, in [-1, 1]; None when
+                    invalid), and per task "train"/"test": {"kendall", "spearman", "pearson", "n"}.
+    provenance:     where it came from (seed, algorithm, date, evaluations, rank, size in nodes ...).
+    simplification: the program as found and the rewrites that shortened it, if any.
+    """
+
     expression: str
     names: list[str]
     groups: list[str]
@@ -60,14 +71,16 @@ def json_safe(value):
 
 
 def save_proxy(path: str | Path, proxy: SavedProxy) -> Path:
-    """Check that the expression parses, then write the file atomically."""
+    """Check that the expression parses, then write the file atomically (folders created);
+    returns the path. Non-finite numbers are saved as null."""
     proxy.tree()
     write_text(path, proxy.to_json())
     return Path(path)
 
 
 def load_proxy(path: str | Path) -> SavedProxy:
-    """Read and check a saved proxy: format, version, fields, and the expression against its statistics."""
+    """Read and check a saved proxy: format, version, fields, and the expression against its
+    statistics; AutoproxError, naming the file, on any problem."""
     try:
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as e:

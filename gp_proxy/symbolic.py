@@ -73,7 +73,8 @@ def _function(name: str) -> Callable[..., sympy.Expr]:
 
 
 def to_sympy(tree: gp.PrimitiveTree) -> sympy.Expr:
-    """The sympy expression of `tree`; statistics become real symbols named as in the program."""
+    """The sympy expression of `tree`; statistics become real symbols named as in the program,
+    non-elementwise primitives named sympy functions (the engine's protections left out)."""
     stack: list[sympy.Expr] = []
     for node in reversed(tree):
         if isinstance(node, gp.Primitive):

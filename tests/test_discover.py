@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from synthetic import planted_tasks
 
-import gp_proxy.discover
-from gp_proxy.discover import DiscoveryConfig, discover, task_pset
+import gp_proxy.discovery
+from gp_proxy.discovery import DiscoveryConfig, discover, task_pset
 from gp_proxy.errors import AutoproxError
 from gp_proxy.evolve import (
     Objective,
@@ -45,7 +45,9 @@ def test_elitism_preserve_finds_the_planted_signal_and_reports_heldout(tmp_path)
 
 def test_accepted_children_are_within_the_margin_of_their_parent():
     tasks = planted_tasks()
-    toolbox = make_toolbox(task_pset(tasks), Objective(tasks))
+    defaults = DiscoveryConfig()
+    toolbox = make_toolbox(task_pset(tasks), Objective(tasks), defaults.min_height, defaults.max_height,
+                           defaults.height_limit, defaults.size_limit)
     mutate = toolbox.mutate
 
     def tracked(individual):
@@ -61,7 +63,8 @@ def test_accepted_children_are_within_the_margin_of_their_parent():
     kept_total = 0
     for _ in range(40):
         before = {id(i) for i in population}
-        evals, kept = elitism_preserve_step(population, toolbox, 0.5, 3, margin=0.02, max_tries=3)
+        evals, kept = elitism_preserve_step(population, toolbox, 0.5, 3, margin=0.02, max_tries=3, batch=1,
+                                           max_draws=20)
         assert len(population) == 10 and 1 <= evals <= 3 and kept in (0, 1)
         for child in (i for i in population if id(i) not in before):
             assert child.fitness.values[0] >= child.parent_jcm - 0.02
@@ -129,7 +132,7 @@ def test_evaluations_count_only_programs_really_scored(tmp_path, monkeypatch):
             scored.append(str(tree))
             return super().__call__(tree)
 
-    monkeypatch.setattr(gp_proxy.discover, "Objective", Counting)
+    monkeypatch.setattr(gp_proxy.discovery, "Objective", Counting)
     result = discover(planted_tasks(), DiscoveryConfig(iterations=20, seed=7, **FAST), tmp_path, progress=False)
     assert result.evaluations == len(scored) == result.logbook[-1]["evals"] > 20  # generation 0 included
     assert f"{result.evaluations} programs evaluated" in (tmp_path / "summary.md").read_text()
@@ -181,3 +184,26 @@ def test_a_process_pool_gives_the_same_result(tmp_path):
     pooled = discover(tasks, config, tmp_path / "b", workers=2, progress=False)
     assert [str(i) for i in pooled.halloffame] == [str(i) for i in serial.halloffame]
     assert list(pooled.logbook) == list(serial.logbook)
+
+
+MU_PLUS_LAMBDA_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from synthetic import planted_tasks
+from gp_proxy import DiscoveryConfig, discover
+config = DiscoveryConfig(algorithm="mu+lambda", iterations=4, lambda_=20, seed=4, population=20, hall_of_fame=5)
+print(*[str(i) for i in discover(planted_tasks(), config, {out!r}, progress=False).halloffame], sep="\\n")
+"""
+
+
+def test_mu_plus_lambda_gives_the_same_programs_in_another_process(tmp_path):
+    """Crossover draws node types in name order, not in the memory order of a set of classes."""
+    import os
+    import subprocess
+    import sys
+
+    tests = os.path.dirname(__file__)
+    runs = [subprocess.run([sys.executable, "-c", MU_PLUS_LAMBDA_RUN.format(tests=tests, out=str(tmp_path / str(i)))],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": str(i)}, check=True)
+            for i in range(2)]
+    assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout.splitlines()) == 5

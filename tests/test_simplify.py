@@ -7,7 +7,7 @@ from synthetic import planted_tasks
 from gp_proxy.fitness import kendall
 from gp_proxy.primitives import build_pset
 from gp_proxy.program import Evaluator, parse
-from gp_proxy.simplify import hoists, simplify
+from gp_proxy.simplification import hoists, simplify
 
 
 @pytest.fixture(scope="module")

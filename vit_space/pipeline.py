@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gp_proxy.discover import DiscoveryConfig, DiscoveryResult, discover
+from gp_proxy.discovery import DiscoveryConfig, DiscoveryResult, discover
 from gp_proxy.store import load_proxy
 from vit_space.bench.benchmark import load_bench
 from vit_space.data.batches import BatchSpec, get_dataset

@@ -14,10 +14,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from gp_proxy.discover import DiscoveryConfig, discover
+from gp_proxy.discovery import DiscoveryConfig, discover
 from gp_proxy.errors import AutoproxError
 from gp_proxy.program import Evaluator
-from gp_proxy.simplify import simplify
+from gp_proxy.simplification import simplify
 from gp_proxy.store import SavedProxy, load_proxy, save_proxy
 from vit_space.bench import benchmark as bench_mod
 from vit_space.cli.parser import csv_list

@@ -9,7 +9,7 @@ import argparse
 import math
 from typing import Callable
 
-from gp_proxy.discover import ALGORITHMS, DiscoveryConfig
+from gp_proxy.discovery import ALGORITHMS, DiscoveryConfig
 from gp_proxy.fitness import JCM_MODES
 from gp_proxy.library import KNOWN_PROXIES
 from gp_proxy.program import MAX_PROGRAM_NODES

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gp_proxy.fitness import CORRELATIONS, correlations, jcm
-from gp_proxy.report import table
+from gp_proxy.markdown import table
 from gp_proxy.store import SavedProxy, json_safe
 from vit_space.bench.benchmark import Benchmark, field_dataset, field_name
 from vit_space.probe.cache import ProbeSpec, StatsCache

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from gp_proxy.atomic import write_text
 from gp_proxy.errors import AutoproxError
-from gp_proxy.report import table
+from gp_proxy.markdown import table
 from gp_proxy.store import SavedProxy
 from vit_space.search.budget import Budget, sample_within
 from vit_space.probe.cache import ProbeSpec, StatsCache

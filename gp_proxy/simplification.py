@@ -91,7 +91,8 @@ def _same_order(a: np.ndarray, b: np.ndarray) -> bool:
 
 def simplify(tree: gp.PrimitiveTree, evaluators: Sequence[Evaluator], rank: bool = True) -> Simplification:
     """Greedily shorten `tree` while its scores on every evaluator's bundle stay equal (exact
-    rewrites anywhere), then, with `rank`, while they keep their order (rewrites at the root)."""
+    rewrites anywhere, relative tolerance RTOL), then, with `rank`, while they keep their order
+    (rewrites at the root). Returns a `Simplification`: `.tree`, `.expression`, and the rewrites."""
     target = [ev(tree) for ev in evaluators]
     exact: list[Hoist] = []
     current = tree

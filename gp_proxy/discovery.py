@@ -1,0 +1,150 @@
+"""A whole discovery run: seeded, checkpointed, resumable, with a progress bar and saved results.
+
+    result = discover(tasks, DiscoveryConfig(iterations=300, seed=0), out_dir)
+
+runs `ALGORITHMS[config.algorithm]` (`gp_proxy.evolve`) with hooks: after each step the progress
+bar, and every `checkpoint_every` iterations `out_dir/checkpoint.json` (`gp_proxy.checkpoint`);
+before each step the `max_evaluations` budget; once per generation the objective forgets its
+memoised subtrees (`toolbox.end_generation`). At the end it saves `proxies/rank01.json ...`,
+`logbook.csv`, `progress.png` and `summary.md` (`gp_proxy.results`).
+"""
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from deap import base, creator, gp, tools
+from tqdm.auto import tqdm
+
+from gp_proxy.checkpoint import load_checkpoint, save_checkpoint
+from gp_proxy.config import DiscoveryConfig
+from gp_proxy.errors import AutoproxError
+from gp_proxy.evolve import ALGORITHMS, Objective, StopHook, jcm_of, make_stats, make_toolbox, same_fitness
+from gp_proxy.fitness import Task
+from gp_proxy.library import known_proxy
+from gp_proxy.primitives import build_pset
+from gp_proxy.program import parse
+from gp_proxy.results import DiscoveryResult, save_results
+
+__all__ = ["ALGORITHMS", "DiscoveryConfig", "DiscoveryResult", "discover", "initial_population", "task_pset"]
+
+
+def initial_population(toolbox, pset: gp.PrimitiveSetTyped, config: DiscoveryConfig) -> list:
+    """The seed proxies, then random programs: `config.population` distinct expressions."""
+    seeded = [creator.Proxy(parse(known_proxy(n).expression, pset)) for n in config.seed_proxies]
+    drawn = (toolbox.individual() for _ in range(100 * config.population))
+    population, seen = [], set()
+    for ind in itertools.chain(seeded, drawn):
+        if str(ind) not in seen:
+            seen.add(str(ind))
+            population.append(ind)
+        if len(population) == config.population:
+            return population
+    raise AutoproxError(f"could not draw {config.population} distinct programs; use a smaller --population")
+
+
+def task_pset(tasks: Sequence[Task]) -> gp.PrimitiveSetTyped:
+    """The primitive set over the statistics and groups that every task's bundle has."""
+    if not tasks:
+        raise AutoproxError("no tasks to discover proxies on")
+    names = set.intersection(*(set(t.bundle.names) for t in tasks))
+    groups = set.intersection(*(set(t.bundle.groups) for t in tasks))
+    return build_pset(sorted(names), sorted(groups))
+
+
+def discover(tasks: Sequence[Task], config: DiscoveryConfig, out_dir: str | Path,
+             resume: bool = False, probe: dict | None = None, provenance: dict | None = None,
+             workers: int = 1, progress: bool = True) -> DiscoveryResult:
+    """Evolve proxies on `tasks` and save the hall of fame, the logbook and a summary in `out_dir`.
+
+    The search sees only each task's training architectures; the saved proxies report train and
+    held-out correlations. `probe` (how the statistics were measured) and `provenance` go into
+    every saved proxy. `workers` > 1 evaluates through a process pool (the (mu + lambda)
+    offspring, or the `batch` children of an elitism step); results do not depend on it. With
+    `resume`, continues from `out_dir/checkpoint.json` to the same result as an uninterrupted run
+    with the same configuration. `progress` shows a bar (best training JCM, evaluations so far).
+    """
+    config.validate()
+    pset, out_dir = task_pset(tasks), Path(out_dir)
+    checkpoint = out_dir / "checkpoint.json"
+    if checkpoint.exists() and not resume:
+        raise AutoproxError(f"{checkpoint} exists: pass --resume to continue that run, or use a new --out folder")
+    objective = Objective(tasks, config.jcm)
+    halloffame = tools.HallOfFame(config.hall_of_fame, similar=same_fitness)
+    with _evaluation_map(objective, workers) as map_fn:
+        toolbox = make_toolbox(pset, objective, config.min_height, config.max_height, config.height_limit,
+                               config.size_limit, map_fn)
+        toolbox.register("end_generation", objective.clear)  # memoised subtrees: kept for one generation
+        started = time.perf_counter()
+        population, logbook, earlier = _start(toolbox, pset, config, checkpoint if resume else None, halloffame)
+
+        def seconds() -> float:
+            """The whole run's search time: earlier sessions plus this one."""
+            return earlier + time.perf_counter() - started
+
+        with tqdm(total=config.iterations, initial=logbook[-1]["iteration"] if logbook else 0,
+                  desc=f"discover ({config.algorithm})", disable=not progress) as bar:
+
+            def on_step(iteration: int, population: list, halloffame: tools.HallOfFame, logbook: tools.Logbook) -> None:
+                bar.update()
+                bar.set_postfix(best_jcm=f"{jcm_of(halloffame[0]):.4f}", evals=logbook[-1]["evals"], refresh=False)
+                if iteration % config.checkpoint_every == 0:
+                    save_checkpoint(checkpoint, config.comparable(), population, halloffame, logbook, seconds())
+
+            population, logbook = ALGORITHMS[config.algorithm](
+                population, toolbox, config.iterations, **config.algorithm_options(), stats=make_stats(),
+                halloffame=halloffame, logbook=logbook, on_step=on_step, should_stop=_budget(config.max_evaluations))
+        result = DiscoveryResult(list(halloffame), logbook, logbook[-1]["evals"], seconds())
+        save_checkpoint(checkpoint, config.comparable(), population, halloffame, logbook, result.seconds)
+    result.saved = save_results(result, objective, config, out_dir, probe or {}, provenance or {})
+    return result
+
+
+def _start(toolbox: base.Toolbox, pset: gp.PrimitiveSetTyped, config: DiscoveryConfig, checkpoint: Path | None,
+           halloffame: tools.HallOfFame) -> tuple[list, tools.Logbook | None, float]:
+    """(population, logbook, seconds searched before): from `checkpoint` when there is one (it fills
+    `halloffame` and restores the random state), else seeded and fresh (no logbook yet)."""
+    if checkpoint is not None and checkpoint.exists():
+        return load_checkpoint(checkpoint, pset, config.comparable(), halloffame)
+    random.seed(config.seed)
+    return initial_population(toolbox, pset, config), None, 0.0
+
+
+def _budget(max_evaluations: int) -> StopHook | None:
+    """`should_stop` once `max_evaluations` programs were evaluated (None: no limit)."""
+    if not max_evaluations:
+        return None
+    return lambda iteration, population, halloffame, logbook: logbook[-1]["evals"] >= max_evaluations
+
+
+_WORKER_OBJECTIVE: Objective | None = None
+
+
+def _evaluate_in_worker(tree: gp.PrimitiveTree) -> tuple[float, int]:
+    return _WORKER_OBJECTIVE(tree)
+
+
+def _single_threaded() -> None:
+    """Worker start-up: one torch thread each (the workers are the parallelism, and OpenMP's
+    thread pool does not survive a fork)."""
+    torch.set_num_threads(1)
+
+
+@contextmanager
+def _evaluation_map(objective: Objective, workers: int) -> Iterator[Callable]:
+    """`map` for `workers` <= 1, else a forked process pool whose workers share the objective's
+    statistics copy-on-write (only trees and fitnesses cross the process boundary)."""
+    global _WORKER_OBJECTIVE
+    if workers <= 1:
+        yield map
+        return
+    _WORKER_OBJECTIVE = objective
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_single_threaded) as pool:
+        yield lambda _evaluate, trees: pool.map(_evaluate_in_worker, list(trees))
+    _WORKER_OBJECTIVE = None
