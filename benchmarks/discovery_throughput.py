@@ -14,6 +14,7 @@ Three measurements:
 
     python benchmarks/discovery_throughput.py --cache DIR --out results/discovery_throughput.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,16 +24,16 @@ import time
 
 import torch
 
-from gp_proxy.markdown import table, write_report
 from gp_proxy.discovery import DiscoveryConfig, initial_population, task_pset
 from gp_proxy.evolve import Objective, elitism_preserve_step, evaluate_invalid, make_toolbox
+from gp_proxy.markdown import table, write_report
 from gp_proxy.program import Evaluator, generate
 from gp_proxy.stats import stack
 from vit_space.bench.benchmark import load_bench
-from vit_space.probe.cache import ProbeSpec, StatsCache, probe_arch
 from vit_space.data.batches import BatchSpec
-from vit_space.spaces import get_space
+from vit_space.probe.cache import ProbeSpec, StatsCache, probe_arch
 from vit_space.proxies.tasks import tasks_for
+from vit_space.spaces import get_space
 
 
 def main() -> None:
@@ -73,22 +74,30 @@ def main() -> None:
         cached = (time.perf_counter() - start) / 20
         rows.append(f"| {name} | {len(archs)} | {reprobe:.2f} | {cached * 1e3:.2f} | {reprobe / cached:,.0f} |")
     write_report(
-        args.out, "Discovery throughput on the whole ViT-Bench-101",
+        args.out,
+        "Discovery throughput on the whole ViT-Bench-101",
         f"python benchmarks/discovery_throughput.py --cache {args.cache} --programs {args.programs} "
         f"--steps {args.steps} --reprobe-archs {args.reprobe_archs}",
         f"(CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; {len(tasks)} tasks: "
-        + ", ".join(t.name for t in tasks) + f"; 200 architectures; statistics loaded in {load_seconds:.0f} s; "
+        + ", ".join(t.name for t in tasks)
+        + f"; 200 architectures; statistics loaded in {load_seconds:.0f} s; "
         f"load average at the start {load_start}, at the end {_load()}, on {os.cpu_count()} cores)",
-        table(["workload", "candidates per second (each on 200 archs x 3 data sets)"],
-              [f"| fresh random programs, empty memo (worst case) | {fresh:.1f} |",
-               f"| elitism-preserve search, {args.steps} steps, memo | {search:.1f} |"]),
+        table(
+            ["workload", "candidates per second (each on 200 archs x 3 data sets)"],
+            [
+                f"| fresh random programs, empty memo (worst case) | {fresh:.1f} |",
+                f"| elitism-preserve search, {args.steps} steps, memo | {search:.1f} |",
+            ],
+        ),
         f"Default configuration (size limit {DiscoveryConfig().size_limit} nodes). The search drew {draws} mutations "
         f"and scored {evaluations} programs: the other {draws - evaluations} ({1 - evaluations / max(draws, 1):.0%}) "
         f"gave a program already in the population (or already drawn in the step), {unchanged} of them the "
         "parent itself; those were redrawn, never scored nor counted.",
         "Re-running the probe per candidate (the paper's way) vs scoring from cached statistics, one data set:",
-        table(["space", "archs", "probe + score per candidate (s)", "cached score per candidate (ms)", "speed-up"],
-              rows))
+        table(
+            ["space", "archs", "probe + score per candidate (s)", "cached score per candidate (ms)", "speed-up"], rows
+        ),
+    )
 
 
 def elitism_search(pset, objective: Objective, steps: int) -> tuple[float, int, int, int]:
@@ -96,15 +105,16 @@ def elitism_search(pset, objective: Objective, steps: int) -> tuple[float, int, 
     `population` steps, as in `discover`): (programs scored per second, programs scored, mutations
     drawn, how many of those gave their parent back unchanged)."""
     config = DiscoveryConfig(seed=0)
-    toolbox = make_toolbox(pset, objective, config.min_height, config.max_height, config.height_limit,
-                           config.size_limit)
+    toolbox = make_toolbox(
+        pset, objective, config.min_height, config.max_height, config.height_limit, config.size_limit
+    )
     mutate, outcomes = toolbox.mutate, []
 
     def counted(individual):
         before = str(individual)
-        child, = mutate(individual)
+        (child,) = mutate(individual)
         outcomes.append(str(child) == before)
-        return child,
+        return (child,)
 
     random.seed(config.seed)
     population = initial_population(toolbox, pset, config)
@@ -112,8 +122,16 @@ def elitism_search(pset, objective: Objective, steps: int) -> tuple[float, int, 
     toolbox.register("mutate", counted)
     start, evaluations = time.perf_counter(), 0
     for step in range(steps):
-        evaluations += elitism_preserve_step(population, toolbox, config.pool_ratio, config.top_k, config.margin,
-                                             config.max_tries, config.batch, config.max_draws)[0]
+        evaluations += elitism_preserve_step(
+            population,
+            toolbox,
+            config.pool_ratio,
+            config.top_k,
+            config.margin,
+            config.max_tries,
+            config.batch,
+            config.max_draws,
+        )[0]
         if (step + 1) % config.population == 0:
             objective.clear()
     return evaluations / (time.perf_counter() - start), evaluations, len(outcomes), sum(outcomes)

@@ -9,6 +9,7 @@ phase records the load average before and after; the report says what the instal
 
     python benchmarks/main_job.py --work /tmp/main-job --out results/main_job.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 def quickstart(readme: Path) -> tuple[str, str]:
     """(install part, job part) of the README's first Quickstart command."""
     text = readme.read_text()
-    block = text[text.index("## Quickstart"):].split("```")[1]
+    block = text[text.index("## Quickstart") :].split("```")[1]
     first = block.strip().splitlines()[0]
     install, job = first.rsplit(" && ", 1)
     return install, job
@@ -84,9 +85,15 @@ def main() -> None:
     rows = [f"| install: `{install}` | {seconds:.0f} | {before} | {after} |"]
     offline = shutil.which("unshare") is not None and os.geteuid() == 0
     command = f"unshare -n bash -c '{job}'" if offline else job
-    phases = [("job, empty cache", clone, env), ("job again, warm cache (resumes)", clone, env),
-              ("job, empty cache, OMP_NUM_THREADS=1", work / "one-thread",
-               {**job_env(work / "home-one-thread", clone / ".venv"), "OMP_NUM_THREADS": "1"})]
+    phases = [
+        ("job, empty cache", clone, env),
+        ("job again, warm cache (resumes)", clone, env),
+        (
+            "job, empty cache, OMP_NUM_THREADS=1",
+            work / "one-thread",
+            {**job_env(work / "home-one-thread", clone / ".venv"), "OMP_NUM_THREADS": "1"},
+        ),
+    ]
     for number, (phase, cwd, phase_env) in enumerate(phases):
         cwd.mkdir(exist_ok=True)
         Path(phase_env["HOME"]).mkdir(exist_ok=True)
@@ -96,7 +103,9 @@ def main() -> None:
     total = sum(mb for _, mb in files)
     largest = ", ".join(f"{name.split('-')[0]} {mb:.0f} MB" for name, mb in files[:6])
     write_report(
-        args.out, "Main job: the README's first command, timed", "python benchmarks/main_job.py",
+        args.out,
+        "Main job: the README's first command, timed",
+        "python benchmarks/main_job.py",
         f"A fresh clone (commit {commit.strip()}) in {work}, a new HOME, no AUTOPROX_* variables, "
         f"{os.cpu_count()} CPUs (load averages are 1/5/15-minute, from /proc/loadavg; other work shares the machine). "
         f"Debian's Fashion-MNIST is {'installed' if DEBIAN_FMNIST.is_dir() else 'not installed'}; the job runs "

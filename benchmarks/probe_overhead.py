@@ -7,6 +7,7 @@ interleaved (bare, probe, bare, probe, ...) after a warm-up, and the median is k
 
     python benchmarks/probe_overhead.py --archs 5 --out results/probe_overhead.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,8 @@ import torch.nn.functional as F
 
 from gp_proxy.markdown import table, write_report
 from vit_space.bench.benchmark import load_bench
-from vit_space.probe.cache import ProbeSpec, probe_arch
 from vit_space.data.batches import BatchSpec, make_batch
+from vit_space.probe.cache import ProbeSpec, probe_arch
 from vit_space.probe.hooks import probe
 from vit_space.spaces import get_space
 
@@ -64,18 +65,32 @@ def main() -> None:
             totals["bare"] += b
             totals["probe"] += p
             totals["end_to_end"] += end_to_end
-            rows.append(f"| {name} | {space.num_params(arch, 100) / 1e6:.2f} | {b:.3f} | {p:.3f} | {p / b:.2f} | "
-                        f"{end_to_end:.3f} | {end_to_end / b:.2f} |")
+            rows.append(
+                f"| {name} | {space.num_params(arch, 100) / 1e6:.2f} | {b:.3f} | {p:.3f} | {p / b:.2f} | "
+                f"{end_to_end:.3f} | {end_to_end / b:.2f} |"
+            )
             print(rows[-1], flush=True)
     write_report(
-        args.out, "Probe overhead vs a bare forward+backward",
+        args.out,
+        "Probe overhead vs a bare forward+backward",
         f"python benchmarks/probe_overhead.py --archs {args.archs} --batch {args.batch} "
         f"--sketch {args.sketch} --reps {args.reps}",
         f"(CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.reps} interleaved runs)",
-        table(["space", "params (M)", "bare fwd+bwd (s)", "probe (s)", "probe / bare", "build+init+probe (s)",
-               "end-to-end / bare"], rows),
+        table(
+            [
+                "space",
+                "params (M)",
+                "bare fwd+bwd (s)",
+                "probe (s)",
+                "probe / bare",
+                "build+init+probe (s)",
+                "end-to-end / bare",
+            ],
+            rows,
+        ),
         f"Overall: probe / bare = {totals['probe'] / totals['bare']:.2f} (target <= 1.3); "
-        f"with model building and seeded init = {totals['end_to_end'] / totals['bare']:.2f}.")
+        f"with model building and seeded init = {totals['end_to_end'] / totals['bare']:.2f}.",
+    )
 
 
 if __name__ == "__main__":

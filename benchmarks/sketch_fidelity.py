@@ -4,6 +4,7 @@ Target (issue 2): Kendall tau >= 0.95 on 30 AutoFormer architectures at sketch 3
 
     python benchmarks/sketch_fidelity.py --archs 30 --sizes 16,32,64 --out results/sketch_fidelity.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,13 +52,15 @@ def main() -> None:
             taus = [kendalltau(sketched[s, p], full[p]).statistic for p in PROXIES]
             rows.append(f"| {name} | {s} | " + " | ".join(f"{t:.3f}" for t in taus) + " |")
     write_report(
-        args.out, "Sketch fidelity: proxies from sketches vs full tensors (Kendall tau)",
+        args.out,
+        "Sketch fidelity: proxies from sketches vs full tensors (Kendall tau)",
         f"python benchmarks/sketch_fidelity.py --archs {args.archs} --batch {args.batch} "
         f"--sizes {args.sizes} --spaces {args.spaces}",
         f"({args.archs} architectures per space drawn with seed 0, skimage crops of c100, seed 0. "
         "grad-norm and weight-L2 are sums of per-unit Frobenius norms, exact by construction since "
         "sketches keep each tensor's RMS; SNIP = sum |W * gW| is the real test.)",
-        table(["space", "sketch", *PROXIES], rows))
+        table(["space", "sketch", *PROXIES], rows),
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ reported.
 With `--runs`, each run lives in DIR/ALGO-seedN and an interrupted ablation picks up where it
 stopped (a finished run is only re-read, an unfinished one resumed to the same result).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,8 @@ import tempfile
 from contextlib import nullcontext
 
 import numpy as np
-
-
 from common import space_jcm, vitbench_tasks
+
 from gp_proxy import DiscoveryConfig, Objective, discover, table, write_report
 
 
@@ -49,18 +49,27 @@ def main() -> None:
     curves, at_marks, rows, load_start = {}, {}, [], _load()
     for algo in ("elitism", "mu+lambda"):
         for seed in [int(s) for s in args.seeds.split(",")]:
-            config = DiscoveryConfig(algorithm=algo, iterations=10**6, max_evaluations=args.evaluations,
-                                     population=args.population, lambda_=args.population, seed=seed,
-                                     size_limit=args.size_limit, checkpoint_every=20)
+            config = DiscoveryConfig(
+                algorithm=algo,
+                iterations=10**6,
+                max_evaluations=args.evaluations,
+                population=args.population,
+                lambda_=args.population,
+                seed=seed,
+                size_limit=args.size_limit,
+                checkpoint_every=20,
+            )
             with nullcontext(f"{args.runs}/{algo}-seed{seed}") if args.runs else tempfile.TemporaryDirectory() as out:
                 result = discover(tasks, config, out, resume=bool(args.runs), progress=False)
             rep = objective.report(result.halloffame[0])
             curves.setdefault(algo, []).append(curve(result.logbook, grid))
             at_marks.setdefault(algo, []).append(curve(result.logbook, marks))
             last = result.logbook[-1]
-            rows.append(f"| {algo} | {seed} | {result.evaluations} | {result.seconds:.0f} | {rep.jcm_train:.3f} | "
-                        f"{rep.jcm_test:.3f} | {space_jcm(rep, 'autoformer'):.3f} | {space_jcm(rep, 'pit'):.3f} | "
-                        f"{last['distinct']} / {last['jcms']} | `{result.halloffame[0]}` |")
+            rows.append(
+                f"| {algo} | {seed} | {result.evaluations} | {result.seconds:.0f} | {rep.jcm_train:.3f} | "
+                f"{rep.jcm_test:.3f} | {space_jcm(rep, 'autoformer'):.3f} | {space_jcm(rep, 'pit'):.3f} | "
+                f"{last['distinct']} / {last['jcms']} | `{result.halloffame[0]}` |"
+            )
             print(rows[-1], flush=True)
     summary = []
     for algo, runs in at_marks.items():
@@ -68,7 +77,8 @@ def main() -> None:
         summary.append(f"| {algo} | " + " | ".join(f"{v.mean():.3f} +- {v.std():.3f}" for v in runs.T) + " |")
     _plot(grid, curves, args.plot)
     write_report(
-        args.out, "Elitism-preserve vs (mu + lambda) at equal evaluations",
+        args.out,
+        "Elitism-preserve vs (mu + lambda) at equal evaluations",
         f"python experiments/ablation_algorithms.py --cache {args.cache} --evaluations {args.evaluations} "
         f"--seeds {args.seeds} --population {args.population} --size-limit {args.size_limit}",
         f"Joint ViT-Bench-101 tasks (AutoFormer + PiT x 3 KD data sets), 50/50 split; population {args.population}; "
@@ -82,8 +92,22 @@ def main() -> None:
         table(["algorithm", *(f"{m} evaluations" for m in marks)], summary),
         "Per run: search seconds; the best proxy is each run's highest training JCM; distinct = distinct programs / "
         "distinct training JCMs in the final population.",
-        table(["algorithm", "seed", "evaluations", "seconds", "JCM train", "JCM held-out", "held-out AutoFormer",
-               "held-out PiT", "distinct", "best proxy"], rows))
+        table(
+            [
+                "algorithm",
+                "seed",
+                "evaluations",
+                "seconds",
+                "JCM train",
+                "JCM held-out",
+                "held-out AutoFormer",
+                "held-out PiT",
+                "distinct",
+                "best proxy",
+            ],
+            rows,
+        ),
+    )
 
 
 def _load() -> str:

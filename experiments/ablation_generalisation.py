@@ -5,13 +5,14 @@ and its best proxy is scored on the held-out half of all six.
 
     python experiments/ablation_generalisation.py --cache DIR --iterations 800 --seed 0
 """
+
 from __future__ import annotations
 
 import argparse
 import tempfile
 
-
 from common import space_jcm, vitbench_tasks
+
 from gp_proxy import DiscoveryConfig, Objective, discover, table, write_report
 
 RUNS = {
@@ -42,17 +43,21 @@ def main() -> None:
             result = discover([t for t in tasks if keep(t.name)], config, out, progress=False)
         rep = everything.report(result.halloffame[0])
         cells = " | ".join(f"{rep.test[n]['kendall']:.3f}" for n in names)
-        rows.append(f"| {label} | {cells} | {space_jcm(rep, 'autoformer'):.3f} | {space_jcm(rep, 'pit'):.3f} | "
-                    f"{rep.jcm_test:.3f} | `{result.halloffame[0]}` |")
+        rows.append(
+            f"| {label} | {cells} | {space_jcm(rep, 'autoformer'):.3f} | {space_jcm(rep, 'pit'):.3f} | "
+            f"{rep.jcm_test:.3f} | `{result.halloffame[0]}` |"
+        )
         print(rows[-1], flush=True)
     write_report(
-        args.out, "What discovered proxies generalise to",
+        args.out,
+        "What discovered proxies generalise to",
         f"python experiments/ablation_generalisation.py --cache {args.cache} --iterations {args.iterations} "
         f"--seed {args.seed} --size-limit {args.size_limit}",
         "Each row searches on the tasks it names (search half of each space, split seed 0) and reports Kendall "
         "tau on the held-out half of every task. Tasks not searched on measure transfer: to other data sets "
         "(single-data-set rows) or to the other space (single-space rows).",
-        table(["searched on", *(f"held-out {n}" for n in names), "AutoFormer JCM", "PiT JCM", "all 6", "proxy"], rows))
+        table(["searched on", *(f"held-out {n}" for n in names), "AutoFormer JCM", "PiT JCM", "all 6", "proxy"], rows),
+    )
 
 
 if __name__ == "__main__":

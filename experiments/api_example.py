@@ -1,9 +1,22 @@
 """Discover a proxy on af-tiny, rank the benchmark with it, export it, search with it (README "Python API")."""
+
 import sys
 
 from gp_proxy import DiscoveryConfig, discover, load_proxy
-from vit_space import (BatchSpec, Budget, ProbeSpec, SearchConfig, Searcher, StatsCache, bench_fields, export_file,
-                       get_space, load_bench, rank, tasks_for)
+from vit_space import (
+    BatchSpec,
+    Budget,
+    ProbeSpec,
+    SearchConfig,
+    Searcher,
+    StatsCache,
+    bench_fields,
+    export_file,
+    get_space,
+    load_bench,
+    rank,
+    tasks_for,
+)
 
 out = sys.argv[1] if len(sys.argv) > 1 else "runs/api"
 cache, spec = StatsCache(f"{out}/cache"), ProbeSpec(BatchSpec("fmnist", image_size=None))  # each space's own size

@@ -5,6 +5,7 @@ analytic count, and torch's FlopCounterMode must agree with the analytic MACs.
 
     python experiments/build_all_archs.py --out results/build_all_archs.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,18 +33,24 @@ def main() -> int:
             disable_fused_attention(model)
             p, m = count_params(model), measure_macs(model, 224)
             if p != space.num_params(arch, args.num_classes) or m != space.macs(arch, args.num_classes):
-                failures.append(f"{name} #{i}: built {p} params / {m} MACs, analytic "
-                                f"{space.num_params(arch, args.num_classes)} / {space.macs(arch, args.num_classes)}")
+                failures.append(
+                    f"{name} #{i}: built {p} params / {m} MACs, analytic "
+                    f"{space.num_params(arch, args.num_classes)} / {space.macs(arch, args.num_classes)}"
+                )
             params.append(p)
             macs.append(m)
-        rows.append(f"| {name} | {len(bench)} | {min(params) / 1e6:.2f}-{max(params) / 1e6:.2f} | "
-                    f"{min(macs) / 1e9:.2f}-{max(macs) / 1e9:.2f} | {sum(f.startswith(name) for f in failures)} |")
+        rows.append(
+            f"| {name} | {len(bench)} | {min(params) / 1e6:.2f}-{max(params) / 1e6:.2f} | "
+            f"{min(macs) / 1e9:.2f}-{max(macs) / 1e9:.2f} | {sum(f.startswith(name) for f in failures)} |"
+        )
     write_report(
-        args.out, "Every ViT-Bench-101 architecture builds on timm",
+        args.out,
+        "Every ViT-Bench-101 architecture builds on timm",
         f"python experiments/build_all_archs.py --num-classes {args.num_classes}",
         "(models built on the meta device; MACs counted by torch's FlopCounterMode with unfused attention)",
         table(["space", "built", "params (M)", "GMACs (224x224)", "mismatches with the analytic counts"], rows),
-        "\n".join(failures))
+        "\n".join(failures),
+    )
     return 1 if failures else 0
 
 

@@ -1,6 +1,6 @@
 """Shared set-up of the ViT-Bench-101 experiments: tasks from the cache and baseline scores."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 
@@ -10,16 +10,26 @@ from vit_space import BatchSpec, ProbeSpec, StatsCache, bench_tasks, field_datas
 SPACES = ("autoformer", "pit")
 
 
-def vitbench_spec(conditions: tuple[str, ...] = ("data",), source: str = "skimage", batch: int = 16,
-                  sketch: int = 32, seed: int = 0) -> ProbeSpec:
+def vitbench_spec(
+    conditions: tuple[str, ...] = ("data",), source: str = "skimage", batch: int = 16, sketch: int = 32, seed: int = 0
+) -> ProbeSpec:
     """The experiments' probe spec (on c100; tasks switch the data set)."""
     return ProbeSpec(BatchSpec("c100", source, batch, seed), sketch, conditions)
 
 
-def vitbench_tasks(cache_dir: str, spaces=SPACES, datasets=None, holdout: float = 0.5, split_seed: int = 0,
-                   batch: int = 16, sketch: int = 32, source: str = "skimage",
-                   conditions: tuple[str, ...] = ("data",), fold: tuple[int, int] | None = None,
-                   validation_seed: int | None = None) -> list[Task]:
+def vitbench_tasks(
+    cache_dir: str,
+    spaces=SPACES,
+    datasets=None,
+    holdout: float = 0.5,
+    split_seed: int = 0,
+    batch: int = 16,
+    sketch: int = 32,
+    source: str = "skimage",
+    conditions: tuple[str, ...] = ("data",),
+    fold: tuple[int, int] | None = None,
+    validation_seed: int | None = None,
+) -> list[Task]:
     """The ViT-Bench-101 tasks; `fold` = (k, i) uses fold i of a seeded k-fold split instead of `holdout`.
 
     With `validation_seed`, the held-out part is set aside entirely: the training part is split
@@ -35,8 +45,15 @@ def vitbench_tasks(cache_dir: str, spaces=SPACES, datasets=None, holdout: float 
             train = (split or bench.split(holdout, split_seed))[0]
             fit, validation = bench.subset(train).split(0.5, validation_seed)
             split = (train[fit], train[validation])
-        tasks += bench_tasks(bench, datasets or bench.datasets("kd"), spec, StatsCache(cache_dir),
-                             test_fraction=holdout, split_seed=split_seed, split=split)
+        tasks += bench_tasks(
+            bench,
+            datasets or bench.datasets("kd"),
+            spec,
+            StatsCache(cache_dir),
+            test_fraction=holdout,
+            split_seed=split_seed,
+            split=split,
+        )
     return tasks
 
 

@@ -8,11 +8,11 @@ the proxy a user is given across the runs is the one with the highest training J
     python experiments/discover_vitbench.py --cache DIR --seeds 0,1,2 --iterations 1500 \
         --runs results/discovery --out results/vitbench101_discovery.md
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
 
 from common import SPACES, baseline_reports, space_jcm, vitbench_spec, vitbench_tasks
 
@@ -36,26 +36,41 @@ def main() -> None:
     rows, run_dirs = [], []
     for seed in [int(s) for s in args.seeds.split(",")]:
         out = Path(args.runs) / f"seed{seed}"
-        config = DiscoveryConfig(iterations=args.iterations, population=args.population, seed=seed, jcm=args.jcm,
-                                 size_limit=args.size_limit)
-        result = discover(tasks, config, out, resume=(out / "checkpoint.json").exists(),
-                          probe=vitbench_spec(conditions).as_dict(),
-                          provenance={"benchmarks": list(SPACES)})
+        config = DiscoveryConfig(
+            iterations=args.iterations, population=args.population, seed=seed, jcm=args.jcm, size_limit=args.size_limit
+        )
+        result = discover(
+            tasks,
+            config,
+            out,
+            resume=(out / "checkpoint.json").exists(),
+            probe=vitbench_spec(conditions).as_dict(),
+            provenance={"benchmarks": list(SPACES)},
+        )
         run_dirs.append(out)
         best = load_proxy(result.saved[0])
         rep = Objective(tasks).report(best.tree())
-        rows.append((f"discovered, seed {seed}", f"`{best.expression}`", rep,
-                     f"{result.evaluations} evals, {result.seconds:.0f} s"))
+        rows.append(
+            (
+                f"discovered, seed {seed}",
+                f"`{best.expression}`",
+                rep,
+                f"{result.evaluations} evals, {result.seconds:.0f} s",
+            )
+        )
     for name, rep in baseline_reports(tasks).items():
         rows.append((name, "", rep, ""))
-    lines = [f"| {name} | {expr} | {rep.jcm_train:.3f} | {space_jcm(rep, 'autoformer'):.3f} | "
-             f"{space_jcm(rep, 'pit'):.3f} | {rep.jcm_test:.3f} | {space_jcm(rep, 'autoformer', 'train'):.3f} | "
-             f"{space_jcm(rep, 'pit', 'train'):.3f} | {run} |"
-             for name, expr, rep, run in sorted(rows, key=lambda r: -(r[2].jcm_train if r[2].valid else -9))]
+    lines = [
+        f"| {name} | {expr} | {rep.jcm_train:.3f} | {space_jcm(rep, 'autoformer'):.3f} | "
+        f"{space_jcm(rep, 'pit'):.3f} | {rep.jcm_test:.3f} | {space_jcm(rep, 'autoformer', 'train'):.3f} | "
+        f"{space_jcm(rep, 'pit', 'train'):.3f} | {run} |"
+        for name, expr, rep, run in sorted(rows, key=lambda r: -(r[2].jcm_train if r[2].valid else -9))
+    ]
     chosen_dir, chosen = best_of_runs(run_dirs)
     chosen_rep = Objective(tasks).report(chosen.tree())
     write_report(
-        args.out, "Proxies discovered on ViT-Bench-101, held-out quality",
+        args.out,
+        "Proxies discovered on ViT-Bench-101, held-out quality",
         f"python experiments/discover_vitbench.py --cache {args.cache} --seeds {args.seeds} "
         f"--iterations {args.iterations} --population {args.population} --jcm {args.jcm} "
         f"--conditions {args.conditions} --size-limit {args.size_limit} --runs {args.runs}",
@@ -68,8 +83,22 @@ def main() -> None:
         f"The proxy given to users: `{chosen.expression}` ({chosen_dir.name}; training JCM "
         f"{chosen_rep.jcm_train:.3f}; held-out AutoFormer {space_jcm(chosen_rep, 'autoformer'):.3f}, "
         f"PiT {space_jcm(chosen_rep, 'pit'):.3f}, both {chosen_rep.jcm_test:.3f}).",
-        table(["proxy", "expression", "JCM train (both)", "held-out AutoFormer", "held-out PiT", "held-out both",
-               "train AutoFormer", "train PiT", "run"], lines))
+        table(
+            [
+                "proxy",
+                "expression",
+                "JCM train (both)",
+                "held-out AutoFormer",
+                "held-out PiT",
+                "held-out both",
+                "train AutoFormer",
+                "train PiT",
+                "run",
+            ],
+            lines,
+        ),
+    )
+
 
 if __name__ == "__main__":
     main()

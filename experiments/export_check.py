@@ -6,6 +6,7 @@ engine, and report the largest difference; also the simplified form and its LaTe
 
     python experiments/export_check.py --cache DIR --proxies results/discovery/*/proxies/rank01.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 
 from gp_proxy import Evaluator, load_proxy, simplify, table, to_latex, to_python, write_report
 from vit_space import StatsCache, latex_names, saved_proxy_bundles
@@ -54,11 +54,15 @@ def main() -> None:
             worst = max(worst, float(np.nanmax(np.abs(exported - expected) / np.maximum(np.abs(expected), 1e-300))))
             networks += bundle.num_archs
         simple = simplify(tree, evaluators)
-        rows.append(f"| `{path}` | {networks} | {worst:.1e} | `{simple.expression}` | {len(tree)} -> {len(simple.tree)} |")
+        rows.append(
+            f"| `{path}` | {networks} | {worst:.1e} | `{simple.expression}` | {len(tree)} -> {len(simple.tree)} |"
+        )
         formulas.append(f"- `{simple.expression}`:\n\n  $${to_latex(simple.tree, latex_names(proxy.names))}$$")
     write_report(
-        args.out, "Exported proxies against the engine on ViT-Bench-101",
-        f"python experiments/export_check.py --cache {args.cache} --bench {args.bench} --proxies {' '.join(args.proxies)}",
+        args.out,
+        "Exported proxies against the engine on ViT-Bench-101",
+        f"python experiments/export_check.py --cache {args.cache} --bench {args.bench} "
+        f"--proxies {' '.join(args.proxies)}",
         "Each proxy is exported as a standalone module (`autoprox export --format python`), imported, and run on "
         "the cached statistics of every architecture of both spaces on each KD data set (one network = one "
         "architecture on one data set's batch); 'largest relative difference' compares it with the engine. "

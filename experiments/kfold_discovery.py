@@ -5,15 +5,15 @@ training JCM) is scored on the fold it never saw, next to parameter count on the
 
     python experiments/kfold_discovery.py --cache DIR --folds 5 --iterations 800
 """
+
 from __future__ import annotations
 
 import argparse
 import tempfile
 
 import numpy as np
-
-
 from common import param_scores, space_jcm, vitbench_tasks
+
 from gp_proxy import DiscoveryConfig, Objective, discover, report, table, write_report
 
 
@@ -37,22 +37,38 @@ def main() -> None:
         params = report({t.name: param_scores(t) for t in tasks}, tasks)
         for name, rep in (("discovered", found), ("params", params)):
             scores[name].append([space_jcm(rep, "autoformer"), space_jcm(rep, "pit"), rep.jcm_test])
-        rows.append(f"| {fold} | {space_jcm(found, 'autoformer'):.3f} | {space_jcm(found, 'pit'):.3f} | "
-                    f"{found.jcm_test:.3f} | {space_jcm(params, 'autoformer'):.3f} | {space_jcm(params, 'pit'):.3f} | "
-                    f"{params.jcm_test:.3f} | `{result.halloffame[0]}` |")
+        rows.append(
+            f"| {fold} | {space_jcm(found, 'autoformer'):.3f} | {space_jcm(found, 'pit'):.3f} | "
+            f"{found.jcm_test:.3f} | {space_jcm(params, 'autoformer'):.3f} | {space_jcm(params, 'pit'):.3f} | "
+            f"{params.jcm_test:.3f} | `{result.halloffame[0]}` |"
+        )
         print(rows[-1], flush=True)
     mean = {k: np.mean(v, axis=0) for k, v in scores.items()}
     std = {k: np.std(v, axis=0) for k, v in scores.items()}
     summary = [f"| {k} | " + " | ".join(f"{m:.3f} +- {s:.3f}" for m, s in zip(mean[k], std[k])) + " |" for k in scores]
     write_report(
-        args.out, "K-fold generalisation of discovered proxies on ViT-Bench-101",
+        args.out,
+        "K-fold generalisation of discovered proxies on ViT-Bench-101",
         f"python experiments/kfold_discovery.py --cache {args.cache} --folds {args.folds} "
-        f"--iterations {args.iterations} --seed {args.seed} --conditions {args.conditions} --size-limit {args.size_limit}",
+        f"--iterations {args.iterations} --seed {args.seed} --conditions {args.conditions} "
+        f"--size-limit {args.size_limit}",
         f"Each space is cut into {args.folds} seeded folds (20 architectures each); the search sees the other folds "
         "(80 architectures per space, 6 tasks) and the held-out numbers are mean Kendall tau over the fold's tasks.",
         table(["proxy", "held-out AutoFormer", "held-out PiT", "held-out both"], summary),
-        table(["fold", "discovered AutoFormer", "discovered PiT", "discovered both", "params AutoFormer", "params PiT",
-               "params both", "discovered proxy"], rows))
+        table(
+            [
+                "fold",
+                "discovered AutoFormer",
+                "discovered PiT",
+                "discovered both",
+                "params AutoFormer",
+                "params PiT",
+                "params both",
+                "discovered proxy",
+            ],
+            rows,
+        ),
+    )
 
 
 if __name__ == "__main__":

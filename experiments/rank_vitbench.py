@@ -9,6 +9,7 @@ and OUT_scatter.png, score vs accuracy for the top proxies.
     python experiments/rank_vitbench.py --cache DIR --discovered results/discovery \
         --out results/vitbench101_ranking
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,12 +18,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
-
 from common import SPACES, vitbench_spec
 
 from gp_proxy import jcm, load_proxy, table, write_report, write_text
-from vit_space import (Benchmark, ProbeSpec, Ranking, StatsCache, bench_fields, catalogue, field_dataset, format_rankings, load_bench, rank)
+from vit_space import (
+    Benchmark,
+    ProbeSpec,
+    Ranking,
+    StatsCache,
+    bench_fields,
+    catalogue,
+    field_dataset,
+    format_rankings,
+    load_bench,
+    rank,
+)
 
 
 def kd_jcm(r: Ranking, part: str = "whole") -> float:
@@ -43,18 +53,31 @@ def ranking_tables(names: list[str], results: dict[tuple[str, str], Ranking]) ->
     """Summary across spaces, then one table per space with every field; and the names sorted by JCM."""
     both = {n: np.mean([kd_jcm(results[n, s]) for s in SPACES]) for n in names}
     order = sorted(names, key=lambda n: -both[n] if np.isfinite(both[n]) else np.inf)
-    rows = [f"| {n} | {catalogue().get(n, ('discovered',))[0]} | "
-            + " | ".join(f"{kd_jcm(results[n, s]):.3f}" for s in SPACES) + f" | {both[n]:.3f} | "
-            + " | ".join(f"{kd_jcm(results[n, s], 'heldout'):.3f}" for s in SPACES)
-            + f" | {np.mean([np.mean(list(results[n, s].seconds_per_arch.values())) for s in SPACES]):.3g} |"
-            for n in order]
-    blocks = [table(["proxy", "kind", *[f"{s} JCM" for s in SPACES], "both", *[f"{s} held-out" for s in SPACES],
-                     "s/arch"], rows)]
+    rows = [
+        f"| {n} | {catalogue().get(n, ('discovered',))[0]} | "
+        + " | ".join(f"{kd_jcm(results[n, s]):.3f}" for s in SPACES)
+        + f" | {both[n]:.3f} | "
+        + " | ".join(f"{kd_jcm(results[n, s], 'heldout'):.3f}" for s in SPACES)
+        + f" | {np.mean([np.mean(list(results[n, s].seconds_per_arch.values())) for s in SPACES]):.3g} |"
+        for n in order
+    ]
+    blocks = [
+        table(
+            ["proxy", "kind", *[f"{s} JCM" for s in SPACES], "both", *[f"{s} held-out" for s in SPACES], "s/arch"], rows
+        )
+    ]
     for space in SPACES:
         fields = list(results[order[0], space].whole)
-        rows = [f"| {n} | " + " | ".join(f"{results[n, space].whole[f]['kendall']:.3f}" for f in fields)
-                + f" | {kd_jcm(results[n, space]):.3f} |" for n in order]
-        blocks += [f"### {space}: Kendall tau per field, all 100 architectures", table(["proxy", *fields, "KD JCM"], rows)]
+        rows = [
+            f"| {n} | "
+            + " | ".join(f"{results[n, space].whole[f]['kendall']:.3f}" for f in fields)
+            + f" | {kd_jcm(results[n, space]):.3f} |"
+            for n in order
+        ]
+        blocks += [
+            f"### {space}: Kendall tau per field, all 100 architectures",
+            table(["proxy", *fields, "KD JCM"], rows),
+        ]
     return "\n\n".join(blocks), order
 
 
@@ -70,8 +93,10 @@ def selection_table(names: list[str], results: dict[tuple[str, str], Ranking]) -
     broken at random in expectation: the mean over the group tied for first, and how many tie."""
     columns = [(s, f) for s in SPACES for f in results[names[0], s].whole if "_kd_" in f]
     benches = {s: load_bench(s) for s in SPACES}
-    ref = [f"| {label} | " + " | ".join(f"{stat(benches[s].accuracy(f)):.2f}" for s, f in columns) + " |"
-           for label, stat in (("best in the benchmark", np.nanmax), ("mean = random pick", np.nanmean))]
+    ref = [
+        f"| {label} | " + " | ".join(f"{stat(benches[s].accuracy(f)):.2f}" for s, f in columns) + " |"
+        for label, stat in (("best in the benchmark", np.nanmax), ("mean = random pick", np.nanmean))
+    ]
     rows = [f"| {n} | " + " | ".join(_top_cell(results[n, s].whole[f]) for s, f in columns) + " |" for n in names]
     return table(["proxy", *[f"{s} {f}" for s, f in columns]], ref + rows)
 
@@ -79,9 +104,11 @@ def selection_table(names: list[str], results: dict[tuple[str, str], Ranking]) -
 def batch_variants() -> dict[str, ProbeSpec]:
     """The default proxy batch and the two others of the batch-dependence table."""
     base = vitbench_spec()
-    return {"skimage crops, seed 0": base,
-            "Gaussian noise, seed 0": replace(base, batch=replace(base.batch, source="noise")),
-            "skimage crops, seed 1": replace(base, batch=replace(base.batch, seed=1))}
+    return {
+        "skimage crops, seed 0": base,
+        "Gaussian noise, seed 0": replace(base, batch=replace(base.batch, source="noise")),
+        "skimage crops, seed 1": replace(base, batch=replace(base.batch, seed=1)),
+    }
 
 
 def batch_subset(bench: Benchmark, archs: int) -> Benchmark:
@@ -154,7 +181,8 @@ def main() -> None:
     scatter(out.with_name(out.name + "_scatter.png"), order[: args.plots], results)
     expressions = [f"- {n}: `{p.expression}`" for n, p in proxies.items() if not isinstance(p, str)]
     write_report(
-        out.with_suffix(".md"), "Zero-cost proxies ranked on ViT-Bench-101",
+        out.with_suffix(".md"),
+        "Zero-cost proxies ranked on ViT-Bench-101",
         f"python experiments/rank_vitbench.py --cache {args.cache} --discovered {args.discovered} "
         f"--datasets {args.datasets} --batch-archs {args.batch_archs} --batch-dataset {args.batch_dataset} "
         f"--out {args.out}",

@@ -9,14 +9,13 @@ validation JCM over the seeds is the choice; only then is it run on the whole tr
     python experiments/size_limit_validation.py --cache DIR --sizes 8,12,20,30 --seeds 0,1,2 \
         --iterations 1000 --runs runs/size_limit --out results/size_limit_validation.md
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 import numpy as np
-
-
 from common import space_jcm, vitbench_tasks
 
 from gp_proxy import DiscoveryConfig, Objective, discover, load_proxy, table, write_report
@@ -43,17 +42,24 @@ def main() -> None:
             best = load_proxy(result.saved[0])
             rep = Objective(tasks).report(best.tree())
             validation.setdefault(size, []).append(rep.jcm_test)
-            rows.append(f"| {size} | {seed} | {rep.jcm_train:.3f} | {rep.jcm_test:.3f} | "
-                        f"{space_jcm(rep, 'autoformer'):.3f} | {space_jcm(rep, 'pit'):.3f} | "
-                        f"{len(best.tree())} | `{best.expression}` |")
+            rows.append(
+                f"| {size} | {seed} | {rep.jcm_train:.3f} | {rep.jcm_test:.3f} | "
+                f"{space_jcm(rep, 'autoformer'):.3f} | {space_jcm(rep, 'pit'):.3f} | "
+                f"{len(best.tree())} | `{best.expression}` |"
+            )
             print(rows[-1], flush=True)
     means = {size: float(np.mean(v)) for size, v in validation.items()}
     chosen = max(sizes, key=lambda s: (means[s], -s))
-    summary = [f"| {size} | {means[size]:.3f} | {np.std(validation[size]):.3f} | "
-               + ("chosen" if size == chosen else "") + " |" for size in sizes]
+    summary = [
+        f"| {size} | {means[size]:.3f} | {np.std(validation[size]):.3f} | "
+        + ("chosen" if size == chosen else "")
+        + " |"
+        for size in sizes
+    ]
     fit, val = len(tasks[0].train), len(tasks[0].test)
     write_report(
-        args.out, "Discovery's size limit, chosen on validation data",
+        args.out,
+        "Discovery's size limit, chosen on validation data",
         f"python experiments/size_limit_validation.py --cache {args.cache} --sizes {args.sizes} --seeds {args.seeds} "
         f"--iterations {args.iterations} --validation-seed {args.validation_seed} --runs {args.runs} --out {args.out}",
         f"The held-out half of each space (split seed 0) is not touched. Its training half (50 architectures per "
@@ -62,8 +68,19 @@ def main() -> None:
         f"other {val} (validation). {args.iterations} elitism-preserve steps, population 50. The size limit with the "
         "highest mean validation JCM over the search seeds is chosen (ties: the smaller limit).",
         table(["size limit", "validation JCM, mean over seeds", "std", ""], summary),
-        table(["size limit", "seed", "JCM fit", "JCM validation", "validation AutoFormer", "validation PiT", "nodes",
-               "proxy"], rows),
+        table(
+            [
+                "size limit",
+                "seed",
+                "JCM fit",
+                "JCM validation",
+                "validation AutoFormer",
+                "validation PiT",
+                "nodes",
+                "proxy",
+            ],
+            rows,
+        ),
     )
     print(f"chosen size limit: {chosen}")
 

@@ -13,6 +13,7 @@ vit_space. The modules: `primitives`, `program` (the language), `fitness`, `evol
 algorithms), `config`, `discovery`, `checkpoint`, `results` (a run), `library`, `store`,
 `simplification`, `symbolic`, `export`, `markdown`, `atomic`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -24,20 +25,64 @@ __version__ = "0.1.0"
 
 # name -> the submodule that defines it
 _EXPORTS = {
-    "Task": "fitness", "Report": "fitness", "jcm": "fitness", "kendall": "fitness", "correlations": "fitness",
-    "report": "fitness", "DiscoveryConfig": "config", "discover": "discovery",
-    "DiscoveryResult": "results", "best_of_runs": "results",
-    "Objective": "evolve", "Evaluator": "program", "parse": "program", "build_pset": "primitives",
-    "known_proxy": "library", "SavedProxy": "store", "load_proxy": "store", "save_proxy": "store",
-    "simplify": "simplification", "to_python": "export", "to_graph": "export",
-    "to_sympy": "symbolic", "to_latex": "symbolic", "table": "markdown", "write_report": "markdown", "KNOWN_PROXIES": "library",
+    "Task": "fitness",
+    "Report": "fitness",
+    "jcm": "fitness",
+    "kendall": "fitness",
+    "correlations": "fitness",
+    "report": "fitness",
+    "DiscoveryConfig": "config",
+    "discover": "discovery",
+    "DiscoveryResult": "results",
+    "best_of_runs": "results",
+    "Objective": "evolve",
+    "Evaluator": "program",
+    "parse": "program",
+    "build_pset": "primitives",
+    "known_proxy": "library",
+    "SavedProxy": "store",
+    "load_proxy": "store",
+    "save_proxy": "store",
+    "simplify": "simplification",
+    "to_python": "export",
+    "to_graph": "export",
+    "to_sympy": "symbolic",
+    "to_latex": "symbolic",
+    "table": "markdown",
+    "write_report": "markdown",
+    "KNOWN_PROXIES": "library",
     "write_text": "atomic",
 }
 __all__ = [
-    "AutoproxError", "__version__", "DiscoveryConfig", "DiscoveryResult", "Evaluator", "KNOWN_PROXIES", "Objective",
-    "Report", "SavedProxy", "Task", "best_of_runs", "build_pset", "correlations", "discover", "jcm", "kendall",
-    "known_proxy", "load_proxy", "parse", "report", "save_proxy", "simplify", "table", "to_graph", "to_latex",
-    "to_python", "to_sympy", "write_report", "write_text",
+    "AutoproxError",
+    "__version__",
+    "DiscoveryConfig",
+    "DiscoveryResult",
+    "Evaluator",
+    "KNOWN_PROXIES",
+    "Objective",
+    "Report",
+    "SavedProxy",
+    "Task",
+    "best_of_runs",
+    "build_pset",
+    "correlations",
+    "discover",
+    "jcm",
+    "kendall",
+    "known_proxy",
+    "load_proxy",
+    "parse",
+    "report",
+    "save_proxy",
+    "simplify",
+    "table",
+    "to_graph",
+    "to_latex",
+    "to_python",
+    "to_sympy",
+    "write_report",
+    "write_text",
 ]
 
 if TYPE_CHECKING:
@@ -48,9 +93,9 @@ if TYPE_CHECKING:
     from gp_proxy.export import to_graph, to_python
     from gp_proxy.fitness import Report, Task, correlations, jcm, kendall, report
     from gp_proxy.library import KNOWN_PROXIES, known_proxy
+    from gp_proxy.markdown import table, write_report
     from gp_proxy.primitives import build_pset
     from gp_proxy.program import Evaluator, parse
-    from gp_proxy.markdown import table, write_report
     from gp_proxy.results import DiscoveryResult, best_of_runs
     from gp_proxy.simplification import simplify
     from gp_proxy.store import SavedProxy, load_proxy, save_proxy

@@ -1,11 +1,12 @@
 """Atomic file writes: a file is either its old self or completely new, never half-written."""
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 def _umask() -> int:

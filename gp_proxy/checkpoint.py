@@ -4,10 +4,11 @@
      "random_state": [...], "population": [{"expression": ..., "fitness": [jcm, size]}, ...],
      "halloffame": [...], "logbook": [{record}, ...]}
 
-`config` is the run's `DiscoveryConfig.comparable()` (a resume must match it); `seconds` is the
+`config` is the run's `DiscoveryConfig.as_dict()` (a resume must match it); `seconds` is the
 search time of every session so far. Expressions are parsed back against the primitive set,
 never unpickled.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,31 +25,46 @@ from gp_proxy.program import parse
 CHECKPOINT_VERSION = 2  # 2: no duplicates in the population, cumulative search seconds
 
 
-def save_checkpoint(path: Path, config: dict, population: list, halloffame: tools.HallOfFame,
-                    logbook: tools.Logbook, seconds: float) -> None:
+def save_checkpoint(
+    path: Path, config: dict, population: list, halloffame: tools.HallOfFame, logbook: tools.Logbook, seconds: float
+) -> None:
     """Write the run's state after the logbook's last iteration, with the random state."""
     state = random.getstate()
     dump = lambda inds: [{"expression": str(i), "fitness": list(i.fitness.values)} for i in inds]  # noqa: E731
-    write_text(path, json.dumps({
-        "version": CHECKPOINT_VERSION, "config": config, "iteration": logbook[-1]["iteration"],
-        "evaluations": logbook[-1]["evals"], "seconds": seconds, "random_state": [state[0], list(state[1]), state[2]],
-        "population": dump(population), "halloffame": dump(halloffame.items), "logbook": list(logbook),
-    }))
+    write_text(
+        path,
+        json.dumps(
+            {
+                "version": CHECKPOINT_VERSION,
+                "config": config,
+                "iteration": logbook[-1]["iteration"],
+                "evaluations": logbook[-1]["evals"],
+                "seconds": seconds,
+                "random_state": [state[0], list(state[1]), state[2]],
+                "population": dump(population),
+                "halloffame": dump(halloffame.items),
+                "logbook": list(logbook),
+            }
+        ),
+    )
 
 
-def load_checkpoint(path: Path, pset: gp.PrimitiveSetTyped, config: dict,
-                    halloffame: tools.HallOfFame) -> tuple[list, tools.Logbook, float]:
+def load_checkpoint(
+    path: Path, pset: gp.PrimitiveSetTyped, config: dict, halloffame: tools.HallOfFame
+) -> tuple[list, tools.Logbook, float]:
     """Read a checkpoint written with the same `config`: restore the random state, fill
     `halloffame`, and return (population, logbook, seconds searched so far); AutoproxError if
     it is of another version or configuration, or corrupt."""
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
         if state.get("version") != CHECKPOINT_VERSION:
-            raise AutoproxError(f"checkpoint {path} has version {state.get('version')!r}, "
-                                f"expected {CHECKPOINT_VERSION}")
+            raise AutoproxError(
+                f"checkpoint {path} has version {state.get('version')!r}, expected {CHECKPOINT_VERSION}"
+            )
         if state["config"] != json.loads(json.dumps(config)):
-            raise AutoproxError(f"checkpoint {path} comes from another configuration; use a new --out folder "
-                                "or the same options")
+            raise AutoproxError(
+                f"checkpoint {path} comes from another configuration; use a new --out folder or the same options"
+            )
 
         def load(items):
             out = []

@@ -1,4 +1,5 @@
 """The settings of a discovery run: the one place where their defaults live."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -15,20 +16,20 @@ class DiscoveryConfig:
     `max_evaluations` and `checkpoint_every`). JCMs are of Kendall tau, in [-1, 1]; sizes and
     heights count tree nodes and levels."""
 
-    algorithm: str = "elitism"    # a name in gp_proxy.evolve.ALGORITHMS: "elitism" or "mu+lambda"
-    iterations: int = 1000        # elitism-preserve steps, or (mu + lambda) generations
-    max_evaluations: int = 0      # stop once this many programs were evaluated (0: no limit)
+    algorithm: str = "elitism"  # a name in gp_proxy.evolve.ALGORITHMS: "elitism" or "mu+lambda"
+    iterations: int = 1000  # elitism-preserve steps, or (mu + lambda) generations
+    max_evaluations: int = 0  # stop once this many programs were evaluated (0: no limit)
     population: int = 50
     seed: int = 0
     jcm: str = "mean"
-    pool_ratio: float = 0.5       # elitism: pool size as a share of the population
-    top_k: int = 5                # elitism: parent drawn from the pool's top k
-    margin: float = 0.01          # elitism: child kept if JCM >= parent's - margin
-    max_tries: int = 5            # elitism: evaluated mutations of a parent before giving up
-    max_draws: int = 20           # draws of copies (programs already in the population) before giving up:
-                                  # elitism, per parent and try; (mu + lambda), rounds of varOr
-    batch: int = 1                # elitism: parents per step (evaluated together through toolbox.map)
-    lambda_: int = 50             # (mu + lambda): offspring per generation
+    pool_ratio: float = 0.5  # elitism: pool size as a share of the population
+    top_k: int = 5  # elitism: parent drawn from the pool's top k
+    margin: float = 0.01  # elitism: child kept if JCM >= parent's - margin
+    max_tries: int = 5  # elitism: evaluated mutations of a parent before giving up
+    max_draws: int = 20  # draws of copies (programs already in the population) before giving up:
+    # elitism, per parent and try; (mu + lambda), rounds of varOr
+    batch: int = 1  # elitism: parents per step (evaluated together through toolbox.map)
+    lambda_: int = 50  # (mu + lambda): offspring per generation
     cxpb: float = 0.5
     mutpb: float = 0.5
     seed_proxies: tuple[str, ...] = ()
@@ -36,7 +37,7 @@ class DiscoveryConfig:
     min_height: int = 1
     max_height: int = 3
     height_limit: int = 10
-    size_limit: int = 12        # largest program in nodes: 12 generalised better than 30 (README)
+    size_limit: int = 12  # largest program in nodes: 12 generalised better than 30 (README)
     checkpoint_every: int = 100
 
     def validate(self) -> None:
@@ -46,14 +47,15 @@ class DiscoveryConfig:
         if self.jcm not in JCM_MODES:
             raise AutoproxError(f"unknown JCM mode {self.jcm!r}; known: {', '.join(JCM_MODES)}")
         if self.population < max(2, self.top_k):
-            raise AutoproxError(f"population (--population) must be >= max(2, top_k) = {max(2, self.top_k)}; "
-                                f"got {self.population}")
+            raise AutoproxError(
+                f"population (--population) must be >= max(2, top_k) = {max(2, self.top_k)}; got {self.population}"
+            )
         if self.iterations < 1:
             raise AutoproxError(f"iterations (--iterations) must be >= 1; got {self.iterations}")
         for name in self.seed_proxies:
             known_proxy(name)
 
-    def comparable(self) -> dict:
+    def as_dict(self) -> dict:
         """The fields a resumed run must share with its checkpoint."""
         return {k: v for k, v in asdict(self).items() if k not in ("iterations", "max_evaluations", "checkpoint_every")}
 

@@ -8,6 +8,7 @@ before each step the `max_evaluations` budget; once per generation the objective
 memoised subtrees (`toolbox.end_generation`). At the end it saves `proxies/rank01.json ...`,
 `logbook.csv`, `progress.png` and `summary.md` (`gp_proxy.results`).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -58,9 +59,16 @@ def task_pset(tasks: Sequence[Task]) -> gp.PrimitiveSetTyped:
     return build_pset(sorted(names), sorted(groups))
 
 
-def discover(tasks: Sequence[Task], config: DiscoveryConfig, out_dir: str | Path,
-             resume: bool = False, probe: dict | None = None, provenance: dict | None = None,
-             workers: int = 1, progress: bool = True) -> DiscoveryResult:
+def discover(
+    tasks: Sequence[Task],
+    config: DiscoveryConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    probe: dict | None = None,
+    provenance: dict | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> DiscoveryResult:
     """Evolve proxies on `tasks` and save the hall of fame, the logbook and a summary in `out_dir`.
 
     The search sees only each task's training architectures; the saved proxies report train and
@@ -78,8 +86,9 @@ def discover(tasks: Sequence[Task], config: DiscoveryConfig, out_dir: str | Path
     objective = Objective(tasks, config.jcm)
     halloffame = tools.HallOfFame(config.hall_of_fame, similar=same_fitness)
     with _evaluation_map(objective, workers) as map_fn:
-        toolbox = make_toolbox(pset, objective, config.min_height, config.max_height, config.height_limit,
-                               config.size_limit, map_fn)
+        toolbox = make_toolbox(
+            pset, objective, config.min_height, config.max_height, config.height_limit, config.size_limit, map_fn
+        )
         toolbox.register("end_generation", objective.clear)  # memoised subtrees: kept for one generation
         started = time.perf_counter()
         population, logbook, earlier = _start(toolbox, pset, config, checkpoint if resume else None, halloffame)
@@ -88,30 +97,47 @@ def discover(tasks: Sequence[Task], config: DiscoveryConfig, out_dir: str | Path
             """The whole run's search time: earlier sessions plus this one."""
             return earlier + time.perf_counter() - started
 
-        with tqdm(total=config.iterations, initial=logbook[-1]["iteration"] if logbook else 0,
-                  desc=f"discover ({config.algorithm})", disable=not progress) as bar:
+        with tqdm(
+            total=config.iterations,
+            initial=logbook[-1]["iteration"] if logbook else 0,
+            desc=f"discover ({config.algorithm})",
+            disable=not progress,
+        ) as bar:
 
             def on_step(iteration: int, population: list, halloffame: tools.HallOfFame, logbook: tools.Logbook) -> None:
                 bar.update()
                 bar.set_postfix(best_jcm=f"{jcm_of(halloffame[0]):.4f}", evals=logbook[-1]["evals"], refresh=False)
                 if iteration % config.checkpoint_every == 0:
-                    save_checkpoint(checkpoint, config.comparable(), population, halloffame, logbook, seconds())
+                    save_checkpoint(checkpoint, config.as_dict(), population, halloffame, logbook, seconds())
 
             population, logbook = ALGORITHMS[config.algorithm](
-                population, toolbox, config.iterations, **config.algorithm_options(), stats=make_stats(),
-                halloffame=halloffame, logbook=logbook, on_step=on_step, should_stop=_budget(config.max_evaluations))
+                population,
+                toolbox,
+                config.iterations,
+                **config.algorithm_options(),
+                stats=make_stats(),
+                halloffame=halloffame,
+                logbook=logbook,
+                on_step=on_step,
+                should_stop=_budget(config.max_evaluations),
+            )
         result = DiscoveryResult(list(halloffame), logbook, logbook[-1]["evals"], seconds())
-        save_checkpoint(checkpoint, config.comparable(), population, halloffame, logbook, result.seconds)
+        save_checkpoint(checkpoint, config.as_dict(), population, halloffame, logbook, result.seconds)
     result.saved = save_results(result, objective, config, out_dir, probe or {}, provenance or {})
     return result
 
 
-def _start(toolbox: base.Toolbox, pset: gp.PrimitiveSetTyped, config: DiscoveryConfig, checkpoint: Path | None,
-           halloffame: tools.HallOfFame) -> tuple[list, tools.Logbook | None, float]:
+def _start(
+    toolbox: base.Toolbox,
+    pset: gp.PrimitiveSetTyped,
+    config: DiscoveryConfig,
+    checkpoint: Path | None,
+    halloffame: tools.HallOfFame,
+) -> tuple[list, tools.Logbook | None, float]:
     """(population, logbook, seconds searched before): from `checkpoint` when there is one (it fills
     `halloffame` and restores the random state), else seeded and fresh (no logbook yet)."""
     if checkpoint is not None and checkpoint.exists():
-        return load_checkpoint(checkpoint, pset, config.comparable(), halloffame)
+        return load_checkpoint(checkpoint, pset, config.as_dict(), halloffame)
     random.seed(config.seed)
     return initial_population(toolbox, pset, config), None, 0.0
 

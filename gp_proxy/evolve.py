@@ -12,6 +12,7 @@ instead. Fitness is lexicographic: (training JCM rounded to `Objective.decimals`
 first maximised and the second minimised, so of two proxies that rank alike the smaller one wins.
 Invalid programs (NaN/inf or constant scores) get JCM = -inf.
 """
+
 from __future__ import annotations
 
 import random
@@ -75,8 +76,15 @@ def mutate(individual: gp.PrimitiveTree, pset: gp.PrimitiveSetTyped, expr: Calla
     return mut_insert(individual, pset)
 
 
-def make_toolbox(pset: gp.PrimitiveSetTyped, evaluate: Callable, min_height: int, max_height: int,
-                 height_limit: int, size_limit: int, map_fn: Callable = map) -> base.Toolbox:
+def make_toolbox(
+    pset: gp.PrimitiveSetTyped,
+    evaluate: Callable,
+    min_height: int,
+    max_height: int,
+    height_limit: int,
+    size_limit: int,
+    map_fn: Callable = map,
+) -> base.Toolbox:
     """A DEAP toolbox for proxies: `population`, `evaluate`, `mutate`, `mate` (one-point), `select`
     (best), `map`; new trees are `min_height`..`max_height` high, and mutation and crossover are
     bounded by `height_limit` (levels) and `size_limit` (nodes). The values come from
@@ -146,7 +154,7 @@ def fresh_mutant(parent, toolbox: base.Toolbox, seen: set[str], max_draws: int):
     invalidated; None if `max_draws` draws in a row were all already seen (a `staticLimit`
     rejection returns the parent's copy, which counts as seen)."""
     for _ in range(max_draws):
-        child, = toolbox.mutate(toolbox.clone(parent))
+        (child,) = toolbox.mutate(toolbox.clone(parent))
         if str(child) not in seen:
             seen.add(str(child))
             del child.fitness.values
@@ -154,9 +162,17 @@ def fresh_mutant(parent, toolbox: base.Toolbox, seen: set[str], max_draws: int):
     return None
 
 
-def elitism_preserve_step(population: list, toolbox: base.Toolbox, pool_ratio: float, top_k: int,
-                          margin: float, max_tries: int, batch: int, max_draws: int,
-                          halloffame: tools.HallOfFame | None = None) -> tuple[int, int]:
+def elitism_preserve_step(
+    population: list,
+    toolbox: base.Toolbox,
+    pool_ratio: float,
+    top_k: int,
+    margin: float,
+    max_tries: int,
+    batch: int,
+    max_draws: int,
+    halloffame: tools.HallOfFame | None = None,
+) -> tuple[int, int]:
     """One step of elitism-preserve evolution, for `batch` parents at once::
 
         parents <- batch x random choice of the top-k of a random pool of pool_ratio*|P|
@@ -198,8 +214,9 @@ def _accept(child, parent, margin: float) -> bool:
     return bool(np.isfinite(jcm_of(child)) and jcm_of(child) >= jcm_of(parent) - margin)
 
 
-def fresh_offspring(population: list, toolbox: base.Toolbox, lambda_: int, cxpb: float, mutpb: float,
-                    max_draws: int) -> list:
+def fresh_offspring(
+    population: list, toolbox: base.Toolbox, lambda_: int, cxpb: float, mutpb: float, max_draws: int
+) -> list:
     """`lambda_` offspring by DEAP's `varOr`, each new to the population and to the others: the
     ones already seen are dropped and as many redrawn, in at most `max_draws` rounds (so fewer
     may come back when nearly every draw is a copy)."""
@@ -214,8 +231,15 @@ def fresh_offspring(population: list, toolbox: base.Toolbox, lambda_: int, cxpb:
     return offspring
 
 
-def mu_plus_lambda_step(population: list, toolbox: base.Toolbox, lambda_: int, cxpb: float, mutpb: float,
-                        max_draws: int, halloffame: tools.HallOfFame | None = None) -> tuple[int, int]:
+def mu_plus_lambda_step(
+    population: list,
+    toolbox: base.Toolbox,
+    lambda_: int,
+    cxpb: float,
+    mutpb: float,
+    max_draws: int,
+    halloffame: tools.HallOfFame | None = None,
+) -> tuple[int, int]:
     """One generation of DEAP's (mu + lambda), without copies::
 
         offspring <- lambda new programs by varOr (see `fresh_offspring`)
@@ -239,8 +263,13 @@ StepHook = Callable[[int, list, tools.HallOfFame | None, tools.Logbook], None]
 StopHook = Callable[[int, list, tools.HallOfFame | None, tools.Logbook], bool]
 
 
-def _begin(population: list, toolbox: base.Toolbox, stats: tools.Statistics | None,
-           halloffame: tools.HallOfFame | None, logbook: tools.Logbook | None) -> tools.Logbook:
+def _begin(
+    population: list,
+    toolbox: base.Toolbox,
+    stats: tools.Statistics | None,
+    halloffame: tools.HallOfFame | None,
+    logbook: tools.Logbook | None,
+) -> tools.Logbook:
     """The logbook to go on with: `logbook` if it has records (a resumed run), else a new one whose
     iteration 0 is the population, evaluated (what has no valid fitness) and given to `halloffame`."""
     if logbook is not None and len(logbook):
@@ -257,11 +286,22 @@ def _compile(stats: tools.Statistics | None, population: list) -> dict:
     return stats.compile(population) if stats else {}
 
 
-def ea_elitism_preserve(population: list, toolbox: base.Toolbox, iterations: int, pool_ratio: float, top_k: int,
-                        margin: float, max_tries: int, batch: int, max_draws: int,
-                        stats: tools.Statistics | None = None, halloffame: tools.HallOfFame | None = None,
-                        logbook: tools.Logbook | None = None, on_step: StepHook | None = None,
-                        should_stop: StopHook | None = None) -> tuple[list, tools.Logbook]:
+def ea_elitism_preserve(
+    population: list,
+    toolbox: base.Toolbox,
+    iterations: int,
+    pool_ratio: float,
+    top_k: int,
+    margin: float,
+    max_tries: int,
+    batch: int,
+    max_draws: int,
+    stats: tools.Statistics | None = None,
+    halloffame: tools.HallOfFame | None = None,
+    logbook: tools.Logbook | None = None,
+    on_step: StepHook | None = None,
+    should_stop: StopHook | None = None,
+) -> tuple[list, tools.Logbook]:
     """Auto-Prox's elitism-preserve evolution of `population` (in place), up to step `iterations`::
 
         if logbook has no records:
@@ -286,8 +326,9 @@ def ea_elitism_preserve(population: list, toolbox: base.Toolbox, iterations: int
     end_generation = getattr(toolbox, "end_generation", None)
     iteration, evaluations = logbook[-1]["iteration"], logbook[-1]["evals"]
     while iteration < iterations and not (should_stop and should_stop(iteration, population, halloffame, logbook)):
-        evals, kept = elitism_preserve_step(population, toolbox, pool_ratio, top_k, margin, max_tries, batch,
-                                            max_draws, halloffame)
+        evals, kept = elitism_preserve_step(
+            population, toolbox, pool_ratio, top_k, margin, max_tries, batch, max_draws, halloffame
+        )
         iteration, evaluations = iteration + 1, evaluations + evals
         if end_generation is not None and iteration % len(population) == 0:
             end_generation()
@@ -297,11 +338,20 @@ def ea_elitism_preserve(population: list, toolbox: base.Toolbox, iterations: int
     return population, logbook
 
 
-def ea_mu_plus_lambda(population: list, toolbox: base.Toolbox, iterations: int, lambda_: int, cxpb: float,
-                      mutpb: float, max_draws: int, stats: tools.Statistics | None = None,
-                      halloffame: tools.HallOfFame | None = None, logbook: tools.Logbook | None = None,
-                      on_step: StepHook | None = None,
-                      should_stop: StopHook | None = None) -> tuple[list, tools.Logbook]:
+def ea_mu_plus_lambda(
+    population: list,
+    toolbox: base.Toolbox,
+    iterations: int,
+    lambda_: int,
+    cxpb: float,
+    mutpb: float,
+    max_draws: int,
+    stats: tools.Statistics | None = None,
+    halloffame: tools.HallOfFame | None = None,
+    logbook: tools.Logbook | None = None,
+    on_step: StepHook | None = None,
+    should_stop: StopHook | None = None,
+) -> tuple[list, tools.Logbook]:
     """DEAP's (mu + lambda) evolution of `population` (in place, mu = |P|), without copies, up to
     generation `iterations`::
 

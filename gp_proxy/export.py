@@ -4,6 +4,7 @@ The Python module is stitched from the engine's own kernel source (`gp_proxy.pri
 copied by `ast` at export time), so it computes exactly what the engine computes and needs
 nothing but torch. Graphs merge shared subexpressions: every distinct subtree is one node.
 """
+
 from __future__ import annotations
 
 import ast
@@ -59,7 +60,7 @@ def _engine_source() -> str:
     chunks = []
     for stmt in keep:
         start = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))])
-        chunks.append("\n".join(lines[start - 1: stmt.end_lineno]))
+        chunks.append("\n".join(lines[start - 1 : stmt.end_lineno]))
     return "\n\n\n".join(chunks)
 
 
@@ -105,15 +106,25 @@ def to_python(tree: gp.PrimitiveTree, groups: list[str], spec: dict | None = Non
             body.append(f"    {var} = {_call(node, [variables[c] for c in children])}  # {node.name}")
         else:
             body.append(f"    {var} = _statistic({node.name!r}, tensors, numel, mask)")
-    header = _HEADER.format(version=__version__, expression=str(tree), groups=", ".join(groups),
-                            names=", ".join(names), spec=json.dumps(spec or {}, sort_keys=True))
-    return (header + _engine_source() + "\n\n\n"
-            + "def _statistic(name, tensors, numel, mask):\n"
-            + "    valid = mask[name] if mask is not None else torch.ones(numel[name].shape, dtype=torch.bool)\n"
-            + "    return Mat(tensors[name].float(), numel[name].double(), valid.bool())\n\n\n"
-            + "def proxy(tensors, numel, groups, mask=None):\n"
-            + f'    """Scores of `{tree}` (see the module docstring)."""\n'
-            + "\n".join(body) + f"\n    return {variables[str(tree)]}.data\n")
+    header = _HEADER.format(
+        version=__version__,
+        expression=str(tree),
+        groups=", ".join(groups),
+        names=", ".join(names),
+        spec=json.dumps(spec or {}, sort_keys=True),
+    )
+    return (
+        header
+        + _engine_source()
+        + "\n\n\n"
+        + "def _statistic(name, tensors, numel, mask):\n"
+        + "    valid = mask[name] if mask is not None else torch.ones(numel[name].shape, dtype=torch.bool)\n"
+        + "    return Mat(tensors[name].float(), numel[name].double(), valid.bool())\n\n\n"
+        + "def proxy(tensors, numel, groups, mask=None):\n"
+        + f'    """Scores of `{tree}` (see the module docstring)."""\n'
+        + "\n".join(body)
+        + f"\n    return {variables[str(tree)]}.data\n"
+    )
 
 
 _TYPE_NAMES = {Mat: "Mat", Unit: "Unit", Score: "Score"}
@@ -149,7 +160,7 @@ def to_dot(tree: gp.PrimitiveTree) -> str:
         shape = "box" if data["kind"] == "primitive" else "ellipse"
         lines.append(f"  {name} [label={_dot_quote(data['label'])}, shape={shape}];")
     for child, parent, data in graph.edges(data=True):
-        lines.append(f"  {child} -> {parent} [label=\"{data['arg']}\"];")
+        lines.append(f'  {child} -> {parent} [label="{data["arg"]}"];')
     return "\n".join([*lines, "}"]) + "\n"
 
 
@@ -177,8 +188,18 @@ def draw(tree: gp.PrimitiveTree, path: str, title: str | None = None) -> None:
     colours = ["#9ecae1" if graph.nodes[n]["kind"] == "statistic" else "#fdd0a2" for n in graph]
     width = max(4.0, 1.5 * leaves)
     fig, ax = plt.subplots(figsize=(width, 1.2 + 0.9 * (max(depth.values()) + 1)))
-    nx.draw_networkx(graph, pos, ax=ax, labels={n: graph.nodes[n]["label"] for n in graph}, node_color=colours,
-                     node_size=1500, node_shape="s", font_size=8, arrows=True, arrowsize=10)
+    nx.draw_networkx(
+        graph,
+        pos,
+        ax=ax,
+        labels={n: graph.nodes[n]["label"] for n in graph},
+        node_color=colours,
+        node_size=1500,
+        node_shape="s",
+        font_size=8,
+        arrows=True,
+        arrowsize=10,
+    )
     ax.set_title("\n".join(textwrap.wrap(title or root, int(11 * width))), fontsize=8)
     ax.axis("off")
     fig.tight_layout()

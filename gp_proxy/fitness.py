@@ -5,10 +5,11 @@ their accuracies on one data set, with an architecture-level train/held-out spli
 fitness is the JCM of its Kendall tau over the training parts of all tasks; every number is
 also reported on the held-out parts.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import stats
@@ -42,8 +43,9 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.accuracy.shape != (self.bundle.num_archs,):
-            raise AutoproxError(f"task {self.name}: {self.accuracy.shape[0]} accuracies for "
-                                f"{self.bundle.num_archs} networks")
+            raise AutoproxError(
+                f"task {self.name}: {self.accuracy.shape[0]} accuracies for {self.bundle.num_archs} networks"
+            )
         known = np.isfinite(self.accuracy)
         if known[self.train].sum() < 3:
             raise AutoproxError(f"task {self.name}: fewer than 3 architectures with a known accuracy to fit on")
@@ -71,8 +73,12 @@ def correlations(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) ->
     pair = _paired(scores[index], accuracy[index])
     if pair is None:
         return dict.fromkeys(CORRELATIONS, float("nan")) | {"n": int(keep.sum())}
-    return {"kendall": float(stats.kendalltau(*pair).statistic), "spearman": float(stats.spearmanr(*pair).statistic),
-            "pearson": float(stats.pearsonr(*pair).statistic), "n": int(keep.sum())}
+    return {
+        "kendall": float(stats.kendalltau(*pair).statistic),
+        "spearman": float(stats.spearmanr(*pair).statistic),
+        "pearson": float(stats.pearsonr(*pair).statistic),
+        "n": int(keep.sum()),
+    }
 
 
 def jcm(taus: Sequence[float], mode: str = "mean") -> float:
@@ -102,8 +108,13 @@ class Report:
     valid: bool
 
     def as_dict(self) -> dict:
-        return {"valid": self.valid, "jcm_train": self.jcm_train, "jcm_test": self.jcm_test,
-                "train": self.train, "test": self.test}
+        return {
+            "valid": self.valid,
+            "jcm_train": self.jcm_train,
+            "jcm_test": self.jcm_test,
+            "train": self.train,
+            "test": self.test,
+        }
 
 
 def report(scores: dict[str, np.ndarray], tasks: Sequence[Task], mode: str = "mean") -> Report:
@@ -112,5 +123,10 @@ def report(scores: dict[str, np.ndarray], tasks: Sequence[Task], mode: str = "me
     valid = all(valid_scores(scores[t.name]) for t in tasks)
     train = {t.name: correlations(scores[t.name], t.accuracy, t.train) for t in tasks}
     test = {t.name: correlations(scores[t.name], t.accuracy, t.test) for t in tasks if len(t.test)}
-    return Report(train, test, jcm([c["kendall"] for c in train.values()], mode) if valid else float("nan"),
-                  jcm([c["kendall"] for c in test.values()], mode) if valid and test else float("nan"), valid)
+    return Report(
+        train,
+        test,
+        jcm([c["kendall"] for c in train.values()], mode) if valid else float("nan"),
+        jcm([c["kendall"] for c in test.values()], mode) if valid and test else float("nan"),
+        valid,
+    )

@@ -1,8 +1,9 @@
 """Markdown reports of the benchmark and experiment scripts: a title, the command, then blocks."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gp_proxy.atomic import write_text
 

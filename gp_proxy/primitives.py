@@ -26,13 +26,14 @@ Protection: every primitive maps finite input to finite output and never raises.
   value's mask and the group; a network with none left scores NaN, and Score ops pass NaN on, so
   such a proxy gets an invalid fitness. That NaN is the only non-finite value a primitive returns.
 """
+
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial, reduce
-from typing import Callable, Sequence
 
 import torch
 from deap import gp
@@ -85,6 +86,7 @@ class Op:
 
 # Kernels on raw tensors. Each returns a fresh tensor (never a view of its input), which the
 # typed wrappers below clamp in place.
+
 
 def _sqrt(x: Tensor) -> Tensor:
     return x.abs().sqrt_()
@@ -190,33 +192,73 @@ def _agg_mean(x: Tensor, keep: Tensor) -> Tensor:
 
 
 ARITHMETIC: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": _div,
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": _div,
 }
 """Binary kernels shared by Mat, Unit (`u_`) and Score (`s_`)."""
 
 ELEMENTWISE: dict[str, Callable[[Tensor], Tensor]] = {
-    "abs": torch.abs, "square": torch.square, "sqrt": _sqrt, "log": _log, "neg": torch.neg,
+    "abs": torch.abs,
+    "square": torch.square,
+    "sqrt": _sqrt,
+    "log": _log,
+    "neg": torch.neg,
 }
 """Unary kernels shared by Mat and Unit (`u_`)."""
 
 MAT_UNARY: dict[str, Callable[[Tensor], Tensor]] = {
-    **ELEMENTWISE, "exp": _exp, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
-    "sign": torch.sign, "reciprocal": _reciprocal, "minmax": _minmax, "zscore": _zscore,
-    "softmax": _softmax, "transpose": _transpose, "gram": _gram,
+    **ELEMENTWISE,
+    "exp": _exp,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sign": torch.sign,
+    "reciprocal": _reciprocal,
+    "minmax": _minmax,
+    "zscore": _zscore,
+    "softmax": _softmax,
+    "transpose": _transpose,
+    "gram": _gram,
 }
 """Mat -> Mat kernels on (A, U, S, S) data."""
 
 MAT_BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    **ARITHMETIC, "maximum": torch.maximum, "minimum": torch.minimum, "matmul": _matmul,
+    **ARITHMETIC,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
+    "matmul": _matmul,
 }
 """Mat x Mat -> Mat kernels on (A, U, S, S) data."""
 
-FINITE = frozenset({"abs", "neg", "sign", "relu", "sigmoid", "tanh", "softmax", "transpose", "sqrt", "log",
-                    "exp", "reciprocal", "maximum", "minimum"})
+FINITE = frozenset(
+    {
+        "abs",
+        "neg",
+        "sign",
+        "relu",
+        "sigmoid",
+        "tanh",
+        "softmax",
+        "transpose",
+        "sqrt",
+        "log",
+        "exp",
+        "reciprocal",
+        "maximum",
+        "minimum",
+    }
+)
 """Mat kernels whose output is finite for any finite input, so it is not scanned for NaN/inf."""
 
 REDUCTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "mean": _mean, "sum": _sum, "fro": _fro, "l1": _l1, "std": _std, "max": _max,
+    "mean": _mean,
+    "sum": _sum,
+    "fro": _fro,
+    "l1": _l1,
+    "std": _std,
+    "max": _max,
 }
 """Mat -> Unit kernels: (data (A, U, S, S), numel (A, U)) -> (A, U) float64."""
 
@@ -278,8 +320,9 @@ def _check_names(kind: str, names: list[str]) -> None:
         raise AutoproxError(f"no {kind} names given: a proxy needs at least one")
     for name in names:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise AutoproxError(f"invalid {kind} name {name!r}: use letters, digits, '_' and '.', "
-                                "starting with a letter or '_'")
+            raise AutoproxError(
+                f"invalid {kind} name {name!r}: use letters, digits, '_' and '.', starting with a letter or '_'"
+            )
     if len(set(names)) != len(names):
         raise AutoproxError(f"duplicate {kind} names in {names}")
 

@@ -1,4 +1,5 @@
 """Proxy programs: random typed trees, a parser that never evaluates, and a memoising evaluator."""
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,9 @@ def _find_shallowest(pset: gp.PrimitiveSetTyped) -> dict[type, list[gp.Primitive
             best = min(map(reach, prims), default=math.inf)
             if best < levels.get(type_, math.inf):
                 levels[type_], changed = best, True
-    return {t: [p for p in prims if reach(p) == levels[t]]
-            for t, prims in pset.primitives.items() if levels.get(t, 0) > 0}
+    return {
+        t: [p for p in prims if reach(p) == levels[t]] for t, prims in pset.primitives.items() if levels.get(t, 0) > 0
+    }
 
 
 def _shallowest(pset: gp.PrimitiveSetTyped) -> dict[type, list[gp.Primitive]]:
@@ -107,14 +109,14 @@ def mut_insert(individual: gp.PrimitiveTree, pset: gp.PrimitiveSetTyped) -> tupl
     ret, where = individual[index].ret, individual.searchSubtree(index)
     primitives = [p for p in pset.primitives[ret] if ret in p.args]
     if not primitives:
-        return individual,
+        return (individual,)
     prim = random.choice(primitives)
     position = random.choice([i for i, arg in enumerate(prim.args) if arg == ret])
     subtree = [prim]
     for i, arg in enumerate(prim.args):
         subtree += individual[where] if i == position else generate(pset, 0, 0, arg)
     individual[where] = subtree
-    return individual,
+    return (individual,)
 
 
 _TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_.]*)|([(),])|(\S))")
@@ -147,8 +149,9 @@ class _Syntax:
                 raise AutoproxError(f"unexpected character {text!r} at position {pos}")
             names += match.lastindex == 1
             if names > MAX_PROGRAM_NODES:
-                raise AutoproxError(f"expression has more than {MAX_PROGRAM_NODES} nodes, "
-                                    f"the most a proxy program may have")
+                raise AutoproxError(
+                    f"expression has more than {MAX_PROGRAM_NODES} nodes, the most a proxy program may have"
+                )
             self.tokens.append((text, pos))
         self.index = 0
 
@@ -163,8 +166,9 @@ class _Syntax:
 
     def call(self, depth: int = 0) -> _Call:
         if depth >= MAX_PROGRAM_DEPTH:
-            raise AutoproxError(f"expression nested deeper than {MAX_PROGRAM_DEPTH} levels, "
-                                f"the most a proxy program may have")
+            raise AutoproxError(
+                f"expression nested deeper than {MAX_PROGRAM_DEPTH} levels, the most a proxy program may have"
+            )
         name, pos = self.take("a name")
         if name in ("(", ")", ","):
             raise AutoproxError(f"expected a name at position {pos}, got {name!r}")
@@ -245,8 +249,13 @@ class Evaluator:
         self.hits = self.misses = 0
         self._terminals = {n: Mat(t, bundle.numel[n], bundle.mask[n]) for n, t in bundle.tensors.items()}
         self._ops = {name: op.fn for name, op in PRIMITIVES.items()}
-        self._ops.update({agg_name(kind, group): partial(aggregate, kernel, group=members)
-                          for kind, kernel in AGGREGATIONS.items() for group, members in bundle.groups.items()})
+        self._ops.update(
+            {
+                agg_name(kind, group): partial(aggregate, kernel, group=members)
+                for kind, kernel in AGGREGATIONS.items()
+                for group, members in bundle.groups.items()
+            }
+        )
         self._memo: OrderedDict[str, tuple[Value, int]] = OrderedDict()
         self._memo_size = 0
 

@@ -8,6 +8,7 @@ among several runs.
     out_dir/progress.png             those curves
     out_dir/summary.md               the hall of fame as a table
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,8 +51,9 @@ class DiscoveryResult:
     saved: list[Path] = field(default_factory=list)
 
 
-def save_results(result: DiscoveryResult, objective: Objective, config: DiscoveryConfig, out_dir: Path,
-                 probe: dict, provenance: dict) -> list[Path]:
+def save_results(
+    result: DiscoveryResult, objective: Objective, config: DiscoveryConfig, out_dir: Path, probe: dict, provenance: dict
+) -> list[Path]:
     """Save the hall of fame (simplified on every task's statistics), `logbook.csv`, `summary.md`
     and `progress.png` in `out_dir`; return the proxies' paths, best first."""
     names = sorted(set.intersection(*(set(t.bundle.names) for t in objective.tasks)))
@@ -63,33 +65,63 @@ def save_results(result: DiscoveryResult, objective: Objective, config: Discover
     for rank, ind in enumerate(result.halloffame, start=1):
         simple = simplify(ind, evaluators)
         report = objective.report(simple.tree)
-        proxy = SavedProxy(simple.expression, names, groups, probe, {"jcm_mode": config.jcm, **report.as_dict()},
-                           {**provenance, "seed": config.seed, "algorithm": config.algorithm, "date": date,
-                            "evaluations": result.evaluations, "rank": rank, "size": len(simple.tree)},
-                           simple.as_dict())
+        proxy = SavedProxy(
+            simple.expression,
+            names,
+            groups,
+            probe,
+            {"jcm_mode": config.jcm, **report.as_dict()},
+            {
+                **provenance,
+                "seed": config.seed,
+                "algorithm": config.algorithm,
+                "date": date,
+                "evaluations": result.evaluations,
+                "rank": rank,
+                "size": len(simple.tree),
+            },
+            simple.as_dict(),
+        )
         paths.append(save_proxy(out_dir / "proxies" / f"rank{rank:02d}.json", proxy))
         shown = f"`{simple.expression}`" + (f" (found as `{ind}`)" if simple.expression != str(ind) else "")
         taus = [report.test.get(t.name, {}).get("kendall", float("nan")) for t in objective.tasks]
-        rows.append(f"| {rank} | {shown} | {len(simple.tree)} | {report.jcm_train:.4f} | {report.jcm_test:.4f} | "
-                    + " | ".join(f"{tau:.3f}" for tau in taus) + " |")
+        rows.append(
+            f"| {rank} | {shown} | {len(simple.tree)} | {report.jcm_train:.4f} | {report.jcm_test:.4f} | "
+            + " | ".join(f"{tau:.3f}" for tau in taus)
+            + " |"
+        )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=result.logbook.header)
     writer.writeheader()
     writer.writerows({k: r.get(k) for k in result.logbook.header} for r in result.logbook)
     write_text(out_dir / "logbook.csv", buffer.getvalue())
     tasks, last = objective.tasks, result.logbook[-1]
-    write_text(out_dir / "summary.md", "\n".join([
-        f"# Discovered proxies ({config.algorithm}, seed {config.seed})", "",
-        f"{result.evaluations} programs evaluated in {result.seconds:.0f} s of search "
-        f"({result.evaluations / max(result.seconds, 1e-9):.1f} per second; the whole run, resumed sessions "
-        f"included) on {len(tasks)} tasks: "
-        + ", ".join(f"{t.name} ({len(t.train)} train / {len(t.test)} held-out archs)" for t in tasks) + ".",
-        f"JCM = {config.jcm} of Kendall tau over the tasks; held-out = architectures never seen by the search.",
-        (f"Final population: {last['distinct']} distinct programs, {last['jcms']} distinct training JCMs "
-         "(curves: `progress.png`, `logbook.csv`)."), "",
-        "| rank | expression | size | JCM train | JCM held-out | "
-        + " | ".join(f"tau held-out {t.name}" for t in tasks) + " |",
-        "|---|---|---|---|---|" + "---|" * len(tasks), *rows, ""]))
+    write_text(
+        out_dir / "summary.md",
+        "\n".join(
+            [
+                f"# Discovered proxies ({config.algorithm}, seed {config.seed})",
+                "",
+                f"{result.evaluations} programs evaluated in {result.seconds:.0f} s of search "
+                f"({result.evaluations / max(result.seconds, 1e-9):.1f} per second; the whole run, resumed sessions "
+                f"included) on {len(tasks)} tasks: "
+                + ", ".join(f"{t.name} ({len(t.train)} train / {len(t.test)} held-out archs)" for t in tasks)
+                + ".",
+                f"JCM = {config.jcm} of Kendall tau over the tasks; held-out = architectures never seen by the search.",
+                (
+                    f"Final population: {last['distinct']} distinct programs, {last['jcms']} distinct training JCMs "
+                    "(curves: `progress.png`, `logbook.csv`)."
+                ),
+                "",
+                "| rank | expression | size | JCM train | JCM held-out | "
+                + " | ".join(f"tau held-out {t.name}" for t in tasks)
+                + " |",
+                "|---|---|---|---|---|" + "---|" * len(tasks),
+                *rows,
+                "",
+            ]
+        ),
+    )
     plot_progress(result.logbook, out_dir / "progress.png", f"{config.algorithm}, seed {config.seed}")
     return paths
 

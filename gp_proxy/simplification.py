@@ -15,6 +15,7 @@ Acceptance is measured on the bundles; each exact rewrite also records whether s
 (`proved`: the symbolic forms of `gp_proxy.symbolic` simplify to the same expression, which
 ignores the engine's protections at zero). The original is kept next to the result.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -46,8 +47,7 @@ class Simplification:
         return str(self.tree)
 
     def as_dict(self) -> dict:
-        return {"original": self.original, "exact": self.exact, "proved": self.proved, "rank": self.rank,
-                "rtol": RTOL}
+        return {"original": self.original, "exact": self.exact, "proved": self.proved, "rank": self.rank, "rtol": RTOL}
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,11 @@ def hoists(tree: gp.PrimitiveTree, root_only: bool = False) -> Iterator[Hoist]:
         for j in range(i + 1, outer.stop):
             if tree[j].ret is tree[i].ret:
                 inner = tree.searchSubtree(j)
-                yield Hoist(gp.PrimitiveTree(tree[:i] + tree[inner] + tree[outer.stop:]),
-                            gp.PrimitiveTree(tree[outer]), gp.PrimitiveTree(tree[inner]))
+                yield Hoist(
+                    gp.PrimitiveTree(tree[:i] + tree[inner] + tree[outer.stop :]),
+                    gp.PrimitiveTree(tree[outer]),
+                    gp.PrimitiveTree(tree[inner]),
+                )
 
 
 def proved(hoist: Hoist) -> bool:
@@ -101,12 +104,16 @@ def simplify(tree: gp.PrimitiveTree, evaluators: Sequence[Evaluator], rank: bool
         current = step.tree
     ranked: list[Hoist] = []
     reference = [ev(current) for ev in evaluators]
-    while rank and (step := _first(current, evaluators, lambda new: all(map(_same_order, new, reference)),
-                                   root_only=True)) is not None:
+    while (
+        rank
+        and (step := _first(current, evaluators, lambda new: all(map(_same_order, new, reference)), root_only=True))
+        is not None
+    ):
         ranked.append(step)
         current = step.tree
-    return Simplification(str(tree), current, [str(h) for h in exact], [str(h) for h in ranked],
-                          [proved(h) for h in exact])
+    return Simplification(
+        str(tree), current, [str(h) for h in exact], [str(h) for h in ranked], [proved(h) for h in exact]
+    )
 
 
 def _first(tree: gp.PrimitiveTree, evaluators: Sequence[Evaluator], accept, root_only: bool = False) -> Hoist | None:

@@ -5,6 +5,7 @@ of one block). Each statistic is a sketch, an `(S, S)` matrix of sampled rows an
 the full tensor, with the full tensor's element count kept so that sums and norms can be
 rescaled. Units are padded to the longest network; `mask` says which units exist.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ class UnitStats:
     def num_units(self) -> int:
         return int(self.block.shape[0])
 
-    def check(self) -> None:
+    def validate(self) -> None:
         """Raise `AutoproxError` if shapes disagree or a present statistic is NaN/inf."""
         units = self.num_units
         for name, t in self.tensors.items():
@@ -83,8 +84,14 @@ class StatsBundle:
         """The bundle restricted to the architectures at `index` (positions)."""
         index = torch.as_tensor(index, dtype=torch.long)
         pick = lambda d: {k: v.index_select(0, index) for k, v in d.items()}  # noqa: E731
-        return StatsBundle(pick(self.tensors), pick(self.numel), pick(self.mask), pick(self.groups),
-                           self.block.index_select(0, index), tuple(self.ids[i] for i in index.tolist()))
+        return StatsBundle(
+            pick(self.tensors),
+            pick(self.numel),
+            pick(self.mask),
+            pick(self.groups),
+            self.block.index_select(0, index),
+            tuple(self.ids[i] for i in index.tolist()),
+        )
 
 
 def stack(stats: list[UnitStats], ids: list[str] | None = None) -> StatsBundle:
@@ -93,7 +100,7 @@ def stack(stats: list[UnitStats], ids: list[str] | None = None) -> StatsBundle:
         raise AutoproxError("no statistics to stack: the benchmark is empty")
     names = sorted(stats[0].tensors)
     for i, s in enumerate(stats):
-        s.check()
+        s.validate()
         if sorted(s.tensors) != names:
             raise AutoproxError(f"network {i} has statistics {sorted(s.tensors)}, the first has {names}")
     sizes = {s.tensors[n].shape[-1] for s in stats for n in names}

@@ -1,12 +1,13 @@
 """Saved proxies: one versioned JSON file per proxy, loaded by parsing, never by evaluating.
 
-    {"format": "autoprox-proxy", "version": 1,
-     "expression": "agg_sum_all(l1(mul(W, gW)))",
-     "statistics": {"names": [...], "groups": [...], "probe": {how they were measured}},
-     "fitness": {"jcm_mode": ..., "jcm_train": ..., "jcm_test": ..., "train": {task: {...}}, "test": {...}},
-     "provenance": {"engine_version": ..., "date": ..., ...},
-     "simplification": {"original": ..., "exact": [...], "rank": [...], "rtol": ...}}  (optional)
+{"format": "autoprox-proxy", "version": 1,
+ "expression": "agg_sum_all(l1(mul(W, gW)))",
+ "statistics": {"names": [...], "groups": [...], "probe": {how they were measured}},
+ "fitness": {"jcm_mode": ..., "jcm_train": ..., "jcm_test": ..., "train": {task: {...}}, "test": {...}},
+ "provenance": {"engine_version": ..., "date": ..., ...},
+ "simplification": {"original": ..., "exact": [...], "rank": [...], "rtol": ...}}  (optional)
 """
+
 from __future__ import annotations
 
 import json
@@ -51,9 +52,14 @@ class SavedProxy:
         return parse(self.expression, build_pset(self.names, self.groups))
 
     def to_json(self) -> str:
-        payload = {"format": FORMAT, "version": VERSION, "expression": self.expression,
-                   "statistics": {"names": self.names, "groups": self.groups, "probe": self.probe},
-                   "fitness": self.fitness, "provenance": {"engine_version": __version__, **self.provenance}}
+        payload = {
+            "format": FORMAT,
+            "version": VERSION,
+            "expression": self.expression,
+            "statistics": {"names": self.names, "groups": self.groups, "probe": self.probe},
+            "fitness": self.fitness,
+            "provenance": {"engine_version": __version__, **self.provenance},
+        }
         if self.simplification:
             payload["simplification"] = self.simplification
         return json.dumps(json_safe(payload), indent=2) + "\n"
@@ -88,20 +94,22 @@ def load_proxy(path: str | Path) -> SavedProxy:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AutoproxError(f"{path}: not a JSON proxy file ({e})") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise AutoproxError(f"{path}: not an autoprox proxy file (no \"format\": \"{FORMAT}\")")
+        raise AutoproxError(f'{path}: not an autoprox proxy file (no "format": "{FORMAT}")')
     if payload.get("version") != VERSION:
-        raise AutoproxError(f"{path}: unsupported proxy file version {payload.get('version')!r}; this autoprox reads {VERSION}")
+        raise AutoproxError(
+            f"{path}: unsupported proxy file version {payload.get('version')!r}; this autoprox reads {VERSION}"
+        )
     stats = payload.get("statistics")
     if not isinstance(payload.get("expression"), str) or not isinstance(stats, dict):
-        raise AutoproxError(f"{path}: needs a string \"expression\" and a \"statistics\" object")
+        raise AutoproxError(f'{path}: needs a string "expression" and a "statistics" object')
     names, groups = stats.get("names"), stats.get("groups")
     if not (isinstance(names, list) and isinstance(groups, list)):
-        raise AutoproxError(f"{path}: \"statistics\" needs lists \"names\" and \"groups\"")
+        raise AutoproxError(f'{path}: "statistics" needs lists "names" and "groups"')
     extras = {k: payload.get(k, {}) for k in ("fitness", "provenance", "simplification")}
     extras["probe"] = stats.get("probe", {})
     for key, value in extras.items():
         if not isinstance(value, dict):
-            raise AutoproxError(f"{path}: \"{key}\" must be an object")
+            raise AutoproxError(f'{path}: "{key}" must be an object')
     proxy = SavedProxy(payload["expression"], names, groups, **extras)
     try:
         proxy.tree()

@@ -5,6 +5,7 @@ Every primitive maps to sympy: elementwise and arithmetic ops to sympy's own (`A
 to named sympy functions that print as LaTeX operators. The formula shows the mathematics;
 the engine's protections (`log(|x| + 1e-12)`, clamping) are left out, as papers write them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -24,30 +25,55 @@ def _named(name: str, template: str, arity: int = 1, nonnegative: bool = False) 
         text = template.format(*(printer._print(a) for a in self.args))
         return rf"\left({text}\right)^{{{exp}}}" if exp else text
 
-    return type(name, (sympy.Function,), {"nargs": arity, "_latex": _latex, "is_real": True,
-                                          "_eval_is_nonnegative": lambda self: True if nonnegative else None})
+    return type(
+        name,
+        (sympy.Function,),
+        {
+            "nargs": arity,
+            "_latex": _latex,
+            "is_real": True,
+            "_eval_is_nonnegative": lambda self: True if nonnegative else None,
+        },
+    )
 
 
 _OPERATORS = {
-    "sigmoid": r"\sigma\left({0}\right)", "relu": r"\operatorname{{relu}}\left({0}\right)",
-    "minmax": r"\operatorname{{minmax}}\left({0}\right)", "zscore": r"\operatorname{{zscore}}\left({0}\right)",
-    "softmax": r"\operatorname{{softmax}}\left({0}\right)", "transpose": r"\left({0}\right)^{{\top}}",
+    "sigmoid": r"\sigma\left({0}\right)",
+    "relu": r"\operatorname{{relu}}\left({0}\right)",
+    "minmax": r"\operatorname{{minmax}}\left({0}\right)",
+    "zscore": r"\operatorname{{zscore}}\left({0}\right)",
+    "softmax": r"\operatorname{{softmax}}\left({0}\right)",
+    "transpose": r"\left({0}\right)^{{\top}}",
     "gram": r"\frac{{1}}{{S}}\left({0}\right)\left({0}\right)^{{\top}}",
-    "mean": r"\operatorname{{mean}}\left({0}\right)", "sum": r"\Sigma\left({0}\right)",
-    "fro": r"\left\lVert {0} \right\rVert_F", "l1": r"\left\lVert {0} \right\rVert_1",
-    "std": r"\operatorname{{std}}\left({0}\right)", "max": r"\max\left({0}\right)",
+    "mean": r"\operatorname{{mean}}\left({0}\right)",
+    "sum": r"\Sigma\left({0}\right)",
+    "fro": r"\left\lVert {0} \right\rVert_F",
+    "l1": r"\left\lVert {0} \right\rVert_1",
+    "std": r"\operatorname{{std}}\left({0}\right)",
+    "max": r"\max\left({0}\right)",
 }
 _NONNEGATIVE = frozenset({"sigmoid", "relu", "minmax", "softmax", "fro", "l1", "std"})
-_FUNCTIONS = {name: _named(f"{name}_", template, nonnegative=name in _NONNEGATIVE)
-              for name, template in _OPERATORS.items()}
+_FUNCTIONS = {
+    name: _named(f"{name}_", template, nonnegative=name in _NONNEGATIVE) for name, template in _OPERATORS.items()
+}
 _MATMUL = _named("matmul_", r"\frac{{1}}{{S}}\left({0}\right)\left({1}\right)", 2)
 
 _ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
-    "abs": sympy.Abs, "square": lambda x: x**2, "sqrt": lambda x: sympy.sqrt(sympy.Abs(x)),
-    "log": lambda x: sympy.log(sympy.Abs(x)), "neg": lambda x: -x, "exp": sympy.exp, "tanh": sympy.tanh,
-    "sign": sympy.sign, "reciprocal": lambda x: 1 / x,
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": lambda a, b: a / b,
-    "maximum": sympy.Max, "minimum": sympy.Min,
+    "abs": sympy.Abs,
+    "square": lambda x: x**2,
+    "sqrt": lambda x: sympy.sqrt(sympy.Abs(x)),
+    "log": lambda x: sympy.log(sympy.Abs(x)),
+    "neg": lambda x: -x,
+    "exp": sympy.exp,
+    "tanh": sympy.tanh,
+    "sign": sympy.sign,
+    "reciprocal": lambda x: 1 / x,
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "maximum": sympy.Max,
+    "minimum": sympy.Min,
 }
 
 

@@ -1,4 +1,5 @@
 """Synthetic ranking tasks with a planted signal, for engine tests that need no ViT."""
+
 import numpy as np
 import torch
 
@@ -26,7 +27,7 @@ def planted_tasks(archs: int = 40, seed: int = 0, noise: float = 0.3) -> list[Ta
     bundle = stack(stats)
     signal = np.array(signal)
     order = rng.permutation(archs)
-    train, test = np.sort(order[: archs // 2]), np.sort(order[archs // 2:])
+    train, test = np.sort(order[: archs // 2]), np.sort(order[archs // 2 :])
     tasks = []
     for name in ("data1", "data2"):
         accuracy = 70 + 5 * (signal - signal.mean()) / signal.std() + noise * 5 * rng.standard_normal(archs)

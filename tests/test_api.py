@@ -1,4 +1,5 @@
 """vit_space's public API, used only through `from vit_space import ...`; the README's script run as printed."""
+
 import json
 import os
 import random
@@ -13,13 +14,54 @@ import torch
 
 import vit_space
 from gp_proxy import load_proxy
-from vit_space import (BatchSpec, Benchmark, Budget, BuildPlan, ImageData, ProbeSpec, Ranking, Recipe, ScoreTable,
-                       Scores, SearchConfig, Searcher, StatsCache, TrainResult, bench_fields, bench_tasks, build_bench,
-                       candidates, catalogue, count_params, disable_fused_attention, export_file, export_text,
-                       field_dataset, field_name, fill, format_rankings, get_dataset, get_space, latex_names,
-                       load_bench, load_images, make_batch, measure_macs, parse_range, probe_arch, proxy_scores, rank,
-                       read_archs, resolve_proxy, run_job, sample_within, saved_proxy_bundles, score_archs, tasks_for,
-                       train)
+from vit_space import (
+    BatchSpec,
+    Benchmark,
+    Budget,
+    BuildPlan,
+    ImageData,
+    ProbeSpec,
+    Ranking,
+    Recipe,
+    Scores,
+    ScoreTable,
+    SearchConfig,
+    Searcher,
+    StatsCache,
+    TrainResult,
+    bench_fields,
+    bench_tasks,
+    build_bench,
+    candidates,
+    catalogue,
+    count_params,
+    disable_fused_attention,
+    export_file,
+    export_text,
+    field_dataset,
+    field_name,
+    fill,
+    format_rankings,
+    get_dataset,
+    get_space,
+    latex_names,
+    load_bench,
+    load_images,
+    make_batch,
+    measure_macs,
+    parse_range,
+    probe_arch,
+    proxy_scores,
+    rank,
+    read_archs,
+    resolve_proxy,
+    run_job,
+    sample_within,
+    saved_proxy_bundles,
+    score_archs,
+    tasks_for,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "api_example.py"
@@ -29,7 +71,7 @@ DIGITS = ProbeSpec(BatchSpec("digits", image_size=None))
 def readme_block(heading: str) -> str:
     """The first ```python block after `heading` in the README."""
     text = (ROOT / "README.md").read_text()
-    return text[text.index(heading):].split("```python\n", 1)[1].split("```", 1)[0]
+    return text[text.index(heading) :].split("```python\n", 1)[1].split("```", 1)[0]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +79,9 @@ def api_run(tmp_path_factory):
     """The README's script, run once in a fresh interpreter; its folder (cache included) is reused."""
     out = tmp_path_factory.mktemp("api")
     env = {**os.environ, "AUTOPROX_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(SCRIPT), str(out)], capture_output=True, text=True, env=env,
-                          cwd=out, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out)], capture_output=True, text=True, env=env, cwd=out, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return out, done.stdout
 
@@ -136,8 +179,14 @@ def test_exports_and_score_tables(api_run, tmp_path):
 def test_search_and_the_main_job(api_run, tmp_path):
     cache = StatsCache(api_run[0] / "cache")
     space = get_space("af-tiny")
-    state = Searcher(space, ["params"], Budget(0, 20e3, num_classes=10), DIGITS, cache,
-                     SearchConfig(count=6, population=4, parents=2)).run(tmp_path / "search", progress=False)
+    state = Searcher(
+        space,
+        ["params"],
+        Budget(0, 20e3, num_classes=10),
+        DIGITS,
+        cache,
+        SearchConfig(count=6, population=4, parents=2),
+    ).run(tmp_path / "search", progress=False)
     assert len(state.evaluated) == 6 and all(c.params <= 20e3 for c in state.evaluated)
     job = run_job("af-tiny", tmp_path / "job", cache, iterations=10, search_budget=3, progress=False)
     assert job.stats.computed == 0 and job.stats.cached == 200  # the script's cache already held every entry

@@ -1,5 +1,6 @@
 """Bad input a new user might give: out-of-range options, broken benchmark files, torn journals.
 Each is refused on one line naming what to fix (exit 2), or repaired with a warning."""
+
 import json
 import warnings
 from pathlib import Path
@@ -11,8 +12,8 @@ from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.bench import build as benchbuild
 from vit_space.bench.benchmark import SHIPPED_DIR, load_bench
 from vit_space.bench.build import journal_path, read_journal
-from vit_space.cli import main
 from vit_space.bench.training import TrainResult
+from vit_space.cli import main
 
 AF_TINY = json.loads((SHIPPED_DIR / "af-tiny.json").read_text())["records"]
 
@@ -26,30 +27,88 @@ def run(capsys, *argv):
 # --- options out of range: refused by argparse, naming the option ---------------------------
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["search", "--space", "af-tiny", "--proxy", "params", "--out", "x", "--flops", "0"],
-     "argument --flops: expected a number > 0, got '0'"),
-    (["stats", "--bench", "af-tiny", "--limit", "0"], "argument --limit: expected an integer >= 1, got '0'"),
-    (["stats", "--bench", "af-tiny", "--limit", "-1"], "argument --limit: expected an integer >= 1, got '-1'"),
-    (["rank", "--bench", "af-tiny", "--proxy", "params", "--holdout", "-0.5"],
-     "argument --holdout: expected a number in [0, 1), got '-0.5'"),
-    (["rank", "--bench", "af-tiny", "--proxy", "params", "--holdout", "1"], "argument --holdout"),
-    (["discover", "--bench", "af-tiny", "--out", "x", "--search-seed", "-1"],
-     "argument --search-seed: expected an integer >= 0, got '-1'"),
-    (["discover", "--bench", "af-tiny", "--out", "x", "--population", "3"],
-     "argument --population: expected an integer >= 5"),
-    (["discover", "--bench", "af-tiny", "--out", "x", "--size-limit", "100000"],
-     "argument --size-limit: expected an integer in [3, 500]"),
-    (["search", "--space", "af-tiny", "--proxy", "params", "--out", "x", "--budget", "0"], "argument --budget"),
-    (["score", "params", "--space", "af-tiny", "--sample", "-2"], "argument --sample: expected an integer >= 1"),
-    (["stats", "--bench", "af-tiny", "--batch", "two"], "argument --batch: expected an integer >= 1, got 'two'"),
-    (["bench", "build", "--space", "af-tiny", "--dataset", "digits", "--archs", "1", "--out", "x", "--warmup", "1"],
-     "argument --warmup: expected a number in [0, 1)"),
-    (["bench", "build", "--space", "af-tiny", "--dataset", "digits", "--archs", "1", "--out", "x", "--seeds", "0"],
-     "--seeds takes K >= 1"),
-    (["bench", "build", "--space", "af-tiny", "--dataset", "digits", "--archs", "1", "--out", "x", "--seeds", "1,1"],
-     "distinct"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["search", "--space", "af-tiny", "--proxy", "params", "--out", "x", "--flops", "0"],
+            "argument --flops: expected a number > 0, got '0'",
+        ),
+        (["stats", "--bench", "af-tiny", "--limit", "0"], "argument --limit: expected an integer >= 1, got '0'"),
+        (["stats", "--bench", "af-tiny", "--limit", "-1"], "argument --limit: expected an integer >= 1, got '-1'"),
+        (
+            ["rank", "--bench", "af-tiny", "--proxy", "params", "--holdout", "-0.5"],
+            "argument --holdout: expected a number in [0, 1), got '-0.5'",
+        ),
+        (["rank", "--bench", "af-tiny", "--proxy", "params", "--holdout", "1"], "argument --holdout"),
+        (
+            ["discover", "--bench", "af-tiny", "--out", "x", "--search-seed", "-1"],
+            "argument --search-seed: expected an integer >= 0, got '-1'",
+        ),
+        (
+            ["discover", "--bench", "af-tiny", "--out", "x", "--population", "3"],
+            "argument --population: expected an integer >= 5",
+        ),
+        (
+            ["discover", "--bench", "af-tiny", "--out", "x", "--size-limit", "100000"],
+            "argument --size-limit: expected an integer in [3, 500]",
+        ),
+        (["search", "--space", "af-tiny", "--proxy", "params", "--out", "x", "--budget", "0"], "argument --budget"),
+        (["score", "params", "--space", "af-tiny", "--sample", "-2"], "argument --sample: expected an integer >= 1"),
+        (["stats", "--bench", "af-tiny", "--batch", "two"], "argument --batch: expected an integer >= 1, got 'two'"),
+        (
+            [
+                "bench",
+                "build",
+                "--space",
+                "af-tiny",
+                "--dataset",
+                "digits",
+                "--archs",
+                "1",
+                "--out",
+                "x",
+                "--warmup",
+                "1",
+            ],
+            "argument --warmup: expected a number in [0, 1)",
+        ),
+        (
+            [
+                "bench",
+                "build",
+                "--space",
+                "af-tiny",
+                "--dataset",
+                "digits",
+                "--archs",
+                "1",
+                "--out",
+                "x",
+                "--seeds",
+                "0",
+            ],
+            "--seeds takes K >= 1",
+        ),
+        (
+            [
+                "bench",
+                "build",
+                "--space",
+                "af-tiny",
+                "--dataset",
+                "digits",
+                "--archs",
+                "1",
+                "--out",
+                "x",
+                "--seeds",
+                "1,1",
+            ],
+            "distinct",
+        ),
+    ],
+)
 def test_out_of_range_options_are_refused_naming_the_option(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and not out
@@ -109,8 +168,11 @@ def test_missing_accuracies_are_allowed_but_an_empty_field_is_warned_about(tmp_p
 def test_a_repeated_architecture_is_refused_when_its_accuracies_differ(tmp_path):
     rows = records()
     rows.append({**rows[1], "fmnist_base_acc": rows[1]["fmnist_base_acc"] + 1})
-    with pytest.raises(AutoproxError, match=r"mine\.json: record 4 repeats the architecture of record 1 "
-                                            r"with another fmnist_base_acc"):
+    with pytest.raises(
+        AutoproxError,
+        match=r"mine\.json: record 4 repeats the architecture of record 1 "
+        r"with another fmnist_base_acc",
+    ):
         load_bench(write_bench(tmp_path, rows))
 
 
@@ -143,14 +205,28 @@ def test_cli_prints_a_warning_on_one_line(capsys, tmp_path):
 @pytest.fixture
 def fake_training(monkeypatch):
     """Training replaced by an instant fake whose accuracy depends on the architecture and seed."""
+
     def train(space, arch, data, recipe, seed):
         return TrainResult(top1=float(int(space.arch_hash(arch)[:4], 16) % 90) + seed, seconds=0.01, final_loss=1.0)
 
     monkeypatch.setattr(benchbuild, "train", train)
 
 
-BUILD = ["bench", "build", "--space", "af-tiny", "--dataset", "digits", "--archs", "2", "--seeds", "1",
-         "--steps", "5", "--quiet"]
+BUILD = [
+    "bench",
+    "build",
+    "--space",
+    "af-tiny",
+    "--dataset",
+    "digits",
+    "--archs",
+    "2",
+    "--seeds",
+    "1",
+    "--steps",
+    "5",
+    "--quiet",
+]
 
 
 def test_a_resumed_build_sets_a_torn_last_line_aside(capsys, tmp_path, fake_training):

@@ -12,14 +12,23 @@ import torch
 
 from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.bench import benchmark as bench
-from vit_space.bench.benchmark import Benchmark, fetch_bench, field_dataset, field_name, load_bench, resolve_bench, search_paths
+from vit_space.bench.benchmark import (
+    Benchmark,
+    fetch_bench,
+    field_dataset,
+    field_name,
+    load_bench,
+    resolve_bench,
+    search_paths,
+)
 
 # The real ViT-Bench-101 JSON files: $AUTOPROX_BENCH_DIR (as .ci/run sets it) or ../shared next to the checkout.
 SHARED = Path(os.environ.get("AUTOPROX_BENCH_DIR") or bench.SHARED_DIR)
 KD_FIELDS = ["c100_kd_acc", "flower_kd_acc", "chaoyang_kd_acc"]
 
-needs_shared = pytest.mark.skipif(not (SHARED / "autoformer.json").is_file(),
-                                  reason=f"ViT-Bench-101 not found in {SHARED} (set AUTOPROX_BENCH_DIR)")
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "autoformer.json").is_file(), reason=f"ViT-Bench-101 not found in {SHARED} (set AUTOPROX_BENCH_DIR)"
+)
 
 
 @pytest.fixture(autouse=True)

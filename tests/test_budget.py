@@ -1,4 +1,5 @@
 """Budgets: range parsing, analytic fit checks, rejection sampling within a budget."""
+
 import random
 
 import pytest

@@ -3,9 +3,9 @@ import torch
 from conftest import bench_archs
 
 from gp_proxy.errors import AutoproxError
+from vit_space.data.batches import BatchSpec
 from vit_space.probe import cache as cache_mod
 from vit_space.probe.cache import ProbeSpec, StatsCache, fill, load_bundle
-from vit_space.data.batches import BatchSpec
 from vit_space.spaces import get_space
 
 SPEC = ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64), sketch_size=8, conditions=("data", "synflow"))
@@ -104,10 +104,15 @@ def test_failed_write_leaves_the_old_file_intact(setup, monkeypatch):
 
 def test_keys_separate_everything_that_changes_the_numbers():
     space, arch = get_space("pit"), bench_archs("pit")[0]
-    keys = {cache_mod.digest(spec.key(space, arch, "data")) for spec in [
-        SPEC, ProbeSpec(BatchSpec("c100", batch_size=4, image_size=64), 8),
-        ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64, seed=1), 8),
-        ProbeSpec(BatchSpec("c100", "noise", batch_size=2, image_size=64), 8),
-        ProbeSpec(BatchSpec("flowers", batch_size=2, image_size=64), 8),
-        ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64), 16)]}
+    keys = {
+        cache_mod.digest(spec.key(space, arch, "data"))
+        for spec in [
+            SPEC,
+            ProbeSpec(BatchSpec("c100", batch_size=4, image_size=64), 8),
+            ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64, seed=1), 8),
+            ProbeSpec(BatchSpec("c100", "noise", batch_size=2, image_size=64), 8),
+            ProbeSpec(BatchSpec("flowers", batch_size=2, image_size=64), 8),
+            ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64), 16),
+        ]
+    }
     assert len(keys) == 6

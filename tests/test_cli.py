@@ -15,23 +15,42 @@ def run(capsys, *argv):
 
 def test_stats_fills_the_cache_then_skips(capsys, tmp_path):
     bench("pit")
-    argv = ["stats", "--bench", "pit", "--limit", "2", "--datasets", "chaoyang", "--batch", "2",
-            "--image-size", "64", "--sketch", "8", "--cache", str(tmp_path), "--quiet"]
+    argv = [
+        "stats",
+        "--bench",
+        "pit",
+        "--limit",
+        "2",
+        "--datasets",
+        "chaoyang",
+        "--batch",
+        "2",
+        "--image-size",
+        "64",
+        "--sketch",
+        "8",
+        "--cache",
+        str(tmp_path),
+        "--quiet",
+    ]
     code, out, _ = run(capsys, *argv)
     assert code == 0 and "pit: 2 entries (2 probed, 0 already cached)" in out
     code, out, _ = run(capsys, *argv)
     assert code == 0 and "(0 probed, 2 already cached)" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["stats", "--bench", "nope"], "no benchmark file 'nope'"),
-    (["stats", "--bench", "af-tiny", "--datasets", "cifar"], "unknown dataset 'cifar'; known: c100"),
-    (["stats", "--bench", "af-tiny", "--conditions", "data,zen"], "unknown probe conditions ['zen']"),
-    (["stats", "--space", "vit", "--sample", "1"], "unknown space 'vit'"),
-    (["stats", "--bench", "af-tiny", "--data", "c100"], "--data takes NAME=PATH"),
-    (["arch", "--space", "timm:deit_tiny_patch16_22"], "unknown timm model"),
-    (["discover", "--bench", "af-tiny", "--out", "x", "--seed-proxies", "zen"], "unknown proxy 'zen'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["stats", "--bench", "nope"], "no benchmark file 'nope'"),
+        (["stats", "--bench", "af-tiny", "--datasets", "cifar"], "unknown dataset 'cifar'; known: c100"),
+        (["stats", "--bench", "af-tiny", "--conditions", "data,zen"], "unknown probe conditions ['zen']"),
+        (["stats", "--space", "vit", "--sample", "1"], "unknown space 'vit'"),
+        (["stats", "--bench", "af-tiny", "--data", "c100"], "--data takes NAME=PATH"),
+        (["arch", "--space", "timm:deit_tiny_patch16_22"], "unknown timm model"),
+        (["discover", "--bench", "af-tiny", "--out", "x", "--seed-proxies", "zen"], "unknown proxy 'zen'"),
+    ],
+)
 def test_user_errors_are_one_line_with_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
@@ -52,8 +71,18 @@ def test_arch_validates_a_user_file(capsys, tmp_path):
 
 
 def test_discover_missing_cache_says_how_to_fill_it(capsys, tmp_path):
-    code, _, err = run(capsys, "discover", "--bench", "af-tiny", "--datasets", "digits", "--out", str(tmp_path / "o"),
-                       "--cache", str(tmp_path / "empty"))
+    code, _, err = run(
+        capsys,
+        "discover",
+        "--bench",
+        "af-tiny",
+        "--datasets",
+        "digits",
+        "--out",
+        str(tmp_path / "o"),
+        "--cache",
+        str(tmp_path / "empty"),
+    )
     assert code == 2 and "100 of 100 af-tiny architectures have no cached statistics" in err
     assert "autoprox stats" in err
 
@@ -68,22 +97,54 @@ def test_discover_fields_apply_to_every_benchmark(capsys, tmp_path, monkeypatch)
         raise AutoproxError("stopped before the evolution")
 
     asked = []
-    monkeypatch.setattr(vit_space.proxies.tasks, "bench_tasks",  # records what each benchmark is asked, loads nothing
-                        lambda b, datasets, *args, kind, **kwargs: asked.append((b.name, kind, list(datasets))) or [])
+    monkeypatch.setattr(
+        vit_space.proxies.tasks,
+        "bench_tasks",  # records what each benchmark is asked, loads nothing
+        lambda b, datasets, *args, kind, **kwargs: asked.append((b.name, kind, list(datasets))) or [],
+    )
     monkeypatch.setattr(vit_space.cli.commands, "discover", stop)
     for fields, kind in (("base", "base"), ("kd", "kd"), (None, "kd")):
         asked.clear()
-        code, _, err = run(capsys, "discover", "--bench", "autoformer,pit", "--out", str(tmp_path / "o"),
-                           *(["--fields", fields] if fields else []))
+        code, _, err = run(
+            capsys,
+            "discover",
+            "--bench",
+            "autoformer,pit",
+            "--out",
+            str(tmp_path / "o"),
+            *(["--fields", fields] if fields else []),
+        )
         assert code == 2 and "stopped before the evolution" in err
         assert asked == [(name, kind, ["c100", "flowers", "chaoyang"]) for name in ("autoformer", "pit")]
 
 
 def test_discover_end_to_end_on_a_slice(capsys, tmp_path):
     bench("pit")
-    argv = ["discover", "--bench", "pit", "--limit", "8", "--datasets", "chaoyang,c100", "--compute-missing",
-            "--batch", "2", "--image-size", "64", "--sketch", "8", "--iterations", "5", "--population", "6",
-            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--quiet"]
+    argv = [
+        "discover",
+        "--bench",
+        "pit",
+        "--limit",
+        "8",
+        "--datasets",
+        "chaoyang,c100",
+        "--compute-missing",
+        "--batch",
+        "2",
+        "--image-size",
+        "64",
+        "--sketch",
+        "8",
+        "--iterations",
+        "5",
+        "--population",
+        "6",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
     code, out, err = run(capsys, *argv)
     assert code == 0, err
     assert "best proxy:" in out and (tmp_path / "run" / "proxies" / "rank01.json").is_file()
@@ -100,17 +161,35 @@ def test_bench_fetch_from_a_file_url_checks_the_published_checksum(capsys, tmp_p
 
     mirror, dest = tmp_path / "mirror", tmp_path / "dest"
     mirror.mkdir()
-    torch.save([{"arch": {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 2]},
-                 "c100_kd_acc": 70.0}], mirror / "gt_pit.pth")
+    torch.save(
+        [{"arch": {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 2]}, "c100_kd_acc": 70.0}],
+        mirror / "gt_pit.pth",
+    )
     code, _, err = run(capsys, "bench", "fetch", "--names", "pit", "--url", mirror.as_uri(), "--dest", str(dest))
     assert code == 2 and "does not match the expected bdda8984" in err  # not the published file
     assert not dest.exists() or not list(dest.iterdir())  # nothing half-written or unverified is kept
 
 
 def test_stats_probes_named_timm_models(capsys, tmp_path):
-    code, out, err = run(capsys, "stats", "--space", "timm:deit_tiny_patch16_224", "--sample", "1",
-                         "--datasets", "imagenet", "--batch", "1", "--image-size", "64", "--sketch", "8",
-                         "--cache", str(tmp_path), "--quiet")
+    code, out, err = run(
+        capsys,
+        "stats",
+        "--space",
+        "timm:deit_tiny_patch16_224",
+        "--sample",
+        "1",
+        "--datasets",
+        "imagenet",
+        "--batch",
+        "1",
+        "--image-size",
+        "64",
+        "--sketch",
+        "8",
+        "--cache",
+        str(tmp_path),
+        "--quiet",
+    )
     assert code == 0, err
     assert "timm: 1 entries (1 probed, 0 already cached)" in out
 
@@ -126,13 +205,33 @@ def test_rank_json_names_the_benchmark_fields(capsys):
 
 
 def test_rank_probes_new_architectures_of_a_user_benchmark(capsys, tmp_path):
-    archs = [{"base_dim": d, "mlp_ratio": r, "depth": [1, 6, 6], "num_heads": [2, 2, 4]}
-             for d, r in ((16, 2), (24, 4), (32, 8), (16, 8), (24, 2))]
+    archs = [
+        {"base_dim": d, "mlp_ratio": r, "depth": [1, 6, 6], "num_heads": [2, 2, 4]}
+        for d, r in ((16, 2), (24, 4), (32, 8), (16, 8), (24, 2))
+    ]
     records = [{"arch": a, "c100_kd_acc": 60.0 + i} for i, a in enumerate(archs)]
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"space": "pit", "records": records}))
-    argv = ("rank", "--bench", str(path), "--proxy", "snip,naswot", "--holdout", "0", "--image-size", "64",
-            "--batch", "4", "--sketch", "8", "--cache", str(tmp_path / "cache"), "--format", "csv", "--quiet")
+    argv = (
+        "rank",
+        "--bench",
+        str(path),
+        "--proxy",
+        "snip,naswot",
+        "--holdout",
+        "0",
+        "--image-size",
+        "64",
+        "--batch",
+        "4",
+        "--sketch",
+        "8",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--format",
+        "csv",
+        "--quiet",
+    )
     code, out, err = run(capsys, *argv)
     assert code == 0, err
     rows = [line.split(",") for line in out.splitlines()[1:] if ",c100_kd_acc," in line]
@@ -143,11 +242,17 @@ def test_rank_probes_new_architectures_of_a_user_benchmark(capsys, tmp_path):
     assert without_times(cached) == without_times(out)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (("rank", "--bench", "pit", "--proxy", "nope"), "unknown proxy 'nope'; known: params, flops"),
-    (("rank", "--bench", "pit", "--proxy", "params", "--datasets", "imagenet"), "has no field 'imagenet_super_acc'"),
-    (("rank", "--bench", "pit", "--proxy", "params", "--format", "xml"), "unknown format 'xml'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("rank", "--bench", "pit", "--proxy", "nope"), "unknown proxy 'nope'; known: params, flops"),
+        (
+            ("rank", "--bench", "pit", "--proxy", "params", "--datasets", "imagenet"),
+            "has no field 'imagenet_super_acc'",
+        ),
+        (("rank", "--bench", "pit", "--proxy", "params", "--format", "xml"), "unknown format 'xml'"),
+    ],
+)
 def test_rank_user_errors(capsys, argv, message):
     bench("pit")
     code, _, err = run(capsys, *argv)
@@ -156,15 +261,36 @@ def test_rank_user_errors(capsys, argv, message):
 
 def test_rank_cached_only_says_how_to_fill_the_cache(capsys, tmp_path):
     bench("pit")
-    code, _, err = run(capsys, "rank", "--bench", "pit", "--proxy", "snip", "--cached-only",
-                       "--cache", str(tmp_path), "--quiet")
+    code, _, err = run(
+        capsys, "rank", "--bench", "pit", "--proxy", "snip", "--cached-only", "--cache", str(tmp_path), "--quiet"
+    )
     assert code == 2 and "no cached statistics" in err and "autoprox stats" in err
 
 
 def test_score_samples_within_a_budget_and_ranks(capsys, tmp_path):
-    argv = ("score", "snip", "--space", "pit", "--sample", "3", "--params", "0.2-3", "--seed", "1",
-            "--image-size", "64", "--batch", "4", "--sketch", "8", "--cache", str(tmp_path / "c"),
-            "--out", str(tmp_path / "ranked.csv"), "--quiet")
+    argv = (
+        "score",
+        "snip",
+        "--space",
+        "pit",
+        "--sample",
+        "3",
+        "--params",
+        "0.2-3",
+        "--seed",
+        "1",
+        "--image-size",
+        "64",
+        "--batch",
+        "4",
+        "--sketch",
+        "8",
+        "--cache",
+        str(tmp_path / "c"),
+        "--out",
+        str(tmp_path / "ranked.csv"),
+        "--quiet",
+    )
     code, out, err = run(capsys, *argv)
     assert code == 0, err
     rows = (tmp_path / "ranked.csv").read_text().splitlines()
@@ -174,32 +300,55 @@ def test_score_samples_within_a_budget_and_ranks(capsys, tmp_path):
     assert "snip on 3 pit architectures" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (("score", "snip", "--space", "pit", "--sample", "2", "--params", "500-600"), "spans about"),
-    (("score", "snip", "--space", "pit"), "needs --archs FILE.json or --sample N"),
-    (("score", "snip", "--space", "pit", "--sample", "2", "--params", "x"), "LO-HI in millions"),
-    (("score", "nope.json", "--space", "pit", "--sample", "2"), "cannot read proxy file"),
-    (("score", "snip", "--space", "timm:resnet18", "--quiet"), "ResNet has no transformer blocks"),
-    (("score", "naswot", "--space", "timm:resnet18", "--quiet"), "ResNet has no nn.GELU"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("score", "snip", "--space", "pit", "--sample", "2", "--params", "500-600"), "spans about"),
+        (("score", "snip", "--space", "pit"), "needs --archs FILE.json or --sample N"),
+        (("score", "snip", "--space", "pit", "--sample", "2", "--params", "x"), "LO-HI in millions"),
+        (("score", "nope.json", "--space", "pit", "--sample", "2"), "cannot read proxy file"),
+        (("score", "snip", "--space", "timm:resnet18", "--quiet"), "ResNet has no transformer blocks"),
+        (("score", "naswot", "--space", "timm:resnet18", "--quiet"), "ResNet has no nn.GELU"),
+    ],
+)
 def test_score_user_errors(capsys, tmp_path, argv, message):
     code, _, err = run(capsys, *argv, "--cache", str(tmp_path))
     assert code == 2 and message in err
 
 
 def test_simplify_checks_on_a_benchmark_and_keeps_the_original(capsys, tmp_path):
-    archs = [{"base_dim": d, "mlp_ratio": r, "depth": [1, 6, 6], "num_heads": [2, 2, 4]}
-             for d, r in ((16, 2), (24, 4), (32, 8), (16, 8))]
-    (tmp_path / "mine.json").write_text(json.dumps(
-        {"space": "pit", "records": [{"arch": a, "c100_kd_acc": 60.0 + i} for i, a in enumerate(archs)]}))
+    archs = [
+        {"base_dim": d, "mlp_ratio": r, "depth": [1, 6, 6], "num_heads": [2, 2, 4]}
+        for d, r in ((16, 2), (24, 4), (32, 8), (16, 8))
+    ]
+    (tmp_path / "mine.json").write_text(
+        json.dumps({"space": "pit", "records": [{"arch": a, "c100_kd_acc": 60.0 + i} for i, a in enumerate(archs)]})
+    )
     from gp_proxy.store import SavedProxy, load_proxy, save_proxy
-    probe = {"source": "skimage", "batch_size": 4, "seed": 0, "image_size": 64, "sketch_size": 8,
-             "conditions": ["data"]}
+
+    probe = {
+        "source": "skimage",
+        "batch_size": 4,
+        "seed": 0,
+        "image_size": 64,
+        "sketch_size": 8,
+        "conditions": ["data"],
+    }
     found = "s_div(agg_sum_qkv(fro(sign(sign(gW)))), agg_mean_ln_out(max(sign(Y))))"
     save_proxy(tmp_path / "p.json", SavedProxy(found, ["W", "gW", "Y"], ["all", "qkv", "ln_out"], probe))
-    code, out, err = run(capsys, "simplify", str(tmp_path / "p.json"), "--bench", str(tmp_path / "mine.json"),
-                         "--compute-missing", "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "s.json"),
-                         "--quiet")
+    code, out, err = run(
+        capsys,
+        "simplify",
+        str(tmp_path / "p.json"),
+        "--bench",
+        str(tmp_path / "mine.json"),
+        "--compute-missing",
+        "--cache",
+        str(tmp_path / "c"),
+        "--out",
+        str(tmp_path / "s.json"),
+        "--quiet",
+    )
     assert code == 0, err
     simplified = load_proxy(tmp_path / "s.json")
     assert simplified.expression == "agg_sum_qkv(fro(sign(gW)))"
@@ -207,14 +356,41 @@ def test_simplify_checks_on_a_benchmark_and_keeps_the_original(capsys, tmp_path)
 
 
 def test_search_command_writes_its_outputs_and_reports_bad_budgets(capsys, tmp_path):
-    argv = ["search", "--space", "pit", "--proxy", "snip", "--proxy", "naswot", "--params", "0.5-3", "--budget", "6",
-            "--population", "3", "--parents", "2", "--image-size", "64", "--batch", "4", "--sketch", "8",
-            "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "run"), "--quiet"]
+    argv = [
+        "search",
+        "--space",
+        "pit",
+        "--proxy",
+        "snip",
+        "--proxy",
+        "naswot",
+        "--params",
+        "0.5-3",
+        "--budget",
+        "6",
+        "--population",
+        "3",
+        "--parents",
+        "2",
+        "--image-size",
+        "64",
+        "--batch",
+        "4",
+        "--sketch",
+        "8",
+        "--cache",
+        str(tmp_path / "c"),
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
     code, out, err = run(capsys, *argv)
     assert code == 0, err
     assert "6 architectures evaluated; best:" in out
     code, out, _ = run(capsys, "arch", "--space", "pit", "--archs", str(tmp_path / "run" / "best_arch.json"))
-    assert code == 0 and json.loads(out)["arch"] == json.loads((tmp_path / "run" / "best_arch.json").read_text())["arch"]
+    assert (
+        code == 0 and json.loads(out)["arch"] == json.loads((tmp_path / "run" / "best_arch.json").read_text())["arch"]
+    )
     header = (tmp_path / "run" / "evaluated.csv").read_text().splitlines()[0]
     assert header == "order,hash,fitness,snip,naswot,params,macs,arch"
     code, _, err = run(capsys, *argv)

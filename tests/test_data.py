@@ -1,4 +1,5 @@
 """Proxy batches: shapes, determinism, real photographs, and every on-disk layout and error."""
+
 import os
 import pickle
 
@@ -83,7 +84,10 @@ def test_key_is_canonical_and_paths_are_absolute(tmp_path, monkeypatch):
         ({"dataset": "c100", "batch_size": 2.0}, "batch_size must be an integer >= 1"),
         ({"dataset": "c100", "image_size": 7}, "image_size must be an integer >= 8, got 7"),
         ({"dataset": "c100", "seed": -1}, "seed must be an integer >= 0"),
-        ({"dataset": "c100", "source": "skimag"}, "skimag: no such data folder; a source is .auto. or .train. or .skimage. or .noise."),
+        (
+            {"dataset": "c100", "source": "skimag"},
+            "skimag: no such data folder; a source is .auto. or .train. or .skimage. or .noise.",
+        ),
     ],
 )
 def test_bad_specs_are_refused(kwargs, message):
@@ -310,7 +314,9 @@ def test_unreadable_image_is_refused(tmp_path):
 # --- paths that are not data -----------------------------------------------------------------
 
 
-LAYOUT_MESSAGE = "not a CIFAR-10/100 folder \\(data_batch_\\*, train or \\*.bin training files\\) or an ImageFolder tree"
+LAYOUT_MESSAGE = (
+    "not a CIFAR-10/100 folder \\(data_batch_\\*, train or \\*.bin training files\\) or an ImageFolder tree"
+)
 
 
 def test_unknown_layouts_are_refused(tmp_path):

@@ -46,15 +46,21 @@ def test_elitism_preserve_finds_the_planted_signal_and_reports_heldout(tmp_path)
 def test_accepted_children_are_within_the_margin_of_their_parent():
     tasks = planted_tasks()
     defaults = DiscoveryConfig()
-    toolbox = make_toolbox(task_pset(tasks), Objective(tasks), defaults.min_height, defaults.max_height,
-                           defaults.height_limit, defaults.size_limit)
+    toolbox = make_toolbox(
+        task_pset(tasks),
+        Objective(tasks),
+        defaults.min_height,
+        defaults.max_height,
+        defaults.height_limit,
+        defaults.size_limit,
+    )
     mutate = toolbox.mutate
 
     def tracked(individual):
         parent_jcm = individual.fitness.values[0]
-        child, = mutate(individual)
+        (child,) = mutate(individual)
         child.parent_jcm = parent_jcm
-        return child,
+        return (child,)
 
     toolbox.register("mutate", tracked)
     random.seed(3)
@@ -63,8 +69,9 @@ def test_accepted_children_are_within_the_margin_of_their_parent():
     kept_total = 0
     for _ in range(40):
         before = {id(i) for i in population}
-        evals, kept = elitism_preserve_step(population, toolbox, 0.5, 3, margin=0.02, max_tries=3, batch=1,
-                                           max_draws=20)
+        evals, kept = elitism_preserve_step(
+            population, toolbox, 0.5, 3, margin=0.02, max_tries=3, batch=1, max_draws=20
+        )
         assert len(population) == 10 and 1 <= evals <= 3 and kept in (0, 1)
         for child in (i for i in population if id(i) not in before):
             assert child.fitness.values[0] >= child.parent_jcm - 0.02
@@ -76,8 +83,9 @@ def test_resume_continues_to_the_same_result(tmp_path):
     tasks = planted_tasks()
     straight = discover(tasks, DiscoveryConfig(iterations=40, seed=2, **FAST), tmp_path / "a", progress=False)
     discover(tasks, DiscoveryConfig(iterations=25, seed=2, **FAST), tmp_path / "b", progress=False)
-    resumed = discover(tasks, DiscoveryConfig(iterations=40, seed=2, **FAST), tmp_path / "b", resume=True,
-                       progress=False)
+    resumed = discover(
+        tasks, DiscoveryConfig(iterations=40, seed=2, **FAST), tmp_path / "b", resume=True, progress=False
+    )
     assert [str(i) for i in resumed.halloffame] == [str(i) for i in straight.halloffame]
     assert list(resumed.logbook) == list(straight.logbook)
     assert (tmp_path / "a" / "logbook.csv").read_text() == (tmp_path / "b" / "logbook.csv").read_text()
@@ -90,8 +98,9 @@ def test_same_seed_same_result_and_mu_plus_lambda_runs(tmp_path):
     second = discover(tasks, config, tmp_path / "b", progress=False)
     assert [str(i) for i in first.halloffame] == [str(i) for i in second.halloffame]
     assert first.evaluations > 20 and list(first.logbook) == list(second.logbook)
-    budget = discover(tasks, DiscoveryConfig(iterations=1000, max_evaluations=60, seed=4, **FAST),
-                      tmp_path / "c", progress=False)
+    budget = discover(
+        tasks, DiscoveryConfig(iterations=1000, max_evaluations=60, seed=4, **FAST), tmp_path / "c", progress=False
+    )
     assert 60 <= budget.evaluations < 70
 
 
@@ -169,10 +178,13 @@ def test_bad_checkpoints_and_configs(tmp_path):
     checkpoint.write_text("{not json")
     with pytest.raises(AutoproxError, match="is corrupt"):
         discover(tasks, DiscoveryConfig(iterations=6, seed=0, **FAST), tmp_path, resume=True, progress=False)
-    for bad, message in [(dict(algorithm="ga"), "unknown algorithm 'ga'"), (dict(jcm="max"), "unknown JCM mode"),
-                         (dict(seed_proxies=("zen",)), "unknown proxy 'zen'"),
-                         (dict(population=4, hall_of_fame=10, top_k=5), r"--population\) must be >= max\(2, top_k\) = 5; got 4"),
-                         (dict(iterations=0), r"--iterations\) must be >= 1; got 0")]:
+    for bad, message in [
+        (dict(algorithm="ga"), "unknown algorithm 'ga'"),
+        (dict(jcm="max"), "unknown JCM mode"),
+        (dict(seed_proxies=("zen",)), "unknown proxy 'zen'"),
+        (dict(population=4, hall_of_fame=10, top_k=5), r"--population\) must be >= max\(2, top_k\) = 5; got 4"),
+        (dict(iterations=0), r"--iterations\) must be >= 1; got 0"),
+    ]:
         with pytest.raises(AutoproxError, match=message):
             DiscoveryConfig(**bad).validate()
 
@@ -203,7 +215,14 @@ def test_mu_plus_lambda_gives_the_same_programs_in_another_process(tmp_path):
     import sys
 
     tests = os.path.dirname(__file__)
-    runs = [subprocess.run([sys.executable, "-c", MU_PLUS_LAMBDA_RUN.format(tests=tests, out=str(tmp_path / str(i)))],
-                           capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": str(i)}, check=True)
-            for i in range(2)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", MU_PLUS_LAMBDA_RUN.format(tests=tests, out=str(tmp_path / str(i)))],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": str(i)},
+            check=True,
+        )
+        for i in range(2)
+    ]
     assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout.splitlines()) == 5

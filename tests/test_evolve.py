@@ -1,5 +1,6 @@
 """The evolution steps: copies are redrawn, never evaluated or let in; the worst leaves; the
 (mu + lambda) hall of fame sees the offspring. The algorithms: their loop, hooks and resumption."""
+
 import itertools
 import random
 
@@ -26,8 +27,9 @@ DEFAULTS = DiscoveryConfig()
 
 def default_toolbox(pset, evaluate):
     """`make_toolbox` with the tree shapes of `DiscoveryConfig`'s defaults."""
-    return make_toolbox(pset, evaluate, DEFAULTS.min_height, DEFAULTS.max_height, DEFAULTS.height_limit,
-                        DEFAULTS.size_limit)
+    return make_toolbox(
+        pset, evaluate, DEFAULTS.min_height, DEFAULTS.max_height, DEFAULTS.height_limit, DEFAULTS.size_limit
+    )
 
 
 def counting_toolbox(evaluate=None):
@@ -67,8 +69,9 @@ def test_a_copy_of_the_parent_is_not_evaluated_and_the_parent_is_mutated_again()
     toolbox.register("mutate", copy_first)
     before = {str(i) for i in population}
     scored.clear()
-    evaluations, kept = elitism_preserve_step(population, toolbox, 0.5, 3, margin=1.0, max_tries=1, batch=1,
-                                              max_draws=20)
+    evaluations, kept = elitism_preserve_step(
+        population, toolbox, 0.5, 3, margin=1.0, max_tries=1, batch=1, max_draws=20
+    )
     assert len(inputs) >= 2 and len(set(inputs)) == 1 and inputs[0] in before  # the parent, drawn again
     assert evaluations == len(scored) == 1 and scored[0] not in before  # the copy was never scored
     assert kept == 1 and scored[0] in {str(i) for i in population}
@@ -93,8 +96,9 @@ def test_the_worst_individual_leaves_when_a_child_is_kept():
     for rank, ind in enumerate(population):  # the last one is the worst
         ind.fitness.values = (0.5 - 0.01 * rank, len(ind))
     worst, others = str(population[-1]), {str(i) for i in population[:-1]}
-    evaluations, kept = elitism_preserve_step(population, toolbox, 1.0, 3, margin=0.0, max_tries=3, batch=1,
-                                              max_draws=20)
+    evaluations, kept = elitism_preserve_step(
+        population, toolbox, 1.0, 3, margin=0.0, max_tries=3, batch=1, max_draws=20
+    )
     expressions = {str(i) for i in population}
     assert (evaluations, kept) == (1, 1) and len(population) == 10
     assert worst not in expressions and others < expressions  # the child (JCM 0.9) replaced it
@@ -123,8 +127,7 @@ def test_mu_plus_lambda_hall_of_fame_is_updated_from_the_offspring():
     halloffame = tools.HallOfFame(100, similar=same_fitness)
     halloffame.update(population)
     scored.clear()
-    evaluations, entered = mu_plus_lambda_step(population, toolbox, 10, 0.5, 0.5, max_draws=20,
-                                                     halloffame=halloffame)
+    evaluations, entered = mu_plus_lambda_step(population, toolbox, 10, 0.5, 0.5, max_draws=20, halloffame=halloffame)
     famous = {str(i) for i in halloffame}
     assert evaluations == 10 and entered == 5  # later offspring score higher: they replace the population
     assert set(scored) <= famous and len(famous) == 15  # the offspring that did not survive too
@@ -132,16 +135,20 @@ def test_mu_plus_lambda_hall_of_fame_is_updated_from_the_offspring():
 
 def test_stats_count_distinct_programs_and_jcms():
     pset = task_pset(planted_tasks())
-    population = [creator.Proxy(parse(e, pset)) for e in ("agg_sum_mlp(fro(gW))", "agg_sum_mlp(fro(gW))",
-                                                          "agg_sum_msa(fro(W))", "agg_sum_mlp(l1(W))")]
+    population = [
+        creator.Proxy(parse(e, pset))
+        for e in ("agg_sum_mlp(fro(gW))", "agg_sum_mlp(fro(gW))", "agg_sum_msa(fro(W))", "agg_sum_mlp(l1(W))")
+    ]
     for ind, fit in zip(population, [0.5, 0.5, 0.2, 0.2]):
         ind.fitness.values = (fit, len(ind))
     record = make_stats().compile(population)
     assert (record["distinct"], record["jcms"], record["best"], record["median"]) == (3, 2, 0.5, 0.35)
 
 
-OPTIONS = {ea_elitism_preserve: dict(pool_ratio=0.5, top_k=3, margin=0.01, max_tries=3, batch=2, max_draws=20),
-           ea_mu_plus_lambda: dict(lambda_=6, cxpb=0.5, mutpb=0.5, max_draws=20)}
+OPTIONS = {
+    ea_elitism_preserve: dict(pool_ratio=0.5, top_k=3, margin=0.01, max_tries=3, batch=2, max_draws=20),
+    ea_mu_plus_lambda: dict(lambda_=6, cxpb=0.5, mutpb=0.5, max_draws=20),
+}
 
 
 def fresh_population(toolbox, n: int, seed: int) -> list:
@@ -162,9 +169,15 @@ def test_the_algorithms_record_every_step_and_call_their_hooks():
         steps, ends = [], []
         toolbox.register("end_generation", lambda: ends.append(len(steps) + 1))  # noqa: B023
         halloffame = tools.HallOfFame(3, similar=same_fitness)
-        population, logbook = algorithm(fresh_population(toolbox, 5, seed=6), toolbox, 12, **OPTIONS[algorithm],
-                                        stats=make_stats(), halloffame=halloffame,
-                                        on_step=lambda i, pop, hof, log: steps.append((i, log[-1]["evals"])))
+        population, logbook = algorithm(
+            fresh_population(toolbox, 5, seed=6),
+            toolbox,
+            12,
+            **OPTIONS[algorithm],
+            stats=make_stats(),
+            halloffame=halloffame,
+            on_step=lambda i, pop, hof, log: steps.append((i, log[-1]["evals"])),
+        )
         assert [r["iteration"] for r in logbook] == list(range(13)) and logbook[-1]["evals"] == len(scored)
         assert logbook.header == ["iteration", "evals", "kept", *make_stats().fields]
         assert steps == [(r["iteration"], r["evals"]) for r in logbook[1:]]
@@ -177,8 +190,9 @@ def test_the_algorithms_stop_on_should_stop_and_resume_from_their_logbook():
         toolbox, _ = counting_toolbox()
         _, straight = algorithm(fresh_population(toolbox, 5, seed=7), toolbox, 10, **OPTIONS[algorithm])
         population = fresh_population(toolbox, 5, seed=7)
-        population, first = algorithm(population, toolbox, 10, **OPTIONS[algorithm],
-                                      should_stop=lambda i, pop, hof, log: i == 4)
+        population, first = algorithm(
+            population, toolbox, 10, **OPTIONS[algorithm], should_stop=lambda i, pop, hof, log: i == 4
+        )
         assert first[-1]["iteration"] == 4
         _, resumed = algorithm(population, toolbox, 10, **OPTIONS[algorithm], logbook=first)
         assert resumed is first and list(resumed) == list(straight)

@@ -1,4 +1,5 @@
 """Exports: standalone Python equal to the engine on real ViT statistics, graphs, LaTeX, the CLI."""
+
 import ast
 import importlib.util
 import json
@@ -17,14 +18,16 @@ from gp_proxy.program import Evaluator, parse
 from gp_proxy.stats import stack
 from gp_proxy.store import SavedProxy, save_proxy
 from gp_proxy.symbolic import to_latex, to_sympy
-from vit_space.probe.cache import latex_names
 from vit_space.cli import main
+from vit_space.probe.cache import latex_names
 from vit_space.probe.hooks import GROUPS, KINDS, probe
 from vit_space.spaces import get_space
 
-ARCHS = [{"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 4]},
-         {"base_dim": 24, "mlp_ratio": 4, "depth": [2, 4, 6], "num_heads": [2, 4, 8]},
-         {"base_dim": 32, "mlp_ratio": 8, "depth": [3, 8, 2], "num_heads": [4, 4, 8]}]
+ARCHS = [
+    {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 4]},
+    {"base_dim": 24, "mlp_ratio": 4, "depth": [2, 4, 6], "num_heads": [2, 4, 8]},
+    {"base_dim": 32, "mlp_ratio": 8, "depth": [3, 8, 2], "num_heads": [4, 4, 8]},
+]
 GROUP_NAMES = ["all", *GROUPS]
 EXPRESSIONS = [p.expression for p in KNOWN_PROXIES.values()] + [
     "s_div(agg_sum_qkv(fro(sign(minmax(gW)))), agg_mean_ln_out(max(sign(Y))))",
@@ -57,9 +60,12 @@ def load_module(path):
 def test_generated_python_imports_only_torch_and_scores_like_the_engine(bundle, tmp_path, index):
     tree = parse(EXPRESSIONS[index], build_pset(list(KINDS), GROUP_NAMES))
     source = to_python(tree, GROUP_NAMES, {"sketch_size": 8})
-    imported = {a.name.split(".")[0] for node in ast.walk(ast.parse(source))
-                if isinstance(node, (ast.Import, ast.ImportFrom))
-                for a in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module)])}
+    imported = {
+        a.name.split(".")[0]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for a in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module)])
+    }
     assert imported <= {"__future__", "math", "dataclasses", "functools", "torch"}
     path = tmp_path / f"exported_{index}.py"
     path.write_text(source)
@@ -84,7 +90,8 @@ def test_graph_merges_shared_subexpressions():
     tree = parse("s_add(agg_sum_all(fro(mul(W, W))), agg_mean_msa(fro(mul(W, W))))", pset)
     graph = to_graph(tree)
     assert sorted(d["label"] for _, d in graph.nodes(data=True)) == sorted(
-        ["W", "mul", "fro", "agg_sum_all", "agg_mean_msa", "s_add"])
+        ["W", "mul", "fro", "agg_sum_all", "agg_mean_msa", "s_add"]
+    )
     assert graph.number_of_edges("W", "mul(W, W)") == 2 and nx.is_directed_acyclic_graph(graph)
     assert [n for n in graph if graph.out_degree(n) == 0] == [str(tree)]
     parsed = nx.parse_graphml(to_graphml(tree))
@@ -117,8 +124,15 @@ def test_export_command_writes_every_format(capsys, tmp_path):
     assert "def proxy(" in (tmp_path / "out.python").read_text()
     assert main(["export", str(path), "--format", "png"]) == 0 and (tmp_path / "p.png").is_file()
     capsys.readouterr()
-    (tmp_path / "bad.json").write_text(json.dumps({"format": "autoprox-proxy", "version": 1,
-                                                   "expression": "agg_sum_all(__import__(W))",
-                                                   "statistics": {"names": ["W"], "groups": ["all"]}}))
+    (tmp_path / "bad.json").write_text(
+        json.dumps(
+            {
+                "format": "autoprox-proxy",
+                "version": 1,
+                "expression": "agg_sum_all(__import__(W))",
+                "statistics": {"names": ["W"], "groups": ["all"]},
+            }
+        )
+    )
     assert main(["export", str(tmp_path / "bad.json"), "--format", "latex"]) == 2
     assert "unknown primitive '__import__'" in capsys.readouterr().err

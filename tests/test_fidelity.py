@@ -3,9 +3,9 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import bench_archs
 from scipy.stats import kendalltau
 
-from conftest import bench_archs
 from vit_space.data.batches import BatchSpec, make_batch
 from vit_space.probe.fidelity import PROXIES, full_proxies, sketch_proxies
 from vit_space.probe.hooks import probe

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 from scipy import stats
+from synthetic import planted_tasks
 
 from gp_proxy.errors import AutoproxError
 from gp_proxy.fitness import Task, correlations, jcm, kendall, report, valid_scores
-from synthetic import planted_tasks
 
 
 def test_correlations_match_scipy_on_the_finite_entries():

@@ -1,5 +1,6 @@
 """The public API at the package root: every exported name at work on the planted tasks, reached
 only through `from gp_proxy import ...`."""
+
 import ast
 import dataclasses
 import importlib.util
@@ -53,8 +54,12 @@ def runs(tasks, tmp_path_factory) -> tuple[DiscoveryResult, Path, Path]:
     """An elitism run that finds the planted signal and a short (mu + lambda) one."""
     root = tmp_path_factory.mktemp("runs")
     found = discover(tasks, DiscoveryConfig(iterations=120, seed=1, **FAST), root / "elitism", progress=False)
-    discover(tasks, DiscoveryConfig(algorithm="mu+lambda", iterations=1, lambda_=10, seed=2, **FAST),
-             root / "mu+lambda", progress=False)
+    discover(
+        tasks,
+        DiscoveryConfig(algorithm="mu+lambda", iterations=1, lambda_=10, seed=2, **FAST),
+        root / "mu+lambda",
+        progress=False,
+    )
     return found, root / "elitism", root / "mu+lambda"
 
 
@@ -172,8 +177,13 @@ def test_every_export_is_documented_and_the_package_never_imports_vit_space():
     assert gp_proxy.discover is discover and gp_proxy.simplify is simplify  # the functions, not modules
     for path in Path(gp_proxy.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] \
-                if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             assert not [n for n in names if n.split(".")[0] == "vit_space"], path
     code = "import sys, gp_proxy; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'vit_space'}))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

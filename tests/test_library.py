@@ -12,9 +12,11 @@ from vit_space.probe.fidelity import sketch_proxies
 from vit_space.probe.hooks import GROUPS, KINDS, probe
 from vit_space.spaces import get_space
 
-ARCHS = [{"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 4]},
-         {"base_dim": 24, "mlp_ratio": 4, "depth": [2, 4, 6], "num_heads": [2, 4, 8]},
-         {"base_dim": 32, "mlp_ratio": 8, "depth": [3, 8, 2], "num_heads": [4, 4, 8]}]
+ARCHS = [
+    {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 4]},
+    {"base_dim": 24, "mlp_ratio": 4, "depth": [2, 4, 6], "num_heads": [2, 4, 8]},
+    {"base_dim": 32, "mlp_ratio": 8, "depth": [3, 8, 2], "num_heads": [4, 4, 8]},
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,15 @@ def test_programs_equal_the_direct_computations(probed):
     stats, models = probed
     for name in ("snip", "grad_norm", "weight_l2"):
         np.testing.assert_allclose(score(name, stats), [sketch_proxies(s)[name] for s in stats], rtol=1e-4)
-    linear_params = [sum(lin.weight.numel() for b in m.modules() if hasattr(b, "mlp") and hasattr(b, "attn")
-                         for lin in (b.attn.qkv, b.attn.proj, b.mlp.fc1, b.mlp.fc2)) for m in models]
+    linear_params = [
+        sum(
+            lin.weight.numel()
+            for b in m.modules()
+            if hasattr(b, "mlp") and hasattr(b, "attn")
+            for lin in (b.attn.qkv, b.attn.proj, b.mlp.fc1, b.mlp.fc2)
+        )
+        for m in models
+    ]
     np.testing.assert_allclose(score("linear_params", stats), linear_params, rtol=1e-6)
 
 

@@ -1,16 +1,17 @@
 """The main job needs nothing from the network: Fashion-MNIST's default probe rows ship with autoprox."""
+
 import json
-import socket
 import shutil
+import socket
 
 import numpy as np
 import pytest
 import torch
 
 from gp_proxy.errors import AutoproxError
-from vit_space.data import images as datasets
-from vit_space.cli import main
 from vit_space.bench.benchmark import SHIPPED_DIR
+from vit_space.cli import main
+from vit_space.data import images as datasets
 from vit_space.data.batches import BatchSpec, make_batch
 from vit_space.data.images import PROBE_FILE, PROBE_ROWS, PROBE_SEED, PROBE_SHA256, shipped_probe_rows
 

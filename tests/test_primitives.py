@@ -1,4 +1,5 @@
 """Primitives: finite and well-shaped on any finite input, exact on small hand-made inputs; the pset."""
+
 import math
 
 import pytest
@@ -65,8 +66,11 @@ def check_value(value, type_: type, shape: tuple) -> None:
     """`value` is a `type_` of the promised shapes and dtypes, and finite."""
     archs, units, size = shape
     assert type(value) is type_
-    expected = {Mat: ((archs, units, size, size), torch.float32), Unit: ((archs, units), torch.float64),
-                Score: ((archs,), torch.float64)}[type_]
+    expected = {
+        Mat: ((archs, units, size, size), torch.float32),
+        Unit: ((archs, units), torch.float64),
+        Score: ((archs,), torch.float64),
+    }[type_]
     assert (tuple(value.data.shape), value.data.dtype) == expected
     assert torch.isfinite(value.data).all(), value.data
     if type_ is not Score:
@@ -118,8 +122,12 @@ def test_reductions_match_the_full_tensor_when_the_sketch_is_it():
     x = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
     m = mat(x)
     expect = {
-        "sum": x.sum((-2, -1)), "mean": x.mean((-2, -1)), "l1": x.abs().sum((-2, -1)),
-        "fro": torch.linalg.norm(x, dim=(-2, -1)), "std": x.std((-2, -1), correction=0), "max": x.amax((-2, -1)),
+        "sum": x.sum((-2, -1)),
+        "mean": x.mean((-2, -1)),
+        "l1": x.abs().sum((-2, -1)),
+        "fro": torch.linalg.norm(x, dim=(-2, -1)),
+        "std": x.std((-2, -1), correction=0),
+        "max": x.amax((-2, -1)),
     }
     for name, value in expect.items():
         torch.testing.assert_close(call(name, m).data, value.double(), rtol=1e-5, atol=1e-6, msg=name)
@@ -228,11 +236,25 @@ def test_build_pset():
     assert not pset.terminals[Unit] and not pset.terminals[Score]
 
 
-@pytest.mark.parametrize("stats, groups", [
-    ([], ["all"]), (["W"], []), (["1W"], ["all"]), (["W-x"], ["all"]), (["W gW"], ["all"]), ([""], ["all"]),
-    ([".W"], ["all"]), (["W"], ["a b"]), (["W", "W"], ["all"]), (["W"], ["all", "all"]), (["abs"], ["all"]),
-    (["agg_sum_all"], ["all"]), (["__builtins__"], ["all"]), ([3], ["all"]),
-])
+@pytest.mark.parametrize(
+    "stats, groups",
+    [
+        ([], ["all"]),
+        (["W"], []),
+        (["1W"], ["all"]),
+        (["W-x"], ["all"]),
+        (["W gW"], ["all"]),
+        ([""], ["all"]),
+        ([".W"], ["all"]),
+        (["W"], ["a b"]),
+        (["W", "W"], ["all"]),
+        (["W"], ["all", "all"]),
+        (["abs"], ["all"]),
+        (["agg_sum_all"], ["all"]),
+        (["__builtins__"], ["all"]),
+        ([3], ["all"]),
+    ],
+)
 def test_build_pset_rejects_bad_names(stats, groups):
     with pytest.raises(AutoproxError):
         build_pset(stats, groups)

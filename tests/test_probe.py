@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from gp_proxy.errors import AutoproxError
-from vit_space.probe.cache import ProbeSpec, probe_arch
 from vit_space.data.batches import BatchSpec
+from vit_space.probe.cache import ProbeSpec, probe_arch
 from vit_space.probe.hooks import find_blocks, probe
 from vit_space.probe.sketch import sketch, sketch_indices
 from vit_space.spaces import get_space
@@ -35,8 +35,14 @@ def full_capture(model, images, loss_fn):
     model.zero_grad()
     loss_fn(model(images)).backward()
     handle.remove()
-    return {"W": fc1.weight.detach(), "gW": fc1.weight.grad.clone(), "X": store["X"].detach(),
-            "gX": store["X"].grad, "Y": store["Y"].detach(), "gY": store["Y"].grad}
+    return {
+        "W": fc1.weight.detach(),
+        "gW": fc1.weight.grad.clone(),
+        "X": store["X"].detach(),
+        "gX": store["X"].grad,
+        "Y": store["Y"].detach(),
+        "gY": store["Y"].grad,
+    }
 
 
 def test_sketches_equal_the_sampled_entries_of_full_tensors(model_and_batch):
@@ -50,11 +56,15 @@ def test_sketches_equal_the_sampled_entries_of_full_tensors(model_and_batch):
     # the input activation and the weight share their column (in_features) indices
     cols = sketch_indices(192, S, 0)
     rows = sketch_indices(full["X"].reshape(-1, 192).shape[0], S, 0)
-    for kind, sampled in [("X", full["X"].reshape(-1, 192)[rows][:, cols]),
-                          ("W", full["W"][sketch_indices(full["W"].shape[0], S, 0)][:, cols])]:
+    for kind, sampled in [
+        ("X", full["X"].reshape(-1, 192)[rows][:, cols]),
+        ("W", full["W"][sketch_indices(full["W"].shape[0], S, 0)][:, cols]),
+    ]:
         scale = (full[kind].square().mean() / sampled.square().mean()).sqrt()  # RMS of the sketch = RMS of the tensor
         torch.testing.assert_close(stats.tensors[kind][unit], sampled * scale)
-        assert stats.tensors[kind][unit].square().mean().sqrt() == pytest.approx(float(full[kind].square().mean().sqrt()), rel=1e-5)
+        assert stats.tensors[kind][unit].square().mean().sqrt() == pytest.approx(
+            float(full[kind].square().mean().sqrt()), rel=1e-5
+        )
 
 
 def test_units_groups_and_attention(model_and_batch):
@@ -76,7 +86,9 @@ def test_fast_attention_sketch_equals_materialised_probabilities(model_and_batch
     captured = []
     for block in find_blocks(model):
         block.attn.fused_attn = False
-        block.attn.attn_drop.register_forward_hook(lambda m, a, out: captured.append(sketch(out, S, 0, match_rms=False)))
+        block.attn.attn_drop.register_forward_hook(
+            lambda m, a, out: captured.append(sketch(out, S, 0, match_rms=False))
+        )
     with torch.no_grad():
         model(images)
     for b, probs in enumerate(captured):
@@ -92,8 +104,9 @@ def test_hooks_removed_and_gradients_cleared(model_and_batch):
 
 
 def test_seeded_probe_of_an_arch_is_reproducible_and_conditions_differ():
-    spec = ProbeSpec(BatchSpec("chaoyang", batch_size=2, image_size=64), sketch_size=S,
-                     conditions=("data", "noise", "synflow"))
+    spec = ProbeSpec(
+        BatchSpec("chaoyang", batch_size=2, image_size=64), sketch_size=S, conditions=("data", "noise", "synflow")
+    )
     a = probe_arch(get_space("autoformer"), ARCH, spec)
     b = probe_arch(get_space("autoformer"), ARCH, spec)
     for cond in a:

@@ -1,5 +1,6 @@
 """Programs: random trees and DEAP's variation operators stay typed and evaluable, the parser
 rejects everything malformed, and the evaluator is exact and memoises."""
+
 import random
 import time
 from functools import partial
@@ -21,8 +22,9 @@ GROUPS = ["all", "mlp", "msa"]
 def unit_stats(units: int, g: torch.Generator, mlp: bool = True) -> UnitStats:
     """One network of `units` units alternating attention and MLP (all attention if not `mlp`);
     "X" is absent from its first unit."""
-    tensors = {n: torch.randn(units, 4, 4, generator=g) * 10.0 ** torch.randint(-3, 3, (1,), generator=g)
-               for n in NAMES}
+    tensors = {
+        n: torch.randn(units, 4, 4, generator=g) * 10.0 ** torch.randint(-3, 3, (1,), generator=g) for n in NAMES
+    }
     numel = {n: torch.randint(16, 10_000, (units,), generator=g).double() for n in NAMES}
     tensors["X"][0], numel["X"][0] = 0.0, 0.0
     msa = torch.arange(units) % 2 == 0 if mlp else torch.ones(units, dtype=torch.bool)
@@ -110,10 +112,13 @@ def test_mut_insert_wraps_nodes_of_types_without_terminals(pset):
     assert {n.name for n in tree} & {"s_add", "s_sub", "s_mul", "s_div", "u_add", "u_sub", "u_mul", "u_div"}
 
 
-@pytest.mark.parametrize("text", [
-    "agg_sum_all(l1(mul(W, gW)))",
-    "s_div(agg_mean_msa(u_log(fro(gram(noise.gW)))), agg_sum_mlp(max(minimum(X, transpose(W)))))",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "agg_sum_all(l1(mul(W, gW)))",
+        "s_div(agg_mean_msa(u_log(fro(gram(noise.gW)))), agg_sum_mlp(max(minimum(X, transpose(W)))))",
+    ],
+)
 def test_parse_round_trips_canonical_strings(pset, text):
     tree = parse(text, pset)
     assert str(tree) == text
@@ -121,40 +126,43 @@ def test_parse_round_trips_canonical_strings(pset, text):
     assert parse(" \n" + text.replace(", ", " ,\t") + " ", pset) == tree
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "empty"),
-    (" \t\n", "empty"),
-    ("agg_sum_all(l1(mul(W, gW))", "unexpected end"),
-    ("agg_sum_all(l1(mul(W, gW)", "unexpected end"),
-    ("agg_sum_all(l1(mul(W,", "unexpected end"),
-    ("agg_sum_all(l1(frob(W)))", "unknown primitive 'frob'"),
-    ("agg_sum_all(l1(mul(W, Q)))", "unknown statistic 'Q'"),
-    ("agg_sum_none(l1(W))", "unknown primitive 'agg_sum_none'"),
-    ("agg_sum_all(l1(mul(W)))", "expected 2, got 1"),
-    ("agg_sum_all(l1(abs(W, gW)))", "expected 1, got 2"),
-    ("agg_sum_all(l1())", "expected 1, got 0"),
-    ("agg_sum_all(l1)", "expected 1, got 0"),
-    ("agg_sum_all(l1(W()))", "statistic 'W' at position 15 takes no arguments"),
-    ("agg_sum_all(W)", "type mismatch for 'W' at position 12: expected Unit, got Mat"),
-    ("l1(W)", "expected Score, got Unit"),
-    ("W", "expected Score, got Mat"),
-    ("agg_sum_all(l1(W)) x", "trailing text at position 19"),
-    ("agg_sum_all(l1(W)))", "trailing text"),
-    ("agg_sum_all(l1(W)) agg_sum_all(l1(W))", "trailing text"),
-    ("agg_sum_all(l1(mul(W,, gW)))", "expected a name at position 21"),
-    ("agg_sum_all(l1(mul(W gW)))", "expected ',' or ')'"),
-    ("(W)", "expected a name"),
-    ("agg_sum_all(l1(mul(W, gW))) + 1", "unexpected character '+'"),
-    ("__import__('os').system('x')", "unexpected character"),
-    ("agg_sum_all(l1(W)); import os", "unexpected character ';'"),
-    ("agg_sum_all(lambda: 0)", "unexpected character ':'"),
-    ("1" + "0" * 5000, "unexpected character '1'"),
-    ("agg_sum_all(u_mul(fro(W), 1e308))", "unexpected character '1'"),
-    ("agg_sum_all(l1(W\u00e9))", "unexpected character"),
-    ("agg_sum_all(l1(" + "abs(" * 10_000 + "W" + ")" * 10_002, f"more than {MAX_PROGRAM_NODES} nodes"),
-    ("agg_sum_all(l1(" + "abs(" * 100 + "W" + ")" * 102, f"deeper than {MAX_PROGRAM_DEPTH}"),
-    ("s_add(" * 10_000, f"more than {MAX_PROGRAM_NODES} nodes"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty"),
+        (" \t\n", "empty"),
+        ("agg_sum_all(l1(mul(W, gW))", "unexpected end"),
+        ("agg_sum_all(l1(mul(W, gW)", "unexpected end"),
+        ("agg_sum_all(l1(mul(W,", "unexpected end"),
+        ("agg_sum_all(l1(frob(W)))", "unknown primitive 'frob'"),
+        ("agg_sum_all(l1(mul(W, Q)))", "unknown statistic 'Q'"),
+        ("agg_sum_none(l1(W))", "unknown primitive 'agg_sum_none'"),
+        ("agg_sum_all(l1(mul(W)))", "expected 2, got 1"),
+        ("agg_sum_all(l1(abs(W, gW)))", "expected 1, got 2"),
+        ("agg_sum_all(l1())", "expected 1, got 0"),
+        ("agg_sum_all(l1)", "expected 1, got 0"),
+        ("agg_sum_all(l1(W()))", "statistic 'W' at position 15 takes no arguments"),
+        ("agg_sum_all(W)", "type mismatch for 'W' at position 12: expected Unit, got Mat"),
+        ("l1(W)", "expected Score, got Unit"),
+        ("W", "expected Score, got Mat"),
+        ("agg_sum_all(l1(W)) x", "trailing text at position 19"),
+        ("agg_sum_all(l1(W)))", "trailing text"),
+        ("agg_sum_all(l1(W)) agg_sum_all(l1(W))", "trailing text"),
+        ("agg_sum_all(l1(mul(W,, gW)))", "expected a name at position 21"),
+        ("agg_sum_all(l1(mul(W gW)))", "expected ',' or ')'"),
+        ("(W)", "expected a name"),
+        ("agg_sum_all(l1(mul(W, gW))) + 1", "unexpected character '+'"),
+        ("__import__('os').system('x')", "unexpected character"),
+        ("agg_sum_all(l1(W)); import os", "unexpected character ';'"),
+        ("agg_sum_all(lambda: 0)", "unexpected character ':'"),
+        ("1" + "0" * 5000, "unexpected character '1'"),
+        ("agg_sum_all(u_mul(fro(W), 1e308))", "unexpected character '1'"),
+        ("agg_sum_all(l1(W\u00e9))", "unexpected character"),
+        ("agg_sum_all(l1(" + "abs(" * 10_000 + "W" + ")" * 10_002, f"more than {MAX_PROGRAM_NODES} nodes"),
+        ("agg_sum_all(l1(" + "abs(" * 100 + "W" + ")" * 102, f"deeper than {MAX_PROGRAM_DEPTH}"),
+        ("s_add(" * 10_000, f"more than {MAX_PROGRAM_NODES} nodes"),
+    ],
+)
 def test_parse_rejects_malformed_expressions(pset, text, message):
     with pytest.raises(AutoproxError) as error:
         parse(text, pset)
@@ -170,12 +178,11 @@ def test_parse_accepts_nesting_up_to_the_limit(pset):
         parse("agg_sum_all(l1(" + "abs(" * (depth + 1) + "W" + ")" * (depth + 3), pset)
 
 
-
 def _wide(leaves: int) -> str:
     """A shallow expression: a balanced s_add tree over `leaves` copies of agg_sum_all(fro(W))."""
     parts = ["agg_sum_all(fro(W))"] * leaves
     while len(parts) > 1:
-        parts = [f"s_add({a}, {b})" for a, b in zip(parts[::2], parts[1::2])] + parts[len(parts) // 2 * 2:]
+        parts = [f"s_add({a}, {b})" for a, b in zip(parts[::2], parts[1::2])] + parts[len(parts) // 2 * 2 :]
     return parts[0]
 
 
@@ -192,6 +199,7 @@ def test_a_huge_expression_is_refused_quickly(pset):
     with pytest.raises(AutoproxError, match="more than"):
         parse(huge, pset)
     assert time.perf_counter() - start < 0.1
+
 
 def test_evaluation_matches_numpy(bundle, pset):
     w, gw = (bundle.tensors[n].double().numpy() for n in ("W", "gW"))
@@ -218,8 +226,9 @@ def test_memo_counts_hits_and_returns_identical_results(bundle, pset):
     first[:] = 0  # results are copies: changing one leaves the memo alone
     np.testing.assert_array_equal(evaluate(tree), plain(tree))
     assert (evaluate.hits, evaluate.misses) == (1, 3)
-    np.testing.assert_array_equal(evaluate(parse("agg_mean_msa(l1(mul(W, gW)))", pset)),
-                                  plain(parse("agg_mean_msa(l1(mul(W, gW)))", pset)))
+    np.testing.assert_array_equal(
+        evaluate(parse("agg_mean_msa(l1(mul(W, gW)))", pset)), plain(parse("agg_mean_msa(l1(mul(W, gW)))", pset))
+    )
     assert (evaluate.hits, evaluate.misses) == (2, 4)
     twice = parse("s_add(agg_sum_all(fro(X)), agg_sum_all(fro(X)))", pset)
     np.testing.assert_array_equal(evaluate(twice), plain(twice))

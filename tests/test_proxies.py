@@ -1,4 +1,5 @@
 """The proxy catalogue, cached pass scores, and scoring by name or saved file."""
+
 import json
 import math
 
@@ -8,15 +9,17 @@ import pytest
 from gp_proxy.errors import AutoproxError
 from gp_proxy.library import KNOWN_PROXIES
 from gp_proxy.store import SavedProxy, save_proxy
-from vit_space.proxies import scores as px
-from vit_space.probe.cache import ProbeSpec, StatsCache, batch_of, build_seeded, fill
 from vit_space.data.batches import BatchSpec
-from vit_space.spaces import get_space
+from vit_space.probe.cache import ProbeSpec, StatsCache, batch_of, build_seeded, fill
+from vit_space.proxies import scores as px
 from vit_space.proxies.zero_cost import PASS_PROXIES
+from vit_space.spaces import get_space
 
-ARCHS = [{"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 4]},
-         {"base_dim": 24, "mlp_ratio": 4, "depth": [2, 4, 6], "num_heads": [2, 4, 8]},
-         {"base_dim": 32, "mlp_ratio": 8, "depth": [3, 8, 2], "num_heads": [4, 4, 8]}]
+ARCHS = [
+    {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 4]},
+    {"base_dim": 24, "mlp_ratio": 4, "depth": [2, 4, 6], "num_heads": [2, 4, 8]},
+    {"base_dim": 32, "mlp_ratio": 8, "depth": [3, 8, 2], "num_heads": [4, 4, 8]},
+]
 SPEC = ProbeSpec(BatchSpec("chaoyang", "skimage", 4, 0, 64), 8)
 
 
@@ -26,8 +29,24 @@ def space():
 
 
 def test_catalogue_holds_every_proxy_the_issue_names():
-    expected = {"params", "flops", "grad_norm", "snip", "grasp", "fisher", "synflow", "logsynflow", "jacov",
-                "naswot", "zen", "zico", "dss", "weight_l2", "ntk_cond", "autoprox_paper"}
+    expected = {
+        "params",
+        "flops",
+        "grad_norm",
+        "snip",
+        "grasp",
+        "fisher",
+        "synflow",
+        "logsynflow",
+        "jacov",
+        "naswot",
+        "zen",
+        "zico",
+        "dss",
+        "weight_l2",
+        "ntk_cond",
+        "autoprox_paper",
+    }
     assert expected <= set(px.catalogue())
     assert all(kind in ("analytic", "program", "pass") and text for kind, text in px.catalogue().values())
 
@@ -76,10 +95,13 @@ def test_analytic_and_program_proxies_score_like_their_definitions(space, tmp_pa
     flops = px.proxy_scores("flops", space, ARCHS, SPEC, cache, progress=False).values
     assert flops.tolist() == [space.macs(a, 4, 64) for a in ARCHS]
     snip = px.proxy_scores("snip", space, ARCHS, SPEC, cache, progress=False)
-    saved = SavedProxy(KNOWN_PROXIES["snip"].expression, ["W", "gW", "X", "gX", "Y", "gY", "A"],
-                       ["all", "msa", "mlp", "ln_out", "qkv", "proj", "fc1", "fc2"], SPEC.as_dict())
-    np.testing.assert_array_equal(px.proxy_scores(saved, space, ARCHS, SPEC, cache, progress=False).values,
-                                  snip.values)
+    saved = SavedProxy(
+        KNOWN_PROXIES["snip"].expression,
+        ["W", "gW", "X", "gX", "Y", "gY", "A"],
+        ["all", "msa", "mlp", "ln_out", "qkv", "proj", "fc1", "fc2"],
+        SPEC.as_dict(),
+    )
+    np.testing.assert_array_equal(px.proxy_scores(saved, space, ARCHS, SPEC, cache, progress=False).values, snip.values)
     assert np.isfinite(snip.values).all() and snip.seconds_per_arch > 0
 
 

@@ -1,4 +1,5 @@
 """Ranking a benchmark with one proxy: correlations per field, held-out part, output formats."""
+
 import csv
 import io
 import json
@@ -9,8 +10,8 @@ from conftest import bench
 from scipy import stats
 
 from gp_proxy.errors import AutoproxError
-from vit_space.probe.cache import ProbeSpec, StatsCache
 from vit_space.data.batches import BatchSpec
+from vit_space.probe.cache import ProbeSpec, StatsCache
 from vit_space.proxies.ranking import bench_fields, format_rankings, rank, top_ties, topk_accuracy
 from vit_space.spaces import get_space
 
@@ -77,8 +78,12 @@ def test_formats_carry_the_same_numbers(pit12, tmp_path):
     assert payload["jcm"] == pytest.approx(result.jcm)
     assert payload["heldout"]["jcm"] == pytest.approx(result.jcm_heldout)
     rows = list(csv.DictReader(io.StringIO(format_rankings([result], "csv"))))
-    assert [(r["part"], r["field"]) for r in rows] == [("all", "c100_kd_acc"), ("all", "JCM"),
-                                                       ("held-out", "c100_kd_acc"), ("held-out", "JCM")]
+    assert [(r["part"], r["field"]) for r in rows] == [
+        ("all", "c100_kd_acc"),
+        ("all", "JCM"),
+        ("held-out", "c100_kd_acc"),
+        ("held-out", "JCM"),
+    ]
     assert float(rows[0]["kendall"]) == pytest.approx(result.whole["c100_kd_acc"]["kendall"])
     md = format_rankings([result], "md").splitlines()
     assert md[0].startswith("| proxy | bench |") and len(md) == 2 + len(rows)

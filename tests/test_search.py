@@ -1,4 +1,5 @@
 """The training-free searcher: budgets, determinism, resume, several proxies, bad input."""
+
 import csv
 import json
 
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 
 from gp_proxy.errors import AutoproxError
-from vit_space.search.budget import Budget
-from vit_space.probe.cache import ProbeSpec, StatsCache
 from vit_space.data.batches import BatchSpec
+from vit_space.probe.cache import ProbeSpec, StatsCache
+from vit_space.search.budget import Budget
 from vit_space.search.searchers import Candidate, SearchConfig, Searcher, refresh_fitness
 from vit_space.spaces import get_space
 
@@ -18,7 +19,9 @@ BUDGET = Budget(0.5e6, 3e6, num_classes=100, img_size=64)
 
 def searcher(tmp_path, proxies=("snip",), **config) -> Searcher:
     config = {"count": 10, "population": 4, "parents": 2, "seed": 3} | config
-    return Searcher(get_space("pit"), list(proxies), BUDGET, SPEC, StatsCache(tmp_path / "cache"), SearchConfig(**config))
+    return Searcher(
+        get_space("pit"), list(proxies), BUDGET, SPEC, StatsCache(tmp_path / "cache"), SearchConfig(**config)
+    )
 
 
 def rows(folder):
@@ -69,8 +72,14 @@ def test_resume_refuses_corrupt_or_foreign_checkpoints(tmp_path):
     searcher(tmp_path, count=4).run(tmp_path / "a", progress=False)
     with pytest.raises(AutoproxError, match="another search"):
         searcher(tmp_path, count=4, seed=9).run(tmp_path / "a", resume=True, progress=False)
-    wider = Searcher(get_space("pit"), ["snip"], Budget(0.5e6, 4e6, num_classes=100, img_size=64), SPEC,
-                     StatsCache(tmp_path / "cache"), SearchConfig(count=4, population=4, parents=2, seed=3))
+    wider = Searcher(
+        get_space("pit"),
+        ["snip"],
+        Budget(0.5e6, 4e6, num_classes=100, img_size=64),
+        SPEC,
+        StatsCache(tmp_path / "cache"),
+        SearchConfig(count=4, population=4, parents=2, seed=3),
+    )
     with pytest.raises(AutoproxError, match="another search"):
         wider.run(tmp_path / "a", resume=True, progress=False)
     checkpoint = tmp_path / "a" / "checkpoint.json"
@@ -87,16 +96,25 @@ def test_resume_refuses_corrupt_or_foreign_checkpoints(tmp_path):
 def test_several_proxies_rank_by_mean_rank():
     cands = [Candidate({}, str(i), list(s), 0, 0, i) for i, s in enumerate([(1.0, 30.0), (2.0, 10.0), (3.0, 20.0)])]
     refresh_fitness(cands)
-    assert [round(c.fitness, 4) for c in cands] == [round((1 / 3 + 1) / 2, 4), round((2 / 3 + 1 / 3) / 2, 4),
-                                                   round((1 + 2 / 3) / 2, 4)]
+    assert [round(c.fitness, 4) for c in cands] == [
+        round((1 / 3 + 1) / 2, 4),
+        round((2 / 3 + 1 / 3) / 2, 4),
+        round((1 + 2 / 3) / 2, 4),
+    ]
     nan = [Candidate({}, "n", [float("nan")], 0, 0, 0), Candidate({}, "m", [1.0], 0, 0, 1)]
     refresh_fitness(nan)
     assert nan[0].fitness < nan[1].fitness
 
 
 def test_impossible_budget_and_bad_config(tmp_path):
-    impossible = Searcher(get_space("pit"), ["snip"], Budget(500e6, 600e6), SPEC, StatsCache(tmp_path),
-                          SearchConfig(count=2, population=2, parents=1))
+    impossible = Searcher(
+        get_space("pit"),
+        ["snip"],
+        Budget(500e6, 600e6),
+        SPEC,
+        StatsCache(tmp_path),
+        SearchConfig(count=2, population=2, parents=1),
+    )
     with pytest.raises(AutoproxError, match="spans about"):
         impossible.run(tmp_path / "x", progress=False)
     with pytest.raises(AutoproxError, match="unknown search algorithm"):

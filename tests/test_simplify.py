@@ -1,4 +1,5 @@
 """Simplification: exact hoists keep every score, root hoists keep every ranking."""
+
 import numpy as np
 import pytest
 from deap import gp
@@ -17,12 +18,15 @@ def setup():
     return tasks, build_pset(bundle.names, list(bundle.groups)), [Evaluator(bundle)]
 
 
-@pytest.mark.parametrize("expression, expected", [
-    ("agg_sum_mlp(fro(sign(sign(gW))))", "agg_sum_mlp(fro(sign(gW)))"),
-    ("agg_sum_mlp(fro(abs(abs(square(gW)))))", "agg_sum_mlp(fro(square(gW)))"),
-    ("agg_sum_mlp(u_abs(fro(gW)))", "agg_sum_mlp(fro(gW))"),
-    ("agg_sum_mlp(fro(maximum(gW, gW)))", "agg_sum_mlp(fro(gW))"),
-])
+@pytest.mark.parametrize(
+    "expression, expected",
+    [
+        ("agg_sum_mlp(fro(sign(sign(gW))))", "agg_sum_mlp(fro(sign(gW)))"),
+        ("agg_sum_mlp(fro(abs(abs(square(gW)))))", "agg_sum_mlp(fro(square(gW)))"),
+        ("agg_sum_mlp(u_abs(fro(gW)))", "agg_sum_mlp(fro(gW))"),
+        ("agg_sum_mlp(fro(maximum(gW, gW)))", "agg_sum_mlp(fro(gW))"),
+    ],
+)
 def test_exact_rewrites_keep_every_score(setup, expression, expected):
     _, pset, evaluators = setup
     tree = parse(expression, pset)
@@ -32,10 +36,13 @@ def test_exact_rewrites_keep_every_score(setup, expression, expected):
     np.testing.assert_allclose(evaluators[0](result.tree), evaluators[0](tree), rtol=1e-5)
 
 
-@pytest.mark.parametrize("expression", [
-    "s_mul(agg_sum_mlp(fro(gW)), agg_sum_mlp(fro(gW)))",
-    "s_add(agg_sum_mlp(fro(gW)), agg_sum_mlp(fro(gW)))",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "s_mul(agg_sum_mlp(fro(gW)), agg_sum_mlp(fro(gW)))",
+        "s_add(agg_sum_mlp(fro(gW)), agg_sum_mlp(fro(gW)))",
+    ],
+)
 def test_rank_rewrites_drop_increasing_functions_at_the_root_and_keep_kendall(setup, expression):
     tasks, pset, evaluators = setup
     tree = parse(expression, pset)

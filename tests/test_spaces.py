@@ -4,11 +4,10 @@ import random
 
 import pytest
 import torch
-
 from conftest import bench_archs
+
 from gp_proxy.errors import AutoproxError
-from vit_space.spaces import (AutoFormerSpace, PiTSpace, count_params, disable_fused_attention, get_space,
-                              measure_macs)
+from vit_space.spaces import AutoFormerSpace, PiTSpace, count_params, disable_fused_attention, get_space, measure_macs
 
 SPACES = ["autoformer", "pit"]
 
@@ -28,7 +27,11 @@ def test_autoformer_with_deit_genes_is_deit_tiny():
     """AutoFormer with hidden 192, 12 layers, 3 heads, MLP ratio 4 is DeiT-Ti: same size and cost as timm's."""
     deit_genes = {"hidden_dim": 192, "depth": 12, "mlp_ratio": [4.0] * 12, "num_heads": [3] * 12}
     deit = get_space("timm:deit_tiny_patch16_224")
-    assert get_space("autoformer").num_params(deit_genes) == deit.num_params({"timm": "deit_tiny_patch16_224"}) == 5_717_416
+    assert (
+        get_space("autoformer").num_params(deit_genes)
+        == deit.num_params({"timm": "deit_tiny_patch16_224"})
+        == 5_717_416
+    )
     assert get_space("autoformer").macs(deit_genes) == deit.macs({"timm": "deit_tiny_patch16_224"})
 
 
@@ -77,18 +80,37 @@ def test_canonical_json_and_stable_hash():
     assert space.arch_hash(arch) != get_space("pit").arch_hash({**arch, "base_dim": 40})
 
 
-@pytest.mark.parametrize("arch, message", [
-    ([1, 2], "must be a JSON object"),
-    ({"hidden_dim": 192, "depth": 12, "mlp_ratio": [4.0] * 12}, "missing fields ['num_heads']"),
-    ({"hidden_dim": 192, "depth": 12, "mlp_ratio": [4.0] * 12, "num_heads": [3] * 12, "x": 1}, "unknown fields ['x']"),
-    ({"hidden_dim": 200, "depth": 12, "mlp_ratio": [4.0] * 12, "num_heads": [3] * 12},
-     "hidden_dim=200 is not allowed; allowed values: [192, 216, 240]"),
-    ({"hidden_dim": "192", "depth": 12, "mlp_ratio": [4.0] * 12, "num_heads": [3] * 12}, "hidden_dim='192' has the wrong type"),
-    ({"hidden_dim": 192, "depth": 12, "mlp_ratio": [4.0] * 11, "num_heads": [3] * 12}, "mlp_ratio has 11 entries but depth is 12"),
-    ({"hidden_dim": 192, "depth": 12, "mlp_ratio": [4.0] * 11 + [5.0], "num_heads": [3] * 12},
-     "mlp_ratio[11]=5.0 is not allowed; allowed values: [3.5, 4.0]"),
-    ({"hidden_dim": 192, "depth": True, "mlp_ratio": [4.0] * 12, "num_heads": [3] * 12}, "depth=True has the wrong type"),
-])
+@pytest.mark.parametrize(
+    "arch, message",
+    [
+        ([1, 2], "must be a JSON object"),
+        ({"hidden_dim": 192, "depth": 12, "mlp_ratio": [4.0] * 12}, "missing fields ['num_heads']"),
+        (
+            {"hidden_dim": 192, "depth": 12, "mlp_ratio": [4.0] * 12, "num_heads": [3] * 12, "x": 1},
+            "unknown fields ['x']",
+        ),
+        (
+            {"hidden_dim": 200, "depth": 12, "mlp_ratio": [4.0] * 12, "num_heads": [3] * 12},
+            "hidden_dim=200 is not allowed; allowed values: [192, 216, 240]",
+        ),
+        (
+            {"hidden_dim": "192", "depth": 12, "mlp_ratio": [4.0] * 12, "num_heads": [3] * 12},
+            "hidden_dim='192' has the wrong type",
+        ),
+        (
+            {"hidden_dim": 192, "depth": 12, "mlp_ratio": [4.0] * 11, "num_heads": [3] * 12},
+            "mlp_ratio has 11 entries but depth is 12",
+        ),
+        (
+            {"hidden_dim": 192, "depth": 12, "mlp_ratio": [4.0] * 11 + [5.0], "num_heads": [3] * 12},
+            "mlp_ratio[11]=5.0 is not allowed; allowed values: [3.5, 4.0]",
+        ),
+        (
+            {"hidden_dim": 192, "depth": True, "mlp_ratio": [4.0] * 12, "num_heads": [3] * 12},
+            "depth=True has the wrong type",
+        ),
+    ],
+)
 def test_autoformer_validation_errors(arch, message):
     with pytest.raises(AutoproxError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
         AutoFormerSpace().validate(arch)
@@ -118,5 +140,5 @@ def test_timm_space_builds_and_walks_its_names(rng):
     model = space.build({"timm": "pit_ti_224"}, num_classes=10, img_size=64)
     assert count_params(model) == space.num_params({"timm": "pit_ti_224"}, 10, 64)
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 10)
-    with pytest.raises(AutoproxError, match='timm arch must be'):
+    with pytest.raises(AutoproxError, match="timm arch must be"):
         space.validate({"name": "x"})

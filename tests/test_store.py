@@ -16,8 +16,9 @@ NAMES, GROUPS = ["W", "gW", "X"], ["all", "msa"]
 
 
 def proxy(expression: str = "agg_sum_all(l1(mul(W, gW)))") -> SavedProxy:
-    return SavedProxy(expression, NAMES, GROUPS, {"sketch_size": 32}, {"jcm_train": 0.5, "jcm_test": float("nan")},
-                      {"seed": 1})
+    return SavedProxy(
+        expression, NAMES, GROUPS, {"sketch_size": 32}, {"jcm_train": 0.5, "jcm_test": float("nan")}, {"seed": 1}
+    )
 
 
 def test_round_trip(tmp_path):
@@ -34,17 +35,20 @@ def test_invalid_expression_is_never_saved(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(format="other"), "not an autoprox proxy file"),
-    (lambda d: d.update(version=99), "unsupported proxy file version 99"),
-    (lambda d: d.update(expression=5), "needs a string \"expression\""),
-    (lambda d: d["statistics"].update(names="W"), "needs lists \"names\" and \"groups\""),
-    (lambda d: d.update(fitness=[1]), "\"fitness\" must be an object"),
-    (lambda d: d.update(expression="agg_sum_all(l1(mul(W)))"), "wrong number of arguments"),
-    (lambda d: d.update(expression="agg_sum_all(mul(W, gW))"), "type mismatch"),
-    (lambda d: d.update(expression="__import__('os').system('touch /tmp/x')"), "unexpected character"),
-    (lambda d: d["statistics"].update(names=["W", "os.system('x')"]), "invalid statistic name"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(format="other"), "not an autoprox proxy file"),
+        (lambda d: d.update(version=99), "unsupported proxy file version 99"),
+        (lambda d: d.update(expression=5), 'needs a string "expression"'),
+        (lambda d: d["statistics"].update(names="W"), 'needs lists "names" and "groups"'),
+        (lambda d: d.update(fitness=[1]), '"fitness" must be an object'),
+        (lambda d: d.update(expression="agg_sum_all(l1(mul(W)))"), "wrong number of arguments"),
+        (lambda d: d.update(expression="agg_sum_all(mul(W, gW))"), "type mismatch"),
+        (lambda d: d.update(expression="__import__('os').system('touch /tmp/x')"), "unexpected character"),
+        (lambda d: d["statistics"].update(names=["W", "os.system('x')"]), "invalid statistic name"),
+    ],
+)
 def test_malformed_files_are_rejected(tmp_path, edit, message):
     payload = json.loads(proxy().to_json())
     edit(payload)
@@ -63,13 +67,25 @@ def test_not_json_and_missing(tmp_path):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=30),
-                    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children,
-                                                                                        max_size=4), max_leaves=30))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=30),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+        max_leaves=30,
+    )
+)
 def test_fuzzed_json_is_rejected_cleanly(tmp_path_factory, junk):
     path = tmp_path_factory.mktemp("fuzz") / "p.json"
-    path.write_text(json.dumps({"format": "autoprox-proxy", "version": 1, "expression": junk,
-                                "statistics": {"names": NAMES, "groups": GROUPS}}))
+    path.write_text(
+        json.dumps(
+            {
+                "format": "autoprox-proxy",
+                "version": 1,
+                "expression": junk,
+                "statistics": {"names": NAMES, "groups": GROUPS},
+            }
+        )
+    )
     try:
         load_proxy(path)
     except AutoproxError:
@@ -77,8 +93,29 @@ def test_fuzzed_json_is_rejected_cleanly(tmp_path_factory, junk):
     assert isinstance(junk, str)  # only a string could ever be a valid expression
 
 
-TOKENS = st.sampled_from(["agg_sum_all", "fro", "mul", "l1", "s_add", "u_log", "W", "gW", "(", ")", ",", " ",
-                          "X", "__import__", "os.system", "1e999", "'", ";", "lambda"])
+TOKENS = st.sampled_from(
+    [
+        "agg_sum_all",
+        "fro",
+        "mul",
+        "l1",
+        "s_add",
+        "u_log",
+        "W",
+        "gW",
+        "(",
+        ")",
+        ",",
+        " ",
+        "X",
+        "__import__",
+        "os.system",
+        "1e999",
+        "'",
+        ";",
+        "lambda",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -97,12 +134,15 @@ def test_fuzzed_expressions_parse_exactly_or_are_rejected(tmp_path_factory, toke
     assert str(loaded.tree()) == loaded.expression.replace(" ", "").replace(",", ", ")
 
 
-@pytest.mark.parametrize("expression, message", [
-    ("abs(" * 5000 + "W" + ")" * 5000, "more than 500 nodes"),
-    ("abs(" * 60 + "W" + ")" * 60, "nested deeper than 50 levels"),
-    ("agg_sum_all(fro(W))" + ")" * 3, "trailing text"),
-    ("agg_sum_all(fro(W)" , "unexpected end of expression"),
-])
+@pytest.mark.parametrize(
+    "expression, message",
+    [
+        ("abs(" * 5000 + "W" + ")" * 5000, "more than 500 nodes"),
+        ("abs(" * 60 + "W" + ")" * 60, "nested deeper than 50 levels"),
+        ("agg_sum_all(fro(W))" + ")" * 3, "trailing text"),
+        ("agg_sum_all(fro(W)", "unexpected end of expression"),
+    ],
+)
 def test_hostile_expressions_are_refused(tmp_path, expression, message):
     payload = json.loads(proxy().to_json())
     payload["expression"] = expression
@@ -118,7 +158,7 @@ def test_huge_numbers_and_wrong_simplification_are_refused(tmp_path):
         load_proxy(tmp_path / "p.json")
     payload["simplification"] = "dropped everything"
     (tmp_path / "p.json").write_text(json.dumps(payload))
-    with pytest.raises(AutoproxError, match="\"simplification\" must be an object"):
+    with pytest.raises(AutoproxError, match='"simplification" must be an object'):
         load_proxy(tmp_path / "p.json")
 
 

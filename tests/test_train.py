@@ -1,4 +1,5 @@
 """Training data sets, the trainer and the resumable benchmark build, on real images."""
+
 import gzip
 import json
 import pickle
@@ -10,14 +11,14 @@ import torch
 from PIL import Image
 
 from gp_proxy.errors import AutoproxError
-from vit_space.data import images as datasets
-from vit_space.data import readers
 from vit_space.bench.benchmark import load_bench
 from vit_space.bench.build import BuildPlan, build_bench, journal_path, read_journal
+from vit_space.bench.training import Recipe, train, validate_fits
 from vit_space.cli import main
+from vit_space.data import images as datasets
+from vit_space.data import readers
 from vit_space.data.images import FMNIST_FILES, fetch_fmnist, load_images
 from vit_space.spaces import get_space
-from vit_space.bench.training import Recipe, check_fits, train
 
 QUICK = Recipe(steps=30, batch_size=16, test_size=200)
 fmnist_missing = not any(all((d / f).is_file() for f in FMNIST_FILES) for d in datasets.fmnist_dirs())
@@ -56,7 +57,9 @@ def test_digits_are_28x28_grey_with_a_fixed_split(digits):
     assert 0.2 < mean[0] < 0.4 and 0.2 < std[0] < 0.45
 
 
-@pytest.mark.skipif(fmnist_missing, reason="Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    fmnist_missing, reason="Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist)"
+)
 def test_fashion_mnist_from_idx_files():
     data = load_images("fmnist")
     assert data.train_images.shape == (60000, 1, 28, 28) and data.test_images.shape == (10000, 1, 28, 28)
@@ -67,8 +70,12 @@ def test_fmnist_fetch_from_file_url_checks_sha256(tmp_path, monkeypatch):
     served = tmp_path / "served"
     served.mkdir()
     images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
-    blobs = {name: gzip.compress(bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
-                                 + images.tobytes()) for name in FMNIST_FILES}
+    blobs = {
+        name: gzip.compress(
+            bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape) + images.tobytes()
+        )
+        for name in FMNIST_FILES
+    }
     for name, blob in blobs.items():
         (served / name).write_bytes(blob)
     with pytest.raises(AutoproxError, match="does not match the expected"):
@@ -91,8 +98,9 @@ def test_cifar10_python_folder(tmp_path):
     rng = np.random.default_rng(0)
     for name, n in (("data_batch_1", 6), ("data_batch_2", 4), ("test_batch", 5)):
         with open(tmp_path / name, "wb") as f:
-            pickle.dump({b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8),
-                         b"labels": list(rng.integers(0, 10, n))}, f)
+            pickle.dump(
+                {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}, f
+            )
     data = load_images(str(tmp_path))
     assert data.train_images.shape == (10, 3, 32, 32) and data.test_images.shape == (5, 3, 32, 32)
     assert data.num_classes <= 10
@@ -148,7 +156,7 @@ def test_training_learns_and_is_reproducible(space, digits):
 
 def test_space_and_data_mismatch_is_refused(digits):
     with pytest.raises(AutoproxError, match="takes 3-channel 32x32 images but digits has 1-channel 28x28 ones"):
-        check_fits(get_space("af-tiny@3x32"), digits)
+        validate_fits(get_space("af-tiny@3x32"), digits)
 
 
 def test_bad_recipe_values_are_named():
@@ -188,6 +196,7 @@ def test_build_resumes_after_interruption_with_the_same_numbers(space, tmp_path,
         build_bench(plan_of(space, archs), tmp_path / "cut.json", progress=False)
     build_bench(plan_of(space, archs), tmp_path / "cut.json", resume=True, progress=False)
     resumed, full = json.loads((tmp_path / "cut.json").read_text()), json.loads(whole.read_text())
+
     def numbers(records):
         return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in records]
 
@@ -202,15 +211,21 @@ def test_build_shards_fill_one_benchmark(space, tmp_path):
     for shard in ((0, 2), (1, 2)):
         build_bench(plan_of(space, archs), tmp_path / "b.json", resume=True, shard=shard, progress=False)
     _, runs = read_journal(journal_path(tmp_path / "b.json"))
-    assert sorted((r["arch"], r["seed"]) for r in runs) == sorted((space.arch_hash(a), s) for a in archs for s in (0, 1))
+    assert sorted((r["arch"], r["seed"]) for r in runs) == sorted(
+        (space.arch_hash(a), s) for a in archs for s in (0, 1)
+    )
 
 
 def test_resume_from_another_configuration_or_corrupt_journal(space, tmp_path):
     archs = [small_arch(space)]
     build_bench(plan_of(space, archs, seeds=(0,)), tmp_path / "b.json", progress=False)
     with pytest.raises(AutoproxError, match=r"belongs to another build \(different recipe\)"):
-        build_bench(plan_of(space, archs, Recipe(steps=31, batch_size=16, test_size=200), seeds=(0,)),
-                    tmp_path / "b.json", resume=True, progress=False)
+        build_bench(
+            plan_of(space, archs, Recipe(steps=31, batch_size=16, test_size=200), seeds=(0,)),
+            tmp_path / "b.json",
+            resume=True,
+            progress=False,
+        )
     grown = [*archs, small_arch(space, 1)]
     build_bench(plan_of(space, grown, seeds=(0, 1)), tmp_path / "b.json", resume=True, progress=False)  # may grow
     assert len(read_journal(journal_path(tmp_path / "b.json"))[1]) == 4
@@ -226,17 +241,52 @@ def test_resume_from_another_configuration_or_corrupt_journal(space, tmp_path):
 
 def test_cli_bench_build_and_bad_inputs(tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert main(["bench", "build", "--space", "af-tiny", "--dataset", "digits", "--archs", "2", "--seeds", "1",
-                 "--steps", "5", "--test-size", "50", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "build",
+                "--space",
+                "af-tiny",
+                "--dataset",
+                "digits",
+                "--archs",
+                "2",
+                "--seeds",
+                "1",
+                "--steps",
+                "5",
+                "--test-size",
+                "50",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "2 architectures; fields: digits_base_acc" in capsys.readouterr().out
     assert json.loads(out.read_text())["command"].startswith("autoprox bench build --space af-tiny")
     (tmp_path / "empty").mkdir()
-    cases = [(["--dataset", str(tmp_path / "empty")], "unknown data layout"),
-             (["--dataset", "digits", "--space", "af-tiny@3x32"], "takes 3-channel 32x32 images"),
-             (["--dataset", "digits", "--seeds", "x"], "--seeds takes K"),
-             (["--dataset", "digits", "--shard", "2/2"], "shard must be I/N")]
+    cases = [
+        (["--dataset", str(tmp_path / "empty")], "unknown data layout"),
+        (["--dataset", "digits", "--space", "af-tiny@3x32"], "takes 3-channel 32x32 images"),
+        (["--dataset", "digits", "--seeds", "x"], "--seeds takes K"),
+        (["--dataset", "digits", "--shard", "2/2"], "shard must be I/N"),
+    ]
     for extra, message in cases:
-        argv = ["bench", "build", "--space", "af-tiny", "--archs", "1", "--steps", "2", "--out", str(tmp_path / "x.json")]
+        argv = [
+            "bench",
+            "build",
+            "--space",
+            "af-tiny",
+            "--archs",
+            "1",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "x.json"),
+        ]
         assert main(argv + extra + ["--quiet"]) == 2
         assert message in capsys.readouterr().err
 
@@ -253,13 +303,16 @@ def test_auto_source_probes_the_training_images(digits):
     mean, std = digits.mean_std()
     rows = [(digits.train_images.float() / 255 - mean[0]) / std[0] - images[i] for i in range(8)]
     assert all(torch.isclose(r.flatten(1).abs().amax(1), torch.tensor(0.0), atol=1e-6).any() for r in rows)
-    assert all(int(labels[i]) == int(digits.train_labels[torch.isclose(r.flatten(1).abs().amax(1), torch.tensor(0.0),
-                                                                       atol=1e-6)][0]) for i, r in enumerate(rows))
+    assert all(
+        int(labels[i])
+        == int(digits.train_labels[torch.isclose(r.flatten(1).abs().amax(1), torch.tensor(0.0), atol=1e-6)][0])
+        for i, r in enumerate(rows)
+    )
 
 
 def test_probing_a_space_on_data_with_other_channels_is_refused():
-    from vit_space.probe.cache import ProbeSpec, probe_arch
     from vit_space.data.batches import BatchSpec
+    from vit_space.probe.cache import ProbeSpec, probe_arch
 
     space = get_space("autoformer")
     arch = space.sample(random.Random(0))
@@ -270,10 +323,44 @@ def test_probing_a_space_on_data_with_other_channels_is_refused():
 @pytest.mark.slow
 def test_the_whole_job_runs_on_a_built_benchmark(tmp_path, capsys):
     bench = tmp_path / "mini.json"
-    assert main(["bench", "build", "--space", "af-tiny", "--dataset", "digits", "--archs", "8", "--seeds", "1",
-                 "--steps", "40", "--test-size", "100", "--out", str(bench), "--quiet"]) == 0
-    argv = ["run", "--bench", str(bench), "--out", str(tmp_path / "run"), "--iterations", "30",
-            "--search-budget", "12", "--cache", str(tmp_path / "cache"), "--quiet"]
+    assert (
+        main(
+            [
+                "bench",
+                "build",
+                "--space",
+                "af-tiny",
+                "--dataset",
+                "digits",
+                "--archs",
+                "8",
+                "--seeds",
+                "1",
+                "--steps",
+                "40",
+                "--test-size",
+                "100",
+                "--out",
+                str(bench),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    argv = [
+        "run",
+        "--bench",
+        str(bench),
+        "--out",
+        str(tmp_path / "run"),
+        "--iterations",
+        "30",
+        "--search-budget",
+        "12",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--quiet",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "searched architecture" in out and (tmp_path / "run" / "export" / "proxy.py").is_file()
@@ -288,14 +375,50 @@ def test_a_cifar_folder_benchmark_is_built_probed_and_ranked(tmp_path, capsys):
     folder.mkdir()
     for name, n in (("data_batch_1", 64), ("test_batch", 32)):
         with open(folder / name, "wb") as f:
-            pickle.dump({b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8),
-                         b"labels": [i % 10 for i in range(n)]}, f)
+            pickle.dump(
+                {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": [i % 10 for i in range(n)]}, f
+            )
     out = tmp_path / "b.json"
-    assert main(["bench", "build", "--space", "af-tiny@3x32", "--dataset", str(folder), "--archs", "5", "--seeds", "1",
-                 "--steps", "3", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "build",
+                "--space",
+                "af-tiny@3x32",
+                "--dataset",
+                str(folder),
+                "--archs",
+                "5",
+                "--seeds",
+                "1",
+                "--steps",
+                "3",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["datasets"]["my-cifar"]["source"] == str(folder)
-    assert main(["rank", "--bench", str(out), "--proxy", "params,synflow", "--holdout", "0", "--quiet",
-                 "--cache", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "rank",
+                "--bench",
+                str(out),
+                "--proxy",
+                "params,synflow",
+                "--holdout",
+                "0",
+                "--quiet",
+                "--cache",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "my-cifar_base_acc" in table and "synflow" in table
 
@@ -334,8 +457,8 @@ def test_a_saved_proxy_scores_small_networks_at_their_own_input_size(tmp_path):
     from pathlib import Path
 
     from gp_proxy.store import load_proxy
-    from vit_space.probe.cache import ProbeSpec, StatsCache
     from vit_space.data.batches import BatchSpec
+    from vit_space.probe.cache import ProbeSpec, StatsCache
     from vit_space.proxies.scores import proxy_scores
 
     saved = load_proxy(Path(__file__).parents[1] / "results/discovery/seed1/proxies/rank01.json")
@@ -348,7 +471,25 @@ def test_a_saved_proxy_scores_small_networks_at_their_own_input_size(tmp_path):
     keys = {json.loads(torch.load(p, weights_only=True)["key"])["batch"] for p in tmp_path.rglob("*.pt")}
     assert keys == {"digits|skimage|b16|s0|28"}  # the proxy's own batch source, the networks' own size
     proxy_file = str(Path(__file__).parents[1] / "results/discovery/seed1/proxies/rank01.json")
-    assert main(["score", proxy_file, "--space", "af-tiny", "--sample", "2", "--dataset", "digits", "--source", "noise",
-                 "--cache", str(tmp_path / "other"), "--quiet"]) == 0  # an explicit --source replaces the recorded one
+    assert (
+        main(
+            [
+                "score",
+                proxy_file,
+                "--space",
+                "af-tiny",
+                "--sample",
+                "2",
+                "--dataset",
+                "digits",
+                "--source",
+                "noise",
+                "--cache",
+                str(tmp_path / "other"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )  # an explicit --source replaces the recorded one
     keys = {json.loads(torch.load(p, weights_only=True)["key"])["batch"] for p in (tmp_path / "other").rglob("*.pt")}
     assert keys == {"digits|noise|b16|s0|28"}

@@ -1,4 +1,5 @@
 """Each pass proxy against an independent hand computation on models small enough to do by hand."""
+
 import math
 
 import numpy as np
@@ -42,8 +43,8 @@ def test_synflow_of_a_bias_free_linear_net_is_depth_times_the_path_sum(batch):
 def test_logsynflow_equals_the_closed_form(batch):
     net = linear_net(12, 4, 3)
     w1, w2 = (m.weight.detach().abs().double() for m in net if isinstance(m, nn.Linear))
-    grad_w1 = w2.sum(0)[:, None].expand_as(w1)          # dR/dW1[i, j] = sum_k |W2[k, i]|
-    grad_w2 = w1.sum(1)[None, :].expand_as(w2)          # dR/dW2[k, i] = sum_j |W1[i, j]|
+    grad_w1 = w2.sum(0)[:, None].expand_as(w1)  # dR/dW1[i, j] = sum_k |W2[k, i]|
+    grad_w2 = w1.sum(1)[None, :].expand_as(w2)  # dR/dW2[k, i] = sum_j |W1[i, j]|
     expected = float((w1 * torch.log1p(grad_w1)).sum() + (w2 * torch.log1p(grad_w2)).sum())
     assert zc.logsynflow(net, *batch) == pytest.approx(expected, rel=1e-12)
 
@@ -62,7 +63,7 @@ def test_grasp_equals_theta_dot_explicit_hessian_times_gradient(batch):
     theta = torch.cat([m.weight.detach().reshape(-1) for m in net if isinstance(m, nn.Linear)])
 
     def loss(flat: torch.Tensor) -> torch.Tensor:
-        w1, w2 = flat[: shapes[0].numel()].reshape(shapes[0]), flat[shapes[0].numel():].reshape(shapes[1])
+        w1, w2 = flat[: shapes[0].numel()].reshape(shapes[0]), flat[shapes[0].numel() :].reshape(shapes[1])
         return nn.functional.cross_entropy(torch.tanh(images.flatten(1) @ w1.T) @ w2.T, labels)
 
     g = torch.autograd.functional.jacobian(loss, theta)
@@ -80,7 +81,7 @@ def test_jacov_of_a_linear_net_has_the_rank_one_closed_form(batch):
 def test_jacov_is_nan_when_an_image_jacobian_is_constant(batch):
     net = linear_net(12, 3)
     with torch.no_grad():
-        net[1].weight.fill_(1.0)                        # every input gradient is the constant 3
+        net[1].weight.fill_(1.0)  # every input gradient is the constant 3
     assert math.isnan(zc.jacov(net, *batch))
 
 
@@ -95,7 +96,7 @@ def test_naswot_equals_log_det_of_the_hamming_kernel(batch):
 def test_zen_of_a_linear_map_is_log_of_the_perturbation_norm(batch):
     net, alpha = linear_net(12, 4), 0.01
     gen = torch.Generator().manual_seed(3)
-    torch.randn(batch[0].shape, generator=gen)          # x: a linear map's difference ignores it
+    torch.randn(batch[0].shape, generator=gen)  # x: a linear map's difference ignores it
     eps = torch.randn(batch[0].shape, generator=gen).flatten(1)
     expected = math.log(float((alpha * eps @ net[1].weight.detach().T).abs().sum(1).mean()))
     assert zc.zen(net, *batch, seed=3) == pytest.approx(expected, rel=1e-4)
@@ -109,7 +110,7 @@ def test_zico_equals_the_hand_gradient_statistics(batch):
     for x, y in zip(images.flatten(1).double().chunk(2), labels.chunk(2)):
         p = torch.softmax(x @ w.T, dim=1)
         p[torch.arange(len(y)), y] -= 1
-        grads.append(p.T @ x / len(y))                   # dCE/dW of the mean loss
+        grads.append(p.T @ x / len(y))  # dCE/dW of the mean loss
     g = torch.stack(grads)
     expected = math.log(float((g.abs().mean(0) / g.std(0, unbiased=False)).sum()))
     assert zc.zico(net, images, labels) == pytest.approx(expected, rel=1e-5)
@@ -118,7 +119,7 @@ def test_zico_equals_the_hand_gradient_statistics(batch):
 def test_ntk_condition_number_of_a_linear_net_is_that_of_the_image_gram(batch):
     images = batch[0]
     x = images.flatten(1).double()
-    eig = torch.linalg.eigvalsh(x @ x.T)                # Θ = C · X Xᵀ for y = W x, C classes
+    eig = torch.linalg.eigvalsh(x @ x.T)  # Θ = C · X Xᵀ for y = W x, C classes
     assert zc.ntk_cond(linear_net(12, 3), *batch) == pytest.approx(float(-eig[-1] / eig[0]), rel=1e-4)
 
 

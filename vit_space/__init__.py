@@ -19,28 +19,72 @@ A script that discovers, ranks, exports and searches (see the README's "Python A
 Units: parameters and MACs are counts (MACs per image), accuracies top-1 percent, Kendall tau
 in [-1, 1]; images are ``(B, C, S, S)`` float32 tensors, labels ``(B,)`` int64.
 """
+
 from vit_space.bench import Benchmark, BuildPlan, Recipe, TrainResult, build_bench, load_bench, train
 from vit_space.bench.benchmark import field_dataset, field_name
 from vit_space.data import BatchSpec, ImageData, get_dataset, load_images, make_batch
 from vit_space.pipeline import JobResult, run_job
 from vit_space.probe import ProbeSpec, StatsCache, fill, probe_arch
 from vit_space.probe.cache import latex_names
-from vit_space.proxies import (Ranking, Scores, bench_tasks, catalogue, proxy_scores, rank, resolve_proxy,
-                               tasks_for)
+from vit_space.proxies import Ranking, Scores, bench_tasks, catalogue, proxy_scores, rank, resolve_proxy, tasks_for
 from vit_space.proxies.export import export_file, export_text
 from vit_space.proxies.ranking import bench_fields, format_rankings
 from vit_space.proxies.scores import saved_proxy_bundles
-from vit_space.search import Budget, SearchConfig, Searcher, sample_within
+from vit_space.search import Budget, SearchConfig, Searcher, SearchState, sample_within, search
 from vit_space.search.budget import parse_range
 from vit_space.search.scoring import ScoreTable, candidates, score_archs
-from vit_space.spaces import (Arch, Space, count_params, disable_fused_attention, get_space, measure_macs,
-                              read_archs)
+from vit_space.spaces import Arch, Space, count_params, disable_fused_attention, get_space, measure_macs, read_archs
 
 __all__ = [
-    "Arch", "BatchSpec", "Benchmark", "Budget", "BuildPlan", "ImageData", "JobResult", "ProbeSpec", "Ranking", "Recipe",
-    "ScoreTable", "Scores", "SearchConfig", "Searcher", "Space", "StatsCache", "TrainResult", "bench_fields",
-    "bench_tasks", "build_bench", "candidates", "catalogue", "count_params", "disable_fused_attention", "export_file",
-    "export_text", "field_dataset", "field_name", "fill", "format_rankings", "get_dataset", "get_space", "latex_names",
-    "load_bench", "load_images", "make_batch", "measure_macs", "parse_range", "probe_arch", "proxy_scores", "rank",
-    "read_archs", "resolve_proxy", "run_job", "sample_within", "saved_proxy_bundles", "score_archs", "tasks_for", "train",
+    "Arch",
+    "BatchSpec",
+    "Benchmark",
+    "Budget",
+    "BuildPlan",
+    "ImageData",
+    "JobResult",
+    "ProbeSpec",
+    "Ranking",
+    "Recipe",
+    "ScoreTable",
+    "Scores",
+    "SearchConfig",
+    "SearchState",
+    "Searcher",
+    "Space",
+    "StatsCache",
+    "TrainResult",
+    "bench_fields",
+    "bench_tasks",
+    "build_bench",
+    "candidates",
+    "catalogue",
+    "count_params",
+    "disable_fused_attention",
+    "export_file",
+    "export_text",
+    "field_dataset",
+    "field_name",
+    "fill",
+    "format_rankings",
+    "get_dataset",
+    "get_space",
+    "latex_names",
+    "load_bench",
+    "load_images",
+    "make_batch",
+    "measure_macs",
+    "parse_range",
+    "probe_arch",
+    "proxy_scores",
+    "rank",
+    "read_archs",
+    "resolve_proxy",
+    "run_job",
+    "sample_within",
+    "saved_proxy_bundles",
+    "score_archs",
+    "search",
+    "tasks_for",
+    "train",
 ]

@@ -4,6 +4,7 @@
 (``discover/``, ``export/``, ``search/``); rerunning after an interruption continues where
 it stopped and reaches the same result.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -54,9 +55,17 @@ def default_params(bench_name: str) -> str:
     return f"{np.percentile(params, 10) / 1e6:.4g}-{np.median(params) / 1e6:.4g}"
 
 
-def run_job(bench_name: str = "af-tiny", out: str | Path = "runs/quickstart", cache: StatsCache | None = None,
-            iterations: int = JOB_ITERATIONS, search_budget: int = 500, params: str | None = None, seed: int = 0,
-            progress: bool = True, on_step: Callable[[str], None] = lambda step: None) -> JobResult:
+def run_job(
+    bench_name: str = "af-tiny",
+    out: str | Path = "runs/quickstart",
+    cache: StatsCache | None = None,
+    iterations: int = JOB_ITERATIONS,
+    search_budget: int = 500,
+    params: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    on_step: Callable[[str], None] = lambda step: None,
+) -> JobResult:
     """Probe `bench_name`'s architectures, discover proxies on them (seed `seed`, `iterations` steps),
     export the best, and search its space within `params` (millions, "LO-HI"; default: the
     benchmark's 10th percentile to median) for `search_budget` architectures. `on_step(title)` is
@@ -69,16 +78,26 @@ def run_job(bench_name: str = "af-tiny", out: str | Path = "runs/quickstart", ca
     spec = ProbeSpec(BatchSpec(datasets[0], image_size=None))
 
     on_step("statistics")
-    stats = fill(space, [space.validate(a) for a in bench.archs], [spec.for_dataset(d) for d in datasets], cache,
-                 progress=progress)
+    stats = fill(
+        space,
+        [space.validate(a) for a in bench.archs],
+        [spec.for_dataset(d) for d in datasets],
+        cache,
+        progress=progress,
+    )
 
     on_step("discovery")
     discover_dir = out / "discover"
     tasks = tasks_for([bench_name], None, spec, cache)
-    discovery = discover(tasks, DiscoveryConfig(iterations=iterations, seed=seed), discover_dir,
-                         resume=(discover_dir / "checkpoint.json").is_file(), probe=spec.as_dict(),
-                         provenance={"benchmarks": [bench_name], "tasks": [t.name for t in tasks], "holdout": 0.5,
-                                     "split_seed": 0}, progress=progress)
+    discovery = discover(
+        tasks,
+        DiscoveryConfig(iterations=iterations, seed=seed),
+        discover_dir,
+        resume=(discover_dir / "checkpoint.json").is_file(),
+        probe=spec.as_dict(),
+        provenance={"benchmarks": [bench_name], "tasks": [t.name for t in tasks], "holdout": 0.5, "split_seed": 0},
+        progress=progress,
+    )
     best = load_proxy(discovery.saved[0])
 
     exports = []
@@ -89,7 +108,13 @@ def run_job(bench_name: str = "af-tiny", out: str | Path = "runs/quickstart", ca
     on_step("search")
     search_dir = out / "search"
     budget = Budget(*parse_range(params), num_classes=get_dataset(datasets[0]).num_classes)
-    searcher = Searcher(space, [best], budget, ProbeSpec(BatchSpec(datasets[0], seed=seed, image_size=None)), cache,
-                        SearchConfig(count=search_budget, seed=seed))
+    searcher = Searcher(
+        space,
+        [best],
+        budget,
+        ProbeSpec(BatchSpec(datasets[0], seed=seed, image_size=None)),
+        cache,
+        SearchConfig(count=search_budget, seed=seed),
+    )
     search = searcher.run(search_dir, resume=(search_dir / "checkpoint.json").is_file(), progress=progress)
     return JobResult(stats, discovery, exports, search, params, out)

@@ -69,8 +69,10 @@ def field_dataset(field: str) -> str:
     match = re.fullmatch(rf"(.+)_({'|'.join(KINDS)})_acc", field)
     if match:
         return {stem: name for name, stem in DATASETS.items()}.get(match[1], match[1])
-    raise AutoproxError(f"field {field!r} names no known data set; known fields look like c100_kd_acc, "
-                        f"flower_base_acc, {IMAGENET_FIELD}")
+    raise AutoproxError(
+        f"field {field!r} names no known data set; known fields look like c100_kd_acc, "
+        f"flower_base_acc, {IMAGENET_FIELD}"
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,7 +118,7 @@ class Benchmark:
         return names + (["imagenet"] if imagenet and IMAGENET_FIELD in self.fields else [])
 
     def default_kind(self) -> str:
-        """"kd" where the benchmark has KD-trained fields (ViT-Bench-101), else "base" (trained from scratch)."""
+        """ "kd" where the benchmark has KD-trained fields (ViT-Bench-101), else "base" (trained from scratch)."""
         return "kd" if self.datasets("kd") else "base"
 
     def accuracy(self, dataset_or_field: str, kind: str = "kd") -> np.ndarray:
@@ -180,8 +182,9 @@ def resolve_bench(name_or_path: str | os.PathLike) -> Path:
     if name in SHIPPED:
         return SHIPPED_DIR / f"{name}.json"
     if name not in BENCH_NAMES:
-        raise AutoproxError(f"no benchmark file {name!r} and not a known benchmark name "
-                            f"({', '.join([*BENCH_NAMES, *SHIPPED])})")
+        raise AutoproxError(
+            f"no benchmark file {name!r} and not a known benchmark name ({', '.join([*BENCH_NAMES, *SHIPPED])})"
+        )
     candidates = [d / f for d in search_paths() for f in (f"{name}.json", ORIGIN_FILES[name][0])]
     for candidate in candidates:
         if candidate.is_file():
@@ -309,8 +312,9 @@ def _register_datasets(payload: Any, path: Path) -> None:
         if known is not None and known.images == (info or {}).get("source", known.images):
             continue
         try:
-            register_dataset(DatasetInfo(str(name), int(info["num_classes"]), "natural", int(info["channels"]),
-                                         str(info["source"])))
+            register_dataset(
+                DatasetInfo(str(name), int(info["num_classes"]), "natural", int(info["channels"]), str(info["source"]))
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise AutoproxError(f"{path}: data set {name!r} needs source, num_classes and channels ({e})") from e
 
@@ -340,13 +344,16 @@ def _accuracy_value(value: Any, path: Path, index: int, field: str) -> float:
         raise AutoproxError(f"{path}: record {index} field {field!r} is not a number: {value!r}")
     value = float(value)
     if not (math.isnan(value) or 0.0 <= value <= 100.0):
-        raise AutoproxError(f"{path}: record {index} field {field!r} is {value!r}; accuracies are top-1 % "
-                            "in [0, 100] (null or NaN where missing)")
+        raise AutoproxError(
+            f"{path}: record {index} field {field!r} is {value!r}; accuracies are top-1 % "
+            "in [0, 100] (null or NaN where missing)"
+        )
     return value
 
 
-def _distinct(space: Space, archs: tuple[dict, ...], accuracies: dict[str, np.ndarray],
-              path: Path) -> tuple[tuple[dict, ...], dict[str, np.ndarray]]:
+def _distinct(
+    space: Space, archs: tuple[dict, ...], accuracies: dict[str, np.ndarray], path: Path
+) -> tuple[tuple[dict, ...], dict[str, np.ndarray]]:
     """The records whose architectures are valid in `space`, each architecture once: a repeat with
     the same accuracies is dropped (with a warning), one with other accuracies is refused."""
     first: dict[str, int] = {}
@@ -361,13 +368,18 @@ def _distinct(space: Space, archs: tuple[dict, ...], accuracies: dict[str, np.nd
             continue
         for field, values in accuracies.items():
             if not (values[i] == values[j] or np.isnan(values[i]) and np.isnan(values[j])):
-                raise AutoproxError(f"{path}: record {i} repeats the architecture of record {j} with another "
-                                    f"{field} ({values[i]:g} vs {values[j]:g}); keep the right one")
+                raise AutoproxError(
+                    f"{path}: record {i} repeats the architecture of record {j} with another "
+                    f"{field} ({values[i]:g} vs {values[j]:g}); keep the right one"
+                )
         repeats.append(f"{i} (= {j})")
     if not repeats:
         return archs, accuracies
-    warnings.warn(f"{path}: record(s) {', '.join(repeats)} repeat an earlier architecture with the same "
-                  "accuracies; each architecture is counted once", AutoproxWarning)
+    warnings.warn(
+        f"{path}: record(s) {', '.join(repeats)} repeat an earlier architecture with the same "
+        "accuracies; each architecture is counted once",
+        AutoproxWarning,
+    )
     keep = np.array(sorted(first.values()))
     return tuple(archs[i] for i in keep), {f: v[keep] for f, v in accuracies.items()}
 

@@ -4,14 +4,15 @@ Finished runs are appended to a journal beside the output (``BENCH.runs.jsonl``:
 then one line per run), so an interrupted build resumes where it stopped and several processes
 (`shard` i of n) can fill one benchmark: each append holds an exclusive lock on the journal. A
 last line cut off by an interruption is set aside when the build resumes (moved to
-``BENCH.runs.jsonl.torn``, with a warning), so the next run starts a line of its own. After every run the benchmark file is rewritten
-atomically from the journal, in the ViT-Bench-101 shape every other command reads::
+``BENCH.runs.jsonl.torn``, with a warning), so the next run starts a line of its own. After every
+run the benchmark file is rewritten atomically from the journal, in the ViT-Bench-101 shape every other command reads::
 
     {"space": ..., "datasets": {...}, "recipe": {...}, "seeds": [...], "noise": {...},
      "records": [{"arch": {...}, "fmnist_base_acc": 81.2, "fmnist_base_seeds": [81.0, 81.4], ...}]}
 
 `*_base_acc` is the mean over seeds, present once every seed of that data set has run.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -31,9 +32,9 @@ from tqdm.auto import tqdm
 from gp_proxy.atomic import write_text
 from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.bench.benchmark import field_name
+from vit_space.bench.training import Recipe, train, validate_fits
 from vit_space.data.images import BUILTIN, ImageData, load_images
 from vit_space.spaces import Arch, Space
-from vit_space.bench.training import Recipe, check_fits, train
 
 FORMAT = "autoprox-bench/1"
 
@@ -48,10 +49,15 @@ class BuildPlan:
     recipe: Recipe
     seeds: tuple[int, ...]
 
-    def config(self) -> dict:
-        return {"format": FORMAT, "space": self.space.name, "datasets": [dataset_name(d) for d in self.datasets],
-                "recipe": self.recipe.as_dict(), "seeds": list(self.seeds),
-                "archs": [self.space.arch_hash(a) for a in self.archs]}
+    def as_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "space": self.space.name,
+            "datasets": [dataset_name(d) for d in self.datasets],
+            "recipe": self.recipe.as_dict(),
+            "seeds": list(self.seeds),
+            "archs": [self.space.arch_hash(a) for a in self.archs],
+        }
 
     def jobs(self) -> list[tuple[Arch, str, int]]:
         return [(a, d, s) for a in self.archs for d in self.datasets for s in self.seeds]
@@ -67,8 +73,14 @@ def journal_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".runs.jsonl")
 
 
-def build_bench(plan: BuildPlan, out: str | os.PathLike, resume: bool = False, shard: tuple[int, int] = (0, 1),
-                progress: bool = True, command: str = "") -> Path:
+def build_bench(
+    plan: BuildPlan,
+    out: str | os.PathLike,
+    resume: bool = False,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+    command: str = "",
+) -> Path:
     """Train the plan's missing runs of `shard` (i, n): every n-th job from the i-th; return `out`."""
     if not plan.archs:
         raise AutoproxError("nothing to train: no architectures")
@@ -81,18 +93,30 @@ def build_bench(plan: BuildPlan, out: str | os.PathLike, resume: bool = False, s
         raise AutoproxError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")
     data = {d: load_images(d, plan.space.img_size) for d in plan.datasets}
     for d in data.values():
-        check_fits(plan.space, d)
+        validate_fits(plan.space, d)
     journal = journal_path(out)
-    done = _open_journal(journal, plan.config(), resume)
+    done = _open_journal(journal, plan.as_dict(), resume)
     jobs = [job for i, job in enumerate(plan.jobs()) if i % count == index]
     todo = [(a, d, s) for a, d, s in jobs if (plan.space.arch_hash(a), dataset_name(d), s) not in done]
-    with tqdm(todo, desc=f"training {plan.space.name}", unit="run", disable=not progress,
-              initial=len(jobs) - len(todo), total=len(jobs)) as bar:
+    with tqdm(
+        todo,
+        desc=f"training {plan.space.name}",
+        unit="run",
+        disable=not progress,
+        initial=len(jobs) - len(todo),
+        total=len(jobs),
+    ) as bar:
         for arch, dataset, seed in bar:
             bar.set_postfix_str(f"{dataset_name(dataset)} seed {seed} {plan.space.arch_hash(arch)[:8]}", refresh=False)
             result = train(plan.space, arch, data[dataset], plan.recipe, seed)
-            line = {"arch": plan.space.arch_hash(arch), "dataset": dataset_name(dataset), "seed": seed,
-                    "top1": result.top1, "seconds": round(result.seconds, 3), "final_loss": result.final_loss}
+            line = {
+                "arch": plan.space.arch_hash(arch),
+                "dataset": dataset_name(dataset),
+                "seed": seed,
+                "top1": result.top1,
+                "seconds": round(result.seconds, 3),
+                "final_loss": result.final_loss,
+            }
             _append(journal, line)
             write_bench(plan, data, journal, out, command)
     write_bench(plan, data, journal, out, command)
@@ -114,12 +138,16 @@ def _open_journal(journal: Path, config: dict, resume: bool) -> set[tuple[str, s
         growing = ("archs", "seeds")
         differ = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k) and k not in growing)
         if differ:
-            raise AutoproxError(f"{journal} belongs to another build (different {', '.join(differ)}); "
-                                "choose another --out or rerun with that build's settings")
+            raise AutoproxError(
+                f"{journal} belongs to another build (different {', '.join(differ)}); "
+                "choose another --out or rerun with that build's settings"
+            )
         shrunk = [k for k in growing if not set(stored.get(k, [])) <= set(config[k])]
         if shrunk:
-            raise AutoproxError(f"{journal} has {' and '.join(shrunk)} this build lacks; a resumed build may add "
-                                "architectures and seeds, not drop them")
+            raise AutoproxError(
+                f"{journal} has {' and '.join(shrunk)} this build lacks; a resumed build may add "
+                "architectures and seeds, not drop them"
+            )
         _append(journal, {"config": config})  # the build grows: record its new extent
     return {(r["arch"], r["dataset"], r["seed"]) for r in runs}
 
@@ -159,8 +187,11 @@ def repair_journal(journal: Path) -> None:
                 out.write(tail + b"\n")
             f.truncate(end)
             line = data.count(b"\n") + 1
-            warnings.warn(f"{journal}: line {line} was cut off by an interruption ({len(tail)} bytes); "
-                          f"moved it to {torn} and resumed from the complete lines", AutoproxWarning)
+            warnings.warn(
+                f"{journal}: line {line} was cut off by an interruption ({len(tail)} bytes); "
+                f"moved it to {torn} and resumed from the complete lines",
+                AutoproxWarning,
+            )
         else:
             f.write(b"\n")
 
@@ -183,8 +214,10 @@ def read_journal(journal: Path) -> tuple[dict, list[dict]]:
     keys = {"arch", "dataset", "seed", "top1", "seconds"}
     for number, entry in entries:
         if "config" not in entry and not keys <= set(entry):
-            raise AutoproxError(f"{journal} is corrupt: line {number} is a run without {sorted(keys - set(entry))}; "
-                                "delete that line (or the file, to start over)")
+            raise AutoproxError(
+                f"{journal} is corrupt: line {number} is a run without {sorted(keys - set(entry))}; "
+                "delete that line (or the file, to start over)"
+            )
     return configs[-1], runs
 
 
@@ -192,16 +225,20 @@ def _journal_entry(journal: Path, number: int, line: str) -> dict:
     try:
         entry = json.loads(line)
     except json.JSONDecodeError as e:
-        raise AutoproxError(f"{journal} is corrupt: line {number}: {e.msg} at column {e.colno}; "
-                            "delete that line (or the file, to start over)") from e
+        raise AutoproxError(
+            f"{journal} is corrupt: line {number}: {e.msg} at column {e.colno}; "
+            "delete that line (or the file, to start over)"
+        ) from e
     if not isinstance(entry, dict):
-        raise AutoproxError(f"{journal} is corrupt: line {number} is not a JSON object; "
-                            "delete that line (or the file, to start over)")
+        raise AutoproxError(
+            f"{journal} is corrupt: line {number} is not a JSON object; delete that line (or the file, to start over)"
+        )
     return entry
 
 
-def write_bench(plan: BuildPlan, data: dict[str, ImageData], journal: Path, out: str | os.PathLike,
-                command: str = "") -> None:
+def write_bench(
+    plan: BuildPlan, data: dict[str, ImageData], journal: Path, out: str | os.PathLike, command: str = ""
+) -> None:
     """Assemble the benchmark file from the journal (atomically)."""
     _, runs = read_journal(journal)
     by_key: dict[tuple[str, str], dict[int, dict]] = {}
@@ -214,8 +251,12 @@ def write_bench(plan: BuildPlan, data: dict[str, ImageData], journal: Path, out:
         if not any((h, n) in by_key for n in names):
             continue
         num_classes = data[plan.datasets[0]].num_classes
-        record = {"arch": arch, "hash": h, "params": plan.space.num_params(arch, num_classes),
-                  "macs": plan.space.macs(arch, num_classes)}
+        record = {
+            "arch": arch,
+            "hash": h,
+            "params": plan.space.num_params(arch, num_classes),
+            "macs": plan.space.macs(arch, num_classes),
+        }
         for name in names:
             per_seed = by_key.get((h, name), {})
             if len(per_seed) == len(plan.seeds):
@@ -223,17 +264,28 @@ def write_bench(plan: BuildPlan, data: dict[str, ImageData], journal: Path, out:
             record[f"{name}_base_seeds"] = {str(s): per_seed[s]["top1"] for s in plan.seeds if s in per_seed}
             record[f"{name}_seconds"] = round(sum(r["seconds"] for r in per_seed.values()), 2)
         records.append(record)
-    payload = {"format": FORMAT, "space": plan.space.name, "command": command,
-               "datasets": {dataset_name(d): _describe(d, v) for d, v in data.items()},
-               "recipe": plan.recipe.as_dict(), "seeds": list(plan.seeds),
-               "noise": seed_noise(records, names, plan.seeds), "records": records}
+    payload = {
+        "format": FORMAT,
+        "space": plan.space.name,
+        "command": command,
+        "datasets": {dataset_name(d): _describe(d, v) for d, v in data.items()},
+        "recipe": plan.recipe.as_dict(),
+        "seeds": list(plan.seeds),
+        "noise": seed_noise(records, names, plan.seeds),
+        "records": records,
+    }
     write_text(out, json.dumps(payload, indent=1) + "\n")
 
 
 def _describe(dataset: str, data: ImageData) -> dict:
-    return {"source": dataset if dataset in BUILTIN else str(Path(dataset).expanduser().resolve()),
-            "num_classes": data.num_classes, "channels": data.channels, "image_size": data.image_size,
-            "train_images": len(data.train_labels), "test_images": len(data.test_labels)}
+    return {
+        "source": dataset if dataset in BUILTIN else str(Path(dataset).expanduser().resolve()),
+        "num_classes": data.num_classes,
+        "channels": data.channels,
+        "image_size": data.image_size,
+        "train_images": len(data.train_labels),
+        "test_images": len(data.test_labels),
+    }
 
 
 def seed_noise(records: Sequence[dict], names: Sequence[str], seeds: Sequence[int]) -> dict:
@@ -243,14 +295,26 @@ def seed_noise(records: Sequence[dict], names: Sequence[str], seeds: Sequence[in
     for name in names:
         pairs = []
         for i, first in enumerate(seeds):
-            for second in seeds[i + 1:]:
-                both = [(r[f"{name}_base_seeds"][str(first)], r[f"{name}_base_seeds"][str(second)]) for r in records
-                        if {str(first), str(second)} <= set(r.get(f"{name}_base_seeds", {}))]
+            for second in seeds[i + 1 :]:
+                both = [
+                    (r[f"{name}_base_seeds"][str(first)], r[f"{name}_base_seeds"][str(second)])
+                    for r in records
+                    if {str(first), str(second)} <= set(r.get(f"{name}_base_seeds", {}))
+                ]
                 if len(both) >= 3:
                     a, b = np.array(both).T
-                    pairs.append({"seeds": [first, second], "n": len(both), "kendall": round(float(kendalltau(a, b)[0]), 4),
-                                  "mean_abs_diff": round(float(np.abs(a - b).mean()), 3)})
+                    pairs.append(
+                        {
+                            "seeds": [first, second],
+                            "n": len(both),
+                            "kendall": round(float(kendalltau(a, b)[0]), 4),
+                            "mean_abs_diff": round(float(np.abs(a - b).mean()), 3),
+                        }
+                    )
         if pairs:
-            noise[name] = {"pairs": pairs, "kendall": round(float(np.mean([p["kendall"] for p in pairs])), 4),
-                           "mean_abs_diff": round(float(np.mean([p["mean_abs_diff"] for p in pairs])), 3)}
+            noise[name] = {
+                "pairs": pairs,
+                "kendall": round(float(np.mean([p["kendall"] for p in pairs])), 4),
+                "mean_abs_diff": round(float(np.mean([p["mean_abs_diff"] for p in pairs])), 3),
+            }
     return noise

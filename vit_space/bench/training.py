@@ -7,6 +7,7 @@ is seen many times, a large one partly. Every random
 choice (weight init, data order, augmentation) comes from generators seeded by the run's seed
 and the architecture's hash, so a run is reproducible at a fixed torch thread count.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,10 +39,18 @@ class Recipe:
     test_size: int = 0  # 0: every test image; else a fixed seeded subset
 
     def __post_init__(self) -> None:
-        checks = {"steps": self.steps >= 1, "epochs": self.epochs >= 0, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-                  "weight_decay": self.weight_decay >= 0, "warmup": 0 <= self.warmup < 1,
-                  "label_smoothing": 0 <= self.label_smoothing < 1, "shift": self.shift >= 0,
-                  "train_size": self.train_size >= 0, "test_size": self.test_size >= 0}
+        checks = {
+            "steps": self.steps >= 1,
+            "epochs": self.epochs >= 0,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "warmup": 0 <= self.warmup < 1,
+            "label_smoothing": 0 <= self.label_smoothing < 1,
+            "shift": self.shift >= 0,
+            "train_size": self.train_size >= 0,
+            "test_size": self.test_size >= 0,
+        }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise AutoproxError(f"bad training recipe value(s): {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)}")
@@ -71,13 +80,14 @@ class TrainResult:
     final_loss: float  # mean training loss over the last tenth of the steps
 
 
-def check_fits(space: Space, data: ImageData) -> None:
+def validate_fits(space: Space, data: ImageData) -> None:
     """`AutoproxError` unless the data's images have the channels and size the space's models take."""
     if (data.channels, data.image_size) != (space.in_chans, space.img_size):
         raise AutoproxError(
             f"space {space.name} takes {space.in_chans}-channel {space.img_size}x{space.img_size} images but "
             f"{data.name} has {data.channels}-channel {data.image_size}x{data.image_size} ones; use a space "
-            f"for that input (e.g. {space.name.partition('@')[0]}@{data.channels}x{data.image_size})")
+            f"for that input (e.g. {space.name.partition('@')[0]}@{data.channels}x{data.image_size})"
+        )
 
 
 def subset(images: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +100,7 @@ def subset(images: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[torch
 
 def train(space: Space, arch: Arch, data: ImageData, recipe: Recipe, seed: int) -> TrainResult:
     """Train `arch` from its seeded init on `data` with `recipe`; held-out top-1 in %."""
-    check_fits(space, data)
+    validate_fits(space, data)
     start = time.perf_counter()
     run_seed = space.seeded_init(arch, seed)
     generator = torch.Generator().manual_seed(run_seed)
@@ -116,7 +126,7 @@ def train(space: Space, arch: Arch, data: ImageData, recipe: Recipe, seed: int) 
         if not math.isfinite(losses[-1]):
             break
     top1 = evaluate(model, test_images, test_labels, mean, std)
-    tail = losses[-max(len(losses) // 10, 1):]
+    tail = losses[-max(len(losses) // 10, 1) :]
     return TrainResult(top1, time.perf_counter() - start, sum(tail) / len(tail))
 
 
@@ -131,12 +141,24 @@ def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor,
-             std: torch.Tensor, batch_size: int = 500) -> float:
+def evaluate(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    batch_size: int = 500,
+) -> float:
     """Top-1 accuracy (%) of `model` in eval mode on uint8 `images`."""
     model.eval()
-    correct = sum(int((model((images[i:i + batch_size].float() / 255 - mean) / std).argmax(1)
-                       == labels[i:i + batch_size]).sum()) for i in range(0, len(labels), batch_size))
+    correct = sum(
+        int(
+            (
+                model((images[i : i + batch_size].float() / 255 - mean) / std).argmax(1) == labels[i : i + batch_size]
+            ).sum()
+        )
+        for i in range(0, len(labels), batch_size)
+    )
     return 100.0 * correct / len(labels)
 
 
@@ -145,6 +167,7 @@ def _warmup_cosine(warmup: int, total: int):
         if step < warmup:
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
+
     return factor
 
 

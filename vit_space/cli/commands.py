@@ -3,14 +3,15 @@
 User errors print one line (`autoprox: error: ...`) and exit 2; Ctrl-C exits 130 and keeps
 everything already written.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from gp_proxy.program import Evaluator
 from gp_proxy.simplification import simplify
 from gp_proxy.store import SavedProxy, load_proxy, save_proxy
 from vit_space.bench import benchmark as bench_mod
+from vit_space.cli.bench_commands import cmd_bench_build, cmd_bench_fetch, cmd_bench_show, cmd_data_fetch
 from vit_space.cli.parser import csv_list
 from vit_space.data.batches import DATASETS, BatchSpec, get_dataset
 from vit_space.pipeline import default_dataset, run_job
@@ -28,7 +30,7 @@ from vit_space.proxies.export import export_file, export_text
 from vit_space.proxies.ranking import FORMATS, bench_fields, format_rankings, rank
 from vit_space.proxies.scores import catalogue, proxy_label, resolve_proxy, saved_proxy_bundles, with_source
 from vit_space.proxies.tasks import tasks_for
-from vit_space.search.budget import Budget, parse_range, sample_within
+from vit_space.search.budget import Budget, parse_range
 from vit_space.search.scoring import candidates, score_archs
 from vit_space.search.searchers import SearchConfig, Searcher
 from vit_space.spaces import Arch, Space, get_space, read_archs
@@ -74,33 +76,66 @@ def cmd_stats(args: argparse.Namespace) -> None:
         specs = [_probe_spec(args, d, sources.get(d)) for d in csv_list(args.datasets) or default_datasets]
         report = fill(space, archs, specs, cache, progress=not args.quiet)
         per_probe = f", {np.mean(report.probe_seconds):.2f} s per probe" if report.probe_seconds else ""
-        print(f"{space.name}: {report.computed + report.cached} entries "
-              f"({report.computed} probed, {report.cached} already cached) in {report.seconds:.1f} s{per_probe}")
+        print(
+            f"{space.name}: {report.computed + report.cached} entries "
+            f"({report.computed} probed, {report.cached} already cached) in {report.seconds:.1f} s{per_probe}"
+        )
     print(f"cache {cache.root}: {cache.size_bytes() / 2**20:.1f} MiB")
 
 
 def _probe_spec(args: argparse.Namespace, dataset: str = "c100", source: str | None = None) -> ProbeSpec:
-    spec = ProbeSpec(BatchSpec(dataset, source or args.source or "auto", args.batch, args.seed, args.image_size), args.sketch,
-                     tuple(csv_list(args.conditions)))
+    spec = ProbeSpec(
+        BatchSpec(dataset, source or args.source or "auto", args.batch, args.seed, args.image_size),
+        args.sketch,
+        tuple(csv_list(args.conditions)),
+    )
     spec.validate()
     return spec
 
 
 def cmd_discover(args: argparse.Namespace) -> None:
-    config = DiscoveryConfig(algorithm=args.algo, iterations=args.iterations, max_evaluations=args.max_evaluations or 0,
-                             population=args.population, seed=args.search_seed, jcm=args.jcm,
-                             seed_proxies=tuple(csv_list(args.seed_proxies)), batch=args.parents,
-                             size_limit=args.size_limit)
+    config = DiscoveryConfig(
+        algorithm=args.algo,
+        iterations=args.iterations,
+        max_evaluations=args.max_evaluations or 0,
+        population=args.population,
+        seed=args.search_seed,
+        jcm=args.jcm,
+        seed_proxies=tuple(csv_list(args.seed_proxies)),
+        batch=args.parents,
+        size_limit=args.size_limit,
+    )
     config.validate()
     spec = _probe_spec(args)
     benches = csv_list(args.bench)
-    tasks = tasks_for(benches, csv_list(args.datasets) or None, spec, StatsCache(args.cache), kind=args.fields,
-                      test_fraction=args.holdout, split_seed=args.split_seed, compute_missing=args.compute_missing,
-                      sources=_data_sources(args.data), limit=args.limit or 0)
-    provenance = {"benchmarks": benches, "tasks": [t.name for t in tasks], "holdout": args.holdout,
-                  "split_seed": args.split_seed}
-    result = discover(tasks, config, args.out, resume=args.resume, probe=spec.as_dict(), provenance=provenance,
-                      workers=args.workers, progress=not args.quiet)
+    tasks = tasks_for(
+        benches,
+        csv_list(args.datasets) or None,
+        spec,
+        StatsCache(args.cache),
+        kind=args.fields,
+        test_fraction=args.holdout,
+        split_seed=args.split_seed,
+        compute_missing=args.compute_missing,
+        sources=_data_sources(args.data),
+        limit=args.limit or 0,
+    )
+    provenance = {
+        "benchmarks": benches,
+        "tasks": [t.name for t in tasks],
+        "holdout": args.holdout,
+        "split_seed": args.split_seed,
+    }
+    result = discover(
+        tasks,
+        config,
+        args.out,
+        resume=args.resume,
+        probe=spec.as_dict(),
+        provenance=provenance,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
     best = result.saved[0]
     print(f"{result.evaluations} programs evaluated in {result.seconds:.0f} s; best proxy: {best}")
     print(f"summary: {Path(args.out) / 'summary.md'}")
@@ -125,10 +160,24 @@ def cmd_rank(args: argparse.Namespace) -> None:
         if not fields:
             wanted = f"--fields {args.fields or bench.default_kind()}"
             wanted += f" --datasets {args.datasets}" if args.datasets else ""
-            raise AutoproxError(f"benchmark {bench.name!r} has no accuracy field for {wanted}; "
-                                f"it has: {', '.join(bench.fields) or 'none'}")
-        rankings += [rank(p, bench, fields, spec, cache, args.holdout, args.split_seed,
-                          compute_missing=not args.cached_only, progress=not args.quiet) for p in proxies]
+            raise AutoproxError(
+                f"benchmark {bench.name!r} has no accuracy field for {wanted}; "
+                f"it has: {', '.join(bench.fields) or 'none'}"
+            )
+        rankings += [
+            rank(
+                p,
+                bench,
+                fields,
+                spec,
+                cache,
+                args.holdout,
+                args.split_seed,
+                compute_missing=not args.cached_only,
+                progress=not args.quiet,
+            )
+            for p in proxies
+        ]
     print(format_rankings(rankings, args.format))
 
 
@@ -141,23 +190,28 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def _budget(args: argparse.Namespace) -> Budget:
-    return Budget(*(parse_range(args.params) if args.params else (0.0, float("inf"))),
-                  macs_max=args.flops * 1e9 if args.flops is not None else float("inf"),
-                  num_classes=get_dataset(args.dataset).num_classes, img_size=args.image_size)
+    return Budget(
+        *(parse_range(args.params) if args.params else (0.0, float("inf"))),
+        macs_max=args.flops * 1e9 if args.flops is not None else float("inf"),
+        num_classes=get_dataset(args.dataset).num_classes,
+        img_size=args.image_size,
+    )
 
 
 def cmd_search(args: argparse.Namespace) -> None:
     proxies = [_proxy(p, args) for arg in args.proxy for p in csv_list(arg)]
-    config = SearchConfig(args.algo, args.budget, args.population, min(args.parents, args.population),
-                          seed=args.seed, top_k=args.top_k)
+    config = SearchConfig(
+        args.algo, args.budget, args.population, min(args.parents, args.population), seed=args.seed, top_k=args.top_k
+    )
     space = get_space(args.space)
     args.dataset = args.dataset or default_dataset(space)
-    searcher = Searcher(space, proxies, _budget(args), _probe_spec(args, args.dataset),
-                        StatsCache(args.cache), config)
+    searcher = Searcher(space, proxies, _budget(args), _probe_spec(args, args.dataset), StatsCache(args.cache), config)
     state = searcher.run(args.out, resume=args.resume, progress=not args.quiet)
     best = max(state.evaluated, key=lambda c: (c.fitness, -c.order))
-    print(f"{len(state.evaluated)} architectures evaluated; best: {json.dumps(best.arch)} "
-          f"({best.params / 1e6:.4g}M parameters, {best.macs / 1e9:.4g} GMACs, fitness {best.fitness:.6g})")
+    print(
+        f"{len(state.evaluated)} architectures evaluated; best: {json.dumps(best.arch)} "
+        f"({best.params / 1e6:.4g}M parameters, {best.macs / 1e9:.4g} GMACs, fitness {best.fitness:.6g})"
+    )
     print(f"written: {Path(args.out) / 'best_arch.json'}, top.md, evaluated.csv, progress.png")
 
 
@@ -165,11 +219,16 @@ def cmd_score(args: argparse.Namespace) -> None:
     proxy, space = _proxy(args.proxy, args), get_space(args.space)
     args.dataset = args.dataset or default_dataset(space)
     budget = _budget(args)
-    archs = candidates(space, budget, args.sample or 0, args.seed, read_archs(args.archs, space) if args.archs else None)
-    table = score_archs(proxy, space, archs, _probe_spec(args, args.dataset), StatsCache(args.cache), budget,
-                        progress=not args.quiet)
-    print(f"{proxy_label(proxy)} on {len(table.rows)} {space.name} architectures"
-          + (f" ({table.skipped} outside {budget.describe()} skipped)" if table.skipped else ""))
+    archs = candidates(
+        space, budget, args.sample or 0, args.seed, read_archs(args.archs, space) if args.archs else None
+    )
+    table = score_archs(
+        proxy, space, archs, _probe_spec(args, args.dataset), StatsCache(args.cache), budget, progress=not args.quiet
+    )
+    print(
+        f"{proxy_label(proxy)} on {len(table.rows)} {space.name} architectures"
+        + (f" ({table.skipped} outside {budget.describe()} skipped)" if table.skipped else "")
+    )
     print(f"{'rank':>4}  {'score':>12}  {'params':>8}  {'GMACs':>7}  {'hash':16}  arch")
     for r in table.rows:
         print(f"{r.rank:>4}  {r.score:>12.6g}  {r.params / 1e6:>7.4g}M  {r.macs / 1e9:>7.4g}  {r.hash}  {r.arch}")
@@ -179,8 +238,9 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_simplify(args: argparse.Namespace) -> None:
     proxy = load_proxy(args.proxy)
-    bundles = saved_proxy_bundles(proxy, csv_list(args.bench), StatsCache(args.cache), args.compute_missing,
-                                  progress=not args.quiet)
+    bundles = saved_proxy_bundles(
+        proxy, csv_list(args.bench), StatsCache(args.cache), args.compute_missing, progress=not args.quiet
+    )
     result = simplify(proxy.tree(), [Evaluator(b, memo_bytes=1 << 28) for b in bundles], rank=not args.exact_only)
     print(f"original:   {proxy.expression}\nsimplified: {result.expression}")
     for step, is_proved in zip(result.exact, result.proved):
@@ -188,22 +248,39 @@ def cmd_simplify(args: argparse.Namespace) -> None:
     for step in result.rank:
         print(f"  rank-preserving at the root: {step}")
     if args.out:
-        save_proxy(args.out, replace(proxy, expression=result.expression,
-                                     simplification={**result.as_dict(), "checked_on": csv_list(args.bench)}))
+        save_proxy(
+            args.out,
+            replace(
+                proxy,
+                expression=result.expression,
+                simplification={**result.as_dict(), "checked_on": csv_list(args.bench)},
+            ),
+        )
         print(f"written: {args.out}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     """The whole job on one benchmark: statistics, discovery, export, search; each step resumable."""
-    job = run_job(args.bench, args.out, StatsCache(args.cache), args.iterations, args.search_budget, args.params,
-                  args.seed, progress=not args.quiet, on_step=lambda title: print(f"== {title}", flush=True))
+    job = run_job(
+        args.bench,
+        args.out,
+        StatsCache(args.cache),
+        args.iterations,
+        args.search_budget,
+        args.params,
+        args.seed,
+        progress=not args.quiet,
+        on_step=lambda title: print(f"== {title}", flush=True),
+    )
     out = job.out
     print(f"statistics: {job.stats.computed} probed, {job.stats.cached} already cached")
     print(f"discovery: {job.discovery.evaluations} programs evaluated in {job.discovery.seconds:.0f} s")
-    print(f"results in {out}/:\n  discovered proxies: {out}/discover/proxies/ (summary: {out}/discover/summary.md)\n"
-          f"  best proxy exported: {out}/export/proxy.{{tex,py,graphml,png}}\n"
-          f"  searched architecture ({job.params}M parameters): {out}/search/best_arch.json "
-          "(top.md, evaluated.csv)")
+    print(
+        f"results in {out}/:\n  discovered proxies: {out}/discover/proxies/ (summary: {out}/discover/summary.md)\n"
+        f"  best proxy exported: {out}/export/proxy.{{tex,py,graphml,png}}\n"
+        f"  searched architecture ({job.params}M parameters): {out}/search/best_arch.json "
+        "(top.md, evaluated.csv)"
+    )
 
 
 def cmd_proxies(args: argparse.Namespace) -> None:
@@ -214,89 +291,17 @@ def cmd_proxies(args: argparse.Namespace) -> None:
 def cmd_arch(args: argparse.Namespace) -> None:
     for space, archs, _ in _targets(args):
         for arch in archs:
-            print(json.dumps({"space": space.name, "hash": space.arch_hash(arch), "arch": arch,
-                              "params": space.num_params(arch, args.num_classes, args.image_size),
-                              "macs": space.macs(arch, args.num_classes, args.image_size)}))
-
-
-def cmd_bench_fetch(args: argparse.Namespace) -> None:
-    for path in bench_mod.fetch_bench(csv_list(args.names), base_url=args.url, dest=args.dest, force=args.force):
-        print(f"{path}: {len(bench_mod.load_bench(path))} architectures, sha256 verified")
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    """`--seeds K` (seeds 0..K-1) or a comma-separated list of distinct seeds."""
-    values = csv_list(text)
-    seeds = tuple(int(v) for v in values) if all(v.isdigit() for v in values) else ()
-    seeds = tuple(range(seeds[0])) if len(seeds) == 1 else seeds
-    if not seeds or len(set(seeds)) < len(seeds):
-        raise AutoproxError(f"--seeds takes K >= 1 or a comma-separated list of distinct non-negative integers, "
-                            f"got {text!r}")
-    return seeds
-
-
-def _shard(text: str) -> tuple[int, int]:
-    index, sep, count = text.partition("/")
-    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
-        raise AutoproxError(f"--shard must be I/N with 0 <= I < N, e.g. 0/2, got {text!r}")
-    return int(index), int(count)
-
-
-def _build_command(args: argparse.Namespace) -> str:
-    """The `bench build` command that reproduces `args` (options that change no number left out)."""
-    skip = {"func", "command", "bench_command", "resume", "shard", "threads", "quiet"}
-    parts = [f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in skip]
-    return "autoprox bench build " + " ".join(parts)
-
-
-def cmd_bench_build(args: argparse.Namespace) -> None:
-    import torch
-
-    from vit_space.bench.build import BuildPlan, build_bench
-    from vit_space.bench.training import Recipe
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    space = get_space(args.space)
-    if args.archs.isdigit():
-        archs = sample_within(space, int(args.archs), random.Random(args.sample_seed), Budget())
-    else:
-        archs = read_archs(args.archs, space)
-    recipe = Recipe(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                    weight_decay=args.weight_decay, warmup=args.warmup, label_smoothing=args.label_smoothing,
-                    shift=args.shift, train_size=args.train_size, test_size=args.test_size)
-    plan = BuildPlan(space, tuple(archs), tuple(csv_list(args.dataset)), recipe, _seeds(args.seeds))
-    if not plan.datasets:
-        raise AutoproxError("--dataset needs fmnist, digits or a data folder (comma-separated for several)")
-    out = build_bench(plan, args.out, resume=args.resume, shard=_shard(args.shard), progress=not args.quiet,
-                      command=_build_command(args))
-    bench = bench_mod.load_bench(out)
-    print(f"{out}: {len(bench)} architectures; fields: {', '.join(bench.fields) or 'none complete yet'}")
-
-
-def cmd_data_fetch(args: argparse.Namespace) -> None:
-    from vit_space.data.images import fetch_fmnist, load_images
-
-    if args.name != "fmnist":
-        raise AutoproxError(f"only fmnist is downloaded; digits ships with scikit-learn, got {args.name!r}")
-    folder = fetch_fmnist(args.url, args.dest)
-    print(f"{folder}: Fashion-MNIST, sha256 verified")
-    if not args.dest:
-        print(load_images("fmnist").describe())
-
-
-def cmd_bench_show(args: argparse.Namespace) -> None:
-    bench = bench_mod.load_bench(args.bench)
-    space = get_space(bench.space)
-    classes = get_dataset(bench.datasets(bench.default_kind())[0]).num_classes if bench.fields else 100
-    params = np.array([space.num_params(a, classes) for a in bench.archs]) / 1e6
-    print(f"{bench.name}: {len(bench)} {bench.space} architectures from {bench.source}")
-    print(f"parameters ({classes} classes): {params.min():.4g}M to {params.max():.4g}M")
-    for field in bench.fields:
-        acc = bench.accuracy(field)
-        ok = np.isfinite(acc)
-        print(f"  {field:20s} n={ok.sum():3d}  mean {acc[ok].mean():6.2f}  std {acc[ok].std():5.2f}  "
-              f"min {acc[ok].min():6.2f}  max {acc[ok].max():6.2f}")
+            print(
+                json.dumps(
+                    {
+                        "space": space.name,
+                        "hash": space.arch_hash(arch),
+                        "arch": arch,
+                        "params": space.num_params(arch, args.num_classes, args.image_size),
+                        "macs": space.macs(arch, args.num_classes, args.image_size),
+                    }
+                )
+            )
 
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], None]] = {

@@ -1,10 +1,11 @@
 """`autoprox`'s entry point: parse, run one handler, turn errors into one line and an exit status."""
+
 from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Callable, Sequence
 
 from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.cli.commands import HANDLERS
@@ -37,4 +38,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("autoprox: interrupted; everything finished so far is saved, rerun to resume", file=sys.stderr)
         return 130
     return 0
-

@@ -3,11 +3,12 @@
 Defaults that decide results come from the library's configuration classes (`DiscoveryConfig`,
 `SearchConfig`, `Recipe`), so they are written once.
 """
+
 from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from gp_proxy.discovery import ALGORITHMS, DiscoveryConfig
 from gp_proxy.fitness import JCM_MODES
@@ -16,9 +17,9 @@ from gp_proxy.program import MAX_PROGRAM_NODES
 from vit_space.bench.benchmark import BENCH_NAMES
 from vit_space.bench.training import Recipe
 from vit_space.data.batches import DATASETS, BatchSpec
+from vit_space.pipeline import JOB_ITERATIONS
 from vit_space.probe.cache import CONDITIONS, ProbeSpec
 from vit_space.proxies.export import EXPORTS
-from vit_space.pipeline import JOB_ITERATIONS
 from vit_space.proxies.ranking import FORMATS
 from vit_space.search.searchers import ALGORITHMS as SEARCH_ALGORITHMS
 from vit_space.search.searchers import SearchConfig
@@ -29,8 +30,9 @@ def csv_list(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def bounded(kind: type, low: float, high: float = math.inf, high_open: bool = False,
-            low_open: bool = False) -> Callable[[str], float]:
+def bounded(
+    kind: type, low: float, high: float = math.inf, high_open: bool = False, low_open: bool = False
+) -> Callable[[str], float]:
     """An argparse type: a `kind` (int or float) in [low, high] (open ends as told), so a bad value
     exits 2 with one line naming the option, e.g. `argument --limit: expected an integer >= 1, got '0'`."""
     what = "an integer" if kind is int else "a number"
@@ -79,11 +81,18 @@ def _add_cache_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_probe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", help="proxy images: auto (default: the data set's own images where autoprox has "
-                   "them, else skimage), train, skimage, noise, or a data folder; given, it also replaces a saved "
-                   "proxy's recorded source")
-    p.add_argument("--batch", type=POSITIVE, default=BatchSpec.batch_size, help="images in the probe batch (default %(default)s)")
-    p.add_argument("--sketch", type=bounded(int, 2), default=ProbeSpec.sketch_size, help="sketch size S (rows and columns kept)")
+    p.add_argument(
+        "--source",
+        help="proxy images: auto (default: the data set's own images where autoprox has "
+        "them, else skimage), train, skimage, noise, or a data folder; given, it also replaces a saved "
+        "proxy's recorded source",
+    )
+    p.add_argument(
+        "--batch", type=POSITIVE, default=BatchSpec.batch_size, help="images in the probe batch (default %(default)s)"
+    )
+    p.add_argument(
+        "--sketch", type=bounded(int, 2), default=ProbeSpec.sketch_size, help="sketch size S (rows and columns kept)"
+    )
     p.add_argument("--conditions", default="data", help=f"comma-separated, from {', '.join(CONDITIONS)}")
     _add_cache_args(p)
     if "--seed" not in p._option_string_actions:
@@ -100,12 +109,16 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `autoprox` parser; each sub-command sets `handler`, a key of `vit_space.cli.commands.HANDLERS`."""
-    parser = _Parser(prog="autoprox", description="Discover zero-cost proxies for ViT search, rank and search with them.")
+    parser = _Parser(
+        prog="autoprox", description="Discover zero-cost proxies for ViT search, rank and search with them."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("stats", help="probe architectures once and cache their statistics")
     _add_target_args(p)
-    p.add_argument("--datasets", help=f"comma-separated, from {', '.join(DATASETS)} (default: the benchmark's KD data sets)")
+    p.add_argument(
+        "--datasets", help=f"comma-separated, from {', '.join(DATASETS)} (default: the benchmark's KD data sets)"
+    )
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="real data for one data set")
     p.add_argument("--limit", type=POSITIVE, help="only the first N architectures")
     _add_probe_args(p)
@@ -114,18 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("discover", help="evolve zero-cost proxies on cached statistics")
     p.add_argument("--bench", required=True, help="benchmark name(s) or path(s), comma-separated")
     p.add_argument("--datasets", default="", help="comma-separated (default: each benchmark's KD data sets)")
-    p.add_argument("--fields", choices=["kd", "base"],
-                   help="which accuracy fields to rank (default: kd where the benchmark has it, else base)")
+    p.add_argument(
+        "--fields",
+        choices=["kd", "base"],
+        help="which accuracy fields to rank (default: kd where the benchmark has it, else base)",
+    )
     p.add_argument("--out", required=True, help="output folder (proxies/, logbook.csv, summary.md, checkpoint.json)")
     p.add_argument("--algo", default=DiscoveryConfig.algorithm, choices=list(ALGORITHMS))
-    p.add_argument("--iterations", type=POSITIVE, default=DiscoveryConfig.iterations,
-                   help="elitism steps or (mu+lambda) generations (default %(default)s)")
+    p.add_argument(
+        "--iterations",
+        type=POSITIVE,
+        default=DiscoveryConfig.iterations,
+        help="elitism steps or (mu+lambda) generations (default %(default)s)",
+    )
     p.add_argument("--max-evaluations", type=POSITIVE, help="stop after this many evaluated programs")
     p.add_argument("--population", type=bounded(int, max(2, DiscoveryConfig.top_k)), default=DiscoveryConfig.population)
     p.add_argument("--parents", type=POSITIVE, default=DiscoveryConfig.batch, help="elitism: parents mutated per step")
     p.add_argument("--jcm", default=DiscoveryConfig.jcm, choices=list(JCM_MODES))
-    p.add_argument("--size-limit", type=bounded(int, 3, MAX_PROGRAM_NODES), default=DiscoveryConfig.size_limit,
-                   help="largest program, in nodes (parsimony; default %(default)s)")
+    p.add_argument(
+        "--size-limit",
+        type=bounded(int, 3, MAX_PROGRAM_NODES),
+        default=DiscoveryConfig.size_limit,
+        help="largest program, in nodes (parsimony; default %(default)s)",
+    )
     p.add_argument("--holdout", type=SHARE, default=0.5, help="share of each benchmark's architectures held out")
     p.add_argument("--split-seed", type=SEED, default=0)
     p.add_argument("--search-seed", type=SEED, default=0, help="seed of the evolution")
@@ -140,17 +164,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rank", help="correlate a proxy's scores with a benchmark's accuracies")
     p.add_argument("--bench", required=True, help="benchmark name(s) (autoformer, pit) or file(s), comma-separated")
-    p.add_argument("--proxy", required=True, help="known proxy name(s) (see `autoprox proxies`) or PROXY.json, comma-separated")
-    p.add_argument("--datasets", default="", help="comma-separated, e.g. c100,flowers,chaoyang,imagenet "
-                   "(default: the benchmark's data sets with --fields)")
-    p.add_argument("--fields", choices=["kd", "base", "all"],
-                   help="accuracy fields: KD-trained, trained from scratch, or every field (ImageNet supernet too); "
-                   "default: kd where the benchmark has it, else base")
+    p.add_argument(
+        "--proxy", required=True, help="known proxy name(s) (see `autoprox proxies`) or PROXY.json, comma-separated"
+    )
+    p.add_argument(
+        "--datasets",
+        default="",
+        help="comma-separated, e.g. c100,flowers,chaoyang,imagenet (default: the benchmark's data sets with --fields)",
+    )
+    p.add_argument(
+        "--fields",
+        choices=["kd", "base", "all"],
+        help="accuracy fields: KD-trained, trained from scratch, or every field (ImageNet supernet too); "
+        "default: kd where the benchmark has it, else base",
+    )
     p.add_argument("--holdout", type=SHARE, default=0.5, help="share of architectures in the held-out part (0: none)")
     p.add_argument("--split-seed", type=SEED, default=0)
     p.add_argument("--format", default="table", help=f"output: {', '.join(FORMATS)}")
-    p.add_argument("--cached-only", action="store_true",
-                   help="use only cached statistics and scores (default: probe what is missing on the way)")
+    p.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="use only cached statistics and scores (default: probe what is missing on the way)",
+    )
     _add_probe_args(p)
     p.set_defaults(handler="rank")
 
@@ -167,8 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=POSITIVE, help="sample N distinct architectures within the budget")
     p.add_argument("--params", help="parameter range LO-HI in millions, e.g. 5-7.5")
     p.add_argument("--flops", type=POSITIVE_FLOAT, help="largest MACs per image, in billions")
-    p.add_argument("--dataset", help=f"the data set whose batch and head size to use ({', '.join(DATASETS)}; "
-                   "default: fmnist for 1-channel spaces, else c100)")
+    p.add_argument(
+        "--dataset",
+        help=f"the data set whose batch and head size to use ({', '.join(DATASETS)}; "
+        "default: fmnist for 1-channel spaces, else c100)",
+    )
     p.add_argument("--out", help="CSV file of the ranked table")
     _add_probe_args(p)
     p.set_defaults(handler="score")
@@ -184,17 +222,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="search a space for the best-scoring architectures within a budget")
     p.add_argument("--space", required=True, help="autoformer, pit or timm:NAME[,NAME...]")
-    p.add_argument("--proxy", required=True, action="append",
-                   help="PROXY.json or a known name; repeat (or comma-separate) to rank by mean rank over proxies")
+    p.add_argument(
+        "--proxy",
+        required=True,
+        action="append",
+        help="PROXY.json or a known name; repeat (or comma-separate) to rank by mean rank over proxies",
+    )
     p.add_argument("--params", help="parameter range LO-HI in millions, e.g. 5-7.5")
     p.add_argument("--flops", type=POSITIVE_FLOAT, help="largest MACs per image, in billions")
     p.add_argument("--budget", type=POSITIVE, default=SearchConfig.count, help="architectures to evaluate")
     p.add_argument("--algo", default=SearchConfig.algorithm, choices=list(SEARCH_ALGORITHMS))
     p.add_argument("--population", type=bounded(int, 2), default=SearchConfig.population)
-    p.add_argument("--parents", type=POSITIVE, default=SearchConfig.parents, help="evolution: the top architectures that breed")
+    p.add_argument(
+        "--parents", type=POSITIVE, default=SearchConfig.parents, help="evolution: the top architectures that breed"
+    )
     p.add_argument("--top-k", type=POSITIVE, default=SearchConfig.top_k, help="rows of top.md")
-    p.add_argument("--dataset", help="the data set whose batch and head size to use (default: fmnist for "
-                   "1-channel spaces, else c100)")
+    p.add_argument(
+        "--dataset",
+        help="the data set whose batch and head size to use (default: fmnist for 1-channel spaces, else c100)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
     _add_probe_args(p)
@@ -204,10 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench", default="af-tiny", help="benchmark name or file (default: the shipped af-tiny)")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
     p.add_argument("--iterations", type=POSITIVE, default=JOB_ITERATIONS, help="discovery steps (default %(default)s)")
-    p.add_argument("--search-budget", type=POSITIVE, default=SearchConfig.count,
-                   help="architectures the search evaluates (default 500)")
-    p.add_argument("--params", help="search budget LO-HI in millions (default: the benchmark's 10th percentile "
-                   "to its median)")
+    p.add_argument(
+        "--search-budget",
+        type=POSITIVE,
+        default=SearchConfig.count,
+        help="architectures the search evaluates (default 500)",
+    )
+    p.add_argument(
+        "--params", help="search budget LO-HI in millions (default: the benchmark's 10th percentile to its median)"
+    )
     p.add_argument("--seed", type=SEED, default=0, help="seed of the discovery and the search")
     _add_cache_args(p)
     p.set_defaults(handler="run")
@@ -228,24 +279,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="download even if a verified copy is there")
     p.set_defaults(handler="bench_fetch")
     p = bench.add_parser("build", help="train architectures with one recipe and record their accuracy")
-    p.add_argument("--space", required=True, help="af-tiny, pit-tiny (1x28x28; NAME@CxS for other inputs), autoformer, pit")
-    p.add_argument("--dataset", required=True, help="fmnist, digits or a data folder (CIFAR-10/100, ImageFolder); "
-                   "comma-separated for several")
+    p.add_argument(
+        "--space", required=True, help="af-tiny, pit-tiny (1x28x28; NAME@CxS for other inputs), autoformer, pit"
+    )
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="fmnist, digits or a data folder (CIFAR-10/100, ImageFolder); comma-separated for several",
+    )
     p.add_argument("--archs", required=True, help="N (sample N distinct architectures) or a JSON file of architectures")
     p.add_argument("--sample-seed", type=SEED, default=0, help="seed of the architecture sample")
     p.add_argument("--seeds", default="2", help="K (seeds 0..K-1) or a comma-separated list (default 2)")
     p.add_argument("--steps", type=POSITIVE, default=Recipe.steps, help="optimizer steps per run (default %(default)s)")
-    p.add_argument("--epochs", type=NON_NEGATIVE_FLOAT, default=Recipe.epochs,
-                   help="passes over each training set instead of --steps")
+    p.add_argument(
+        "--epochs",
+        type=NON_NEGATIVE_FLOAT,
+        default=Recipe.epochs,
+        help="passes over each training set instead of --steps",
+    )
     p.add_argument("--batch-size", type=POSITIVE, default=Recipe.batch_size)
     p.add_argument("--lr", type=POSITIVE_FLOAT, default=Recipe.lr, help="AdamW peak learning rate")
     p.add_argument("--weight-decay", type=NON_NEGATIVE_FLOAT, default=Recipe.weight_decay)
-    p.add_argument("--warmup", type=SHARE, default=Recipe.warmup, help="share of the steps warming up (then cosine to 0)")
+    p.add_argument(
+        "--warmup", type=SHARE, default=Recipe.warmup, help="share of the steps warming up (then cosine to 0)"
+    )
     p.add_argument("--label-smoothing", type=SHARE, default=Recipe.label_smoothing)
-    p.add_argument("--shift", type=NON_NEGATIVE, default=Recipe.shift, help="random translation augmentation, in pixels")
-    p.add_argument("--train-size", type=NON_NEGATIVE, default=Recipe.train_size,
-                   help="train on a fixed subset of this many images (0: all)")
-    p.add_argument("--test-size", type=NON_NEGATIVE, default=Recipe.test_size, help="evaluate on a fixed subset of this many images (0: all)")
+    p.add_argument(
+        "--shift", type=NON_NEGATIVE, default=Recipe.shift, help="random translation augmentation, in pixels"
+    )
+    p.add_argument(
+        "--train-size",
+        type=NON_NEGATIVE,
+        default=Recipe.train_size,
+        help="train on a fixed subset of this many images (0: all)",
+    )
+    p.add_argument(
+        "--test-size",
+        type=NON_NEGATIVE,
+        default=Recipe.test_size,
+        help="evaluate on a fixed subset of this many images (0: all)",
+    )
     p.add_argument("--out", required=True, help="benchmark JSON (its journal BENCH.runs.jsonl goes beside it)")
     p.add_argument("--resume", action="store_true", help="continue the build journalled beside --out")
     p.add_argument("--shard", default="0/1", help="I/N: train every N-th run from the I-th (parallel processes)")
@@ -258,9 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="training data sets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("fetch", help="download Fashion-MNIST into the user cache (sha256-checked)")
     p.add_argument("name", help="fmnist")
-    p.add_argument("--url", help="base URL (https:// or file://); default $AUTOPROX_FMNIST_URL or the public repository")
+    p.add_argument(
+        "--url", help="base URL (https:// or file://); default $AUTOPROX_FMNIST_URL or the public repository"
+    )
     p.add_argument("--dest", help="folder (default: the user cache, where fmnist is looked for)")
     p.set_defaults(handler="data_fetch")
     return parser
-
-

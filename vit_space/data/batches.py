@@ -16,10 +16,11 @@ These sources are understood:
 Every batch is a pure function of its :class:`BatchSpec`: the same spec gives bitwise equal tensors,
 whatever the global random state.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -27,8 +28,16 @@ import torch.nn.functional as F
 
 from gp_proxy.errors import AutoproxError
 from vit_space.data.images import pick_rows, training_rows
-from vit_space.data.readers import (IMAGE_EXTENSIONS, class_dirs, cifar_files, image_files, is_image, load_image,
-                                    read_cifar_files, resize)
+from vit_space.data.readers import (
+    IMAGE_EXTENSIONS,
+    cifar_files,
+    class_dirs,
+    image_files,
+    is_image,
+    load_image,
+    read_cifar_files,
+    resize,
+)
 
 __all__ = [
     "BatchSpec",
@@ -112,11 +121,15 @@ class BatchSpec:
             _check_int("image_size", self.image_size, 8)
         _check_int("seed", self.seed, 0)
         if self.origin == "train" and not info.images:
-            raise AutoproxError(f"data set {self.dataset} has no images autoprox can load; "
-                                f"give its folder with --data {self.dataset}=PATH, or use --source skimage or noise")
+            raise AutoproxError(
+                f"data set {self.dataset} has no images autoprox can load; "
+                f"give its folder with --data {self.dataset}=PATH, or use --source skimage or noise"
+            )
         if self.origin not in NAMED_SOURCES:
             if info.channels != 3:
-                raise AutoproxError(f"{self.origin}: folders hold RGB images but {self.dataset} has {info.channels} channel(s)")
+                raise AutoproxError(
+                    f"{self.origin}: folders hold RGB images but {self.dataset} has {info.channels} channel(s)"
+                )
             _detect_layout(_source_path(self.origin))
 
 
@@ -124,7 +137,9 @@ def register_dataset(info: DatasetInfo) -> None:
     """Make a data set known by name (a user benchmark's folder); the same name must mean the same data."""
     known = DATASETS.get(info.name)
     if known is not None and known != info:
-        raise AutoproxError(f"data set {info.name!r} is already known as {known}; rename the folder or the benchmark's data set")
+        raise AutoproxError(
+            f"data set {info.name!r} is already known as {known}; rename the folder or the benchmark's data set"
+        )
     DATASETS[info.name] = info
 
 
@@ -152,19 +167,20 @@ def make_batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.randn(shape, generator=generator)
         return images, _random_labels(spec.batch_size, info.num_classes, generator)
     if spec.origin == "skimage":
-        images = _skimage_crops("histology" if info.kind == "histology" else "natural", spec.batch_size,
-                                spec.image_size, generator)
+        images = _skimage_crops(
+            "histology" if info.kind == "histology" else "natural", spec.batch_size, spec.image_size, generator
+        )
         images = _normalise(images)
         return (images.mean(1, keepdim=True) if info.channels == 1 else images), _random_labels(
-            spec.batch_size, info.num_classes, generator)
+            spec.batch_size, info.num_classes, generator
+        )
     if spec.origin == "train":
         return _training_batch(info, spec)
     root = _source_path(spec.origin)
     images, labels = (_cifar if _detect_layout(root) == "cifar" else _image_folder)(root, spec)
     if int(labels.max()) >= info.num_classes:
         raise AutoproxError(
-            f"{root}: label {int(labels.max())} is out of range for {info.name} "
-            f"({info.num_classes} classes)"
+            f"{root}: label {int(labels.max())} is out of range for {info.name} ({info.num_classes} classes)"
         )
     return _normalise(images), labels
 
@@ -172,14 +188,17 @@ def make_batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
 def _training_batch(info: DatasetInfo, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded pick of the data set's own training images, normalised as `vit_space.bench.training` does
     (Fashion-MNIST's default picks ship with autoprox: see `vit_space.data.images.training_rows`)."""
+
     def pick(num_items: int) -> torch.Tensor:
         return pick_rows(num_items, spec.batch_size, spec.seed, Path(info.images))
 
     rows = training_rows(info.images, spec.image_size, pick)
     if rows.images.shape[-1] != spec.image_size:
         size = rows.images.shape[-1]
-        raise AutoproxError(f"{info.name} has {size}x{size} images but the batch asks for "
-                            f"{spec.image_size}x{spec.image_size}; probe a space for that input")
+        raise AutoproxError(
+            f"{info.name} has {size}x{size} images but the batch asks for "
+            f"{spec.image_size}x{spec.image_size}; probe a space for that input"
+        )
     mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (rows.mean, rows.std))
     return ((rows.images.float() / 255 - mean) / std).contiguous(), rows.labels
 
@@ -214,7 +233,7 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
 # --- skimage photographs ---------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def _skimage_photos(kind: str) -> tuple[torch.Tensor, ...]:
     """scikit-image's bundled photographs of ``kind``, each ``(3, H, W)`` float32 in [0, 1]."""
     import skimage.data
@@ -258,8 +277,9 @@ def _cifar(root: Path, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """Picked training rows of a CIFAR-10/100 folder, upscaled -> images in [0, 1], labels."""
     pixels, labels = read_cifar_files(cifar_files(root, need_test=False)[0])
     index = pick_rows(len(pixels), spec.batch_size, spec.seed, root)
-    images = F.interpolate(pixels[index].float() / 255, size=(spec.image_size,) * 2, mode="bilinear",
-                           align_corners=False)
+    images = F.interpolate(
+        pixels[index].float() / 255, size=(spec.image_size,) * 2, mode="bilinear", align_corners=False
+    )
     return images, labels[index]
 
 

@@ -13,6 +13,7 @@ images as ``(N, C, H, W)`` uint8 tensors with ``(N,)`` int64 labels. Understood:
 * a folder: CIFAR-10/100 (python pickles or binary files) or an ImageFolder tree, either
   ``root/{train,val|test}/<class>/<images>`` or ``root/<class>/<images>`` (a fixed seeded 80/20 split).
 """
+
 from __future__ import annotations
 
 import math
@@ -74,13 +75,17 @@ class ImageData:
         count = pixels.shape[1]
         sums, squares = pixels.sum(1).tolist(), (pixels * pixels).sum(1).tolist()
         means = tuple(total / count / 255 for total in sums)
-        stds = tuple(max(math.sqrt((count * sq - total * total) / (count * (count - 1))) / 255, 1e-3)
-                     for total, sq in zip(sums, squares))
+        stds = tuple(
+            max(math.sqrt((count * sq - total * total) / (count * (count - 1))) / 255, 1e-3)
+            for total, sq in zip(sums, squares)
+        )
         return means, stds
 
     def describe(self) -> str:
-        return (f"{self.name}: {self.num_classes} classes, {self.channels}x{self.image_size}x{self.image_size}, "
-                f"{len(self.train_labels)} train / {len(self.test_labels)} test images")
+        return (
+            f"{self.name}: {self.num_classes} classes, {self.channels}x{self.image_size}x{self.image_size}, "
+            f"{len(self.train_labels)} train / {len(self.test_labels)} test images"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,8 +144,14 @@ def shipped_probe_rows(path: Path = PROBE_FILE, expected: str = PROBE_SHA256) ->
     if digest != expected:
         raise AutoproxError(f"{path}: sha256 {digest} does not match the expected {expected}; reinstall autoprox")
     with np.load(path, allow_pickle=False) as z:
-        return ShippedRows(int(z["num_train"]), torch.from_numpy(z["indices"]), torch.from_numpy(z["images"]),
-                           torch.from_numpy(z["labels"]), tuple(z["mean"].tolist()), tuple(z["std"].tolist()))
+        return ShippedRows(
+            int(z["num_train"]),
+            torch.from_numpy(z["indices"]),
+            torch.from_numpy(z["images"]),
+            torch.from_numpy(z["labels"]),
+            tuple(z["mean"].tolist()),
+            tuple(z["std"].tolist()),
+        )
 
 
 def write_probe_rows(path: Path = PROBE_FILE, seed: int = PROBE_SEED, count: int = PROBE_ROWS) -> str:
@@ -151,9 +162,15 @@ def write_probe_rows(path: Path = PROBE_FILE, seed: int = PROBE_SEED, count: int
     mean, std = data.mean_std()
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
-        np.savez_compressed(f, num_train=np.int64(len(data.train_labels)), indices=index.numpy(),
-                            images=data.train_images[index].numpy(), labels=data.train_labels[index].numpy(),
-                            mean=np.array(mean), std=np.array(std))
+        np.savez_compressed(
+            f,
+            num_train=np.int64(len(data.train_labels)),
+            indices=index.numpy(),
+            images=data.train_images[index].numpy(),
+            labels=data.train_labels[index].numpy(),
+            mean=np.array(mean),
+            std=np.array(std),
+        )
     return sha256_of(path)
 
 
@@ -209,12 +226,17 @@ def fmnist_folder() -> Path | None:
 def _fmnist() -> ImageData:
     folder = fmnist_folder()
     if folder is None and os.environ.get("AUTOPROX_OFFLINE"):
-        raise AutoproxError(f"Fashion-MNIST not found (looked in {', '.join(map(str, fmnist_dirs()))}) and "
-                            "AUTOPROX_OFFLINE is set; run `autoprox data fetch fmnist` (--url file://... works), "
-                            "`apt-get install dataset-fashion-mnist` or set AUTOPROX_FMNIST_DIR")
+        raise AutoproxError(
+            f"Fashion-MNIST not found (looked in {', '.join(map(str, fmnist_dirs()))}) and "
+            "AUTOPROX_OFFLINE is set; run `autoprox data fetch fmnist` (--url file://... works), "
+            "`apt-get install dataset-fashion-mnist` or set AUTOPROX_FMNIST_DIR"
+        )
     if folder is None:
-        print(f"Fashion-MNIST not found locally; downloading it (30 MB, sha256-checked) into "
-              f"{cache_root() / 'fashion-mnist'}", file=sys.stderr)
+        print(
+            f"Fashion-MNIST not found locally; downloading it (30 MB, sha256-checked) into "
+            f"{cache_root() / 'fashion-mnist'}",
+            file=sys.stderr,
+        )
         folder = fetch_fmnist()
     train = read_idx(folder / "train-images-idx3-ubyte.gz"), read_idx(folder / "train-labels-idx1-ubyte.gz")
     test = read_idx(folder / "t10k-images-idx3-ubyte.gz"), read_idx(folder / "t10k-labels-idx1-ubyte.gz")

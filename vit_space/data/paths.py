@@ -1,4 +1,5 @@
 """Where autoprox keeps its user cache, and checksummed downloads into it."""
+
 from __future__ import annotations
 
 import hashlib

@@ -4,12 +4,13 @@ One reader per format, shared by proxy batches (`vit_space.data.batches`) and tr
 (`vit_space.data.images`). CIFAR pickles are read with a restricted unpickler that rebuilds
 only numpy arrays and plain containers: a hostile pickle is refused, never run.
 """
+
 from __future__ import annotations
 
 import _codecs
 import gzip
 import pickle
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,17 @@ from gp_proxy.errors import AutoproxError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 CIFAR_PIXELS = 3 * 32 * 32
-CIFAR_TRAIN = (("data_batch_[0-9]", "test_batch"), ("train", "test"),
-               ("data_batch_[0-9].bin", "test_batch.bin"), ("train.bin", "test.bin"))
-LAYOUTS = ("CIFAR-10/100 python (data_batch_*/test_batch or train/test pickles)",
-           "CIFAR-10/100 binary (data_batch_*.bin/test_batch.bin or train.bin/test.bin)",
-           "ImageFolder (root/train|val|test/<class>/<images> or root/<class>/<images>)")
+CIFAR_TRAIN = (
+    ("data_batch_[0-9]", "test_batch"),
+    ("train", "test"),
+    ("data_batch_[0-9].bin", "test_batch.bin"),
+    ("train.bin", "test.bin"),
+)
+LAYOUTS = (
+    "CIFAR-10/100 python (data_batch_*/test_batch or train/test pickles)",
+    "CIFAR-10/100 binary (data_batch_*.bin/test_batch.bin or train.bin/test.bin)",
+    "ImageFolder (root/train|val|test/<class>/<images> or root/<class>/<images>)",
+)
 
 
 # --- IDX (MNIST-style) -----------------------------------------------------------------------
@@ -40,8 +47,8 @@ def read_idx(path: Path) -> torch.Tensor:
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
         raise AutoproxError(f"{path}: not an IDX file of unsigned bytes")
     dims = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    body = raw[4 + 4 * dims:]
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    body = raw[4 + 4 * dims :]
     if len(body) != int(np.prod(shape)):
         raise AutoproxError(f"{path}: holds {len(body)} bytes, its header says {shape}")
     return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
@@ -72,7 +79,7 @@ def read_cifar(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         if size == 0 or size % width:
             raise AutoproxError(f"{path}: size {size} is not a multiple of the {width}-byte {kind} record")
         rows = np.fromfile(path, dtype=np.uint8).reshape(-1, width)
-        pixels, labels = rows[:, width - CIFAR_PIXELS:], rows[:, width - CIFAR_PIXELS - 1]
+        pixels, labels = rows[:, width - CIFAR_PIXELS :], rows[:, width - CIFAR_PIXELS - 1]
     else:
         content = restricted_load(path, f"a {kind} pickle")
         if not isinstance(content, dict):
@@ -83,8 +90,10 @@ def read_cifar(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
             raise AutoproxError(f"{path}: 'data' must be an (N, {CIFAR_PIXELS}) uint8 array")
         if labels.shape != (len(pixels),) or not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0:
             raise AutoproxError(f"{path}: {label_field!r} must be {len(pixels)} non-negative integers")
-    return (torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8)).reshape(-1, 3, 32, 32),
-            torch.from_numpy(labels.astype(np.int64)))
+    return (
+        torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8)).reshape(-1, 3, 32, 32),
+        torch.from_numpy(labels.astype(np.int64)),
+    )
 
 
 def read_cifar_files(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +110,7 @@ def _field(path: Path, content: dict, name: str, kind: str) -> object:
     raise AutoproxError(f"{path}: not a {kind} pickle, no {name!r} entry (keys: {sorted(map(str, content))})")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _numpy_globals() -> dict[tuple[str, str], object]:
     """The only globals a pickle may name: what rebuilds numpy arrays, dtypes and scalars."""
     multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray

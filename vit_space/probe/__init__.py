@@ -1,5 +1,6 @@
 """Probing untrained networks: hooks on their linears (`hooks`), sketched statistics (`sketch`), the
 statistics cache (`cache`) and the sketch's fidelity to full tensors (`fidelity`)."""
+
 from vit_space.probe.cache import ProbeSpec, StatsCache, fill, load_bundle, probe_arch
 from vit_space.probe.hooks import probe
 

@@ -4,15 +4,16 @@ One file per (space, architecture, batch, sketch size, condition): a `torch.save
 tensors and a JSON key, read back with `weights_only=True` and checked against the key it
 was asked for. Files are written atomically; a corrupt or mismatched file is refused.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -68,8 +69,15 @@ class ProbeSpec:
     def as_dict(self) -> dict:
         """How the statistics were measured, for saved proxies (the data set aside)."""
         b = self.batch
-        return {"source": b.source, "batch_size": b.batch_size, "seed": b.seed, "image_size": b.image_size,
-                "sketch_size": self.sketch_size, "conditions": list(self.conditions), "format": FORMAT_VERSION}
+        return {
+            "source": b.source,
+            "batch_size": b.batch_size,
+            "seed": b.seed,
+            "image_size": b.image_size,
+            "sketch_size": self.sketch_size,
+            "conditions": list(self.conditions),
+            "format": FORMAT_VERSION,
+        }
 
     @classmethod
     def from_dict(cls, probe: dict, dataset: str, source: str | None = None) -> ProbeSpec:
@@ -77,18 +85,28 @@ class ProbeSpec:
         replaced by `source` if given. The image size is left unset (None): it belongs to the networks
         being scored, not to the proxy (`for_space` sets it)."""
         try:
-            spec = cls(BatchSpec(dataset, source or probe["source"], probe["batch_size"], probe["seed"], None),
-                       probe["sketch_size"], tuple(probe["conditions"]))
+            spec = cls(
+                BatchSpec(dataset, source or probe["source"], probe["batch_size"], probe["seed"], None),
+                probe["sketch_size"],
+                tuple(probe["conditions"]),
+            )
         except (KeyError, TypeError) as e:
-            raise AutoproxError(f"the proxy's statistics spec lacks {e}; it needs source, batch_size, seed, "
-                                "sketch_size and conditions") from e
+            raise AutoproxError(
+                f"the proxy's statistics spec lacks {e}; it needs source, batch_size, seed, sketch_size and conditions"
+            ) from e
         spec.validate()
         return spec
 
     def key(self, space: Space, arch: Arch, condition: str) -> dict:
         """The cache key of one entry (JSON-able)."""
-        return {"format": FORMAT_VERSION, "space": space.name, "arch": space.to_json(arch),
-                "batch": self.for_space(space).batch.key(), "sketch": self.sketch_size, "condition": condition}
+        return {
+            "format": FORMAT_VERSION,
+            "space": space.name,
+            "arch": space.to_json(arch),
+            "batch": self.for_space(space).batch.key(),
+            "sketch": self.sketch_size,
+            "condition": condition,
+        }
 
 
 def digest(key: dict) -> str:
@@ -112,9 +130,10 @@ class StatsCache:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
             stored = json.loads(payload["key"])
-            stats = UnitStats(tensors=payload["tensors"], numel=payload["numel"], groups=payload["groups"],
-                              block=payload["block"])
-            stats.check()
+            stats = UnitStats(
+                tensors=payload["tensors"], numel=payload["numel"], groups=payload["groups"], block=payload["block"]
+            )
+            stats.validate()
         except AutoproxError as e:
             raise AutoproxError(f"cache file {path} is corrupt ({e}); delete it to recompute it") from e
         except Exception as e:  # torch.load, KeyError, json: any unreadable file
@@ -126,8 +145,13 @@ class StatsCache:
     def save(self, key: dict, stats: UnitStats) -> Path:
         """Write `stats` under `key` atomically and return the path."""
         path = self.path(key)
-        payload = {"key": json.dumps(key, sort_keys=True), "tensors": stats.tensors, "numel": stats.numel,
-                   "groups": stats.groups, "block": stats.block}
+        payload = {
+            "key": json.dumps(key, sort_keys=True),
+            "tensors": stats.tensors,
+            "numel": stats.numel,
+            "groups": stats.groups,
+            "block": stats.block,
+        }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
         return path
@@ -147,8 +171,10 @@ def build_seeded(space: Space, arch: Arch, batch: BatchSpec) -> nn.Module:
     what the space takes."""
     info = get_dataset(batch.dataset)
     if info.channels != space.in_chans:
-        raise AutoproxError(f"space {space.name} takes {space.in_chans}-channel images but {batch.dataset} has "
-                            f"{info.channels}-channel ones; use a space for that input (e.g. af-tiny@3x32, af-tiny for 1x28)")
+        raise AutoproxError(
+            f"space {space.name} takes {space.in_chans}-channel images but {batch.dataset} has "
+            f"{info.channels}-channel ones; use a space for that input (e.g. af-tiny@3x32, af-tiny for 1x28)"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(space.seeded_init(arch, batch.seed))
         model = space.build(arch, num_classes=info.num_classes, img_size=batch.image_size)
@@ -172,8 +198,9 @@ class FillReport:
     probe_seconds: list[float] = field(default_factory=list)
 
 
-def fill(space: Space, archs: Sequence[Arch], specs: Iterable[ProbeSpec], cache: StatsCache,
-         progress: bool = True) -> FillReport:
+def fill(
+    space: Space, archs: Sequence[Arch], specs: Iterable[ProbeSpec], cache: StatsCache, progress: bool = True
+) -> FillReport:
     """Probe every (architecture, spec) whose statistics are not cached yet, and cache them.
 
     Safe to interrupt: finished entries are on disk, the one in progress is not, and a rerun
@@ -203,11 +230,14 @@ def merge_conditions(per_condition: dict[str, UnitStats]) -> UnitStats:
     return UnitStats(
         tensors={PREFIX[c] + k: v for c, s in per_condition.items() for k, v in s.tensors.items()},
         numel={PREFIX[c] + k: v for c, s in per_condition.items() for k, v in s.numel.items()},
-        groups=first.groups, block=first.block)
+        groups=first.groups,
+        block=first.block,
+    )
 
 
-def load_bundle(space: Space, archs: Sequence[Arch], spec: ProbeSpec, cache: StatsCache,
-                ids: Sequence[str] | None = None) -> StatsBundle:
+def load_bundle(
+    space: Space, archs: Sequence[Arch], spec: ProbeSpec, cache: StatsCache, ids: Sequence[str] | None = None
+) -> StatsBundle:
     """Stack the cached statistics of `archs` under `spec` into one `StatsBundle`.
 
     Raises `AutoproxError` naming how many entries are missing and the command that fills them.
@@ -228,9 +258,23 @@ def load_bundle(space: Space, archs: Sequence[Arch], spec: ProbeSpec, cache: Sta
             f"{spec.batch.key()} sketch {spec.sketch_size} conditions {','.join(spec.conditions)} in {cache.root}; "
             f"fill them with `autoprox stats --datasets {spec.batch.dataset} --source {spec.batch.source} "
             f"--batch {spec.batch.batch_size} --seed {spec.batch.seed} --sketch {spec.sketch_size} "
-            f"--conditions {','.join(spec.conditions)} --bench ...`")
+            f"--conditions {','.join(spec.conditions)} --bench ...`"
+        )
     return stack(entries, list(ids) if ids is not None else [space.arch_hash(a) for a in archs])
 
 
-__all__ = ["CONDITIONS", "FORMAT_VERSION", "FillReport", "ProbeSpec", "StatsCache", "batch_of", "build_seeded", "digest", "fill", "latex_names", "load_bundle",
-           "merge_conditions", "probe_arch"]
+__all__ = [
+    "CONDITIONS",
+    "FORMAT_VERSION",
+    "FillReport",
+    "ProbeSpec",
+    "StatsCache",
+    "batch_of",
+    "build_seeded",
+    "digest",
+    "fill",
+    "latex_names",
+    "load_bundle",
+    "merge_conditions",
+    "probe_arch",
+]

@@ -3,9 +3,10 @@
 `sketch_proxies` estimates them from a probe's sketches (sums and norms rescaled by the full
 element count); `full_proxies` computes them exactly from one plain forward/backward pass.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -20,18 +21,24 @@ def sketch_proxies(stats: UnitStats) -> dict[str, float]:
     """snip = Σ|W⊙gW|, grad_norm = Σ‖gW‖_F, weight_l2 = Σ‖W‖_F over all units, from sketches."""
     w, gw, n = stats.tensors["W"], stats.tensors["gW"], stats.numel["W"]
     mean = lambda t: t.double().mean(dim=(1, 2))  # noqa: E731  (U,) per-unit mean over the sketch
-    return {"snip": float((mean((w * gw).abs()) * n).sum()),
-            "grad_norm": float((mean(gw.square()) * n).sqrt().sum()),
-            "weight_l2": float((mean(w.square()) * n).sqrt().sum())}
+    return {
+        "snip": float((mean((w * gw).abs()) * n).sum()),
+        "grad_norm": float((mean(gw.square()) * n).sqrt().sum()),
+        "weight_l2": float((mean(w.square()) * n).sqrt().sum()),
+    }
 
 
-def full_proxies(model: nn.Module, images: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
+def full_proxies(
+    model: nn.Module, images: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]
+) -> dict[str, float]:
     """The same three proxies on the full weights and gradients of the same units."""
     model.zero_grad(set_to_none=True)
     loss_fn(model(images)).backward()
     linears = [lin for block in find_blocks(model) for lin in unit_linears(block)]
-    out = {"snip": sum(float((lin.weight.detach() * lin.weight.grad).abs().double().sum()) for lin in linears),
-           "grad_norm": sum(float(lin.weight.grad.double().norm()) for lin in linears),
-           "weight_l2": sum(float(lin.weight.detach().double().norm()) for lin in linears)}
+    out = {
+        "snip": sum(float((lin.weight.detach() * lin.weight.grad).abs().double().sum()) for lin in linears),
+        "grad_norm": sum(float(lin.weight.grad.double().norm()) for lin in linears),
+        "weight_l2": sum(float(lin.weight.detach().double().norm()) for lin in linears),
+    }
     model.zero_grad(set_to_none=True)
     return out

@@ -9,10 +9,11 @@ Attention probabilities of timm's `Attention` are recomputed for the sketched ro
 the qkv output, so the model keeps its fused attention and the probe costs about one plain
 training step. Other attention modules run unfused and are read at `attn.attn_drop`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,19 +26,30 @@ from vit_space.probe.sketch import sketch, sketch_indices
 
 LINEARS = ("qkv", "proj", "fc1", "fc2")
 KINDS = ("W", "gW", "X", "gX", "Y", "gY", "A")
-GROUPS = {"msa": ("qkv", "proj"), "mlp": ("fc1", "fc2"), "ln_out": ("qkv", "fc1"),
-          **{name: (name,) for name in LINEARS}}
+GROUPS = {
+    "msa": ("qkv", "proj"),
+    "mlp": ("fc1", "fc2"),
+    "ln_out": ("qkv", "fc1"),
+    **{name: (name,) for name in LINEARS},
+}
 CONDITIONS = ("data", "noise", "synflow")
 
 
 def find_blocks(model: nn.Module) -> list[nn.Module]:
     """Transformer blocks in forward order: modules with attn.{qkv,proj} and mlp.{fc1,fc2} linears."""
-    blocks = [m for m in model.modules()
-              if all(isinstance(getattr(getattr(m, part, None), name, None), nn.Linear)
-                     for part, name in (("attn", "qkv"), ("attn", "proj"), ("mlp", "fc1"), ("mlp", "fc2")))]
+    blocks = [
+        m
+        for m in model.modules()
+        if all(
+            isinstance(getattr(getattr(m, part, None), name, None), nn.Linear)
+            for part, name in (("attn", "qkv"), ("attn", "proj"), ("mlp", "fc1"), ("mlp", "fc2"))
+        )
+    ]
     if not blocks:
-        raise AutoproxError(f"{type(model).__name__} has no transformer blocks with attn.qkv, attn.proj, "
-                            "mlp.fc1 and mlp.fc2 linears; the probe needs a ViT-style model")
+        raise AutoproxError(
+            f"{type(model).__name__} has no transformer blocks with attn.qkv, attn.proj, "
+            "mlp.fc1 and mlp.fc2 linears; the probe needs a ViT-style model"
+        )
     return blocks
 
 
@@ -79,7 +91,7 @@ class _Recorder:
         self.sketches[kind][unit] = sketch(t, self.size, self.seed)
         self.numel[kind][unit] = t.numel()
 
-    def __enter__(self) -> "_Recorder":
+    def __enter__(self) -> _Recorder:
         for b, block in enumerate(self.blocks):
             for j, linear in enumerate(unit_linears(block)):
                 self.handles.append(linear.register_forward_hook(self._linear_hook(4 * b + j)))
@@ -110,17 +122,24 @@ class _Recorder:
                 x.register_hook(self._grad_hook("gX", unit))
             if output.requires_grad:
                 output.register_hook(self._grad_hook("gY", unit))
+
         return hook
 
     def _fast_attn_hook(self, attn: nn.Module, unit: int):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            self._set_attention(attention_sketch(attn, output, self.size, self.seed), output.shape, attn.num_heads, unit)
+            self._set_attention(
+                attention_sketch(attn, output, self.size, self.seed), output.shape, attn.num_heads, unit
+            )
+
         return hook
 
     def _probs_hook(self, unit: int):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            self.sketches["A"][unit] = self.sketches["A"][unit + 1] = sketch(output, self.size, self.seed, match_rms=False)
+            self.sketches["A"][unit] = self.sketches["A"][unit + 1] = sketch(
+                output, self.size, self.seed, match_rms=False
+            )
             self.numel["A"][unit] = self.numel["A"][unit + 1] = output.numel()
+
         return hook
 
     def _set_attention(self, probs: torch.Tensor, qkv_shape: torch.Size, heads: int, unit: int) -> None:
@@ -140,13 +159,21 @@ class _Recorder:
         units = 4 * len(self.blocks)
         linear_of_unit = [LINEARS[u % 4] for u in range(units)]
         groups = {g: torch.tensor([name in members for name in linear_of_unit]) for g, members in GROUPS.items()}
-        return UnitStats(tensors={k: torch.stack(v) for k, v in self.sketches.items()},
-                         numel=dict(self.numel), groups=groups,
-                         block=torch.arange(units, dtype=torch.long) // 4)
+        return UnitStats(
+            tensors={k: torch.stack(v) for k, v in self.sketches.items()},
+            numel=dict(self.numel),
+            groups=groups,
+            block=torch.arange(units, dtype=torch.long) // 4,
+        )
 
 
-def probe(model: nn.Module, images: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
-          size: int = 32, seed: int = 0) -> UnitStats:
+def probe(
+    model: nn.Module,
+    images: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    size: int = 32,
+    seed: int = 0,
+) -> UnitStats:
     """One forward and backward pass of `model` on `images` (B, 3, H, W) with `loss_fn(logits)`.
 
     Returns the sketched statistics of every unit; hooks are removed and gradients cleared after.
@@ -183,9 +210,11 @@ def conditions(names: tuple[str, ...], images: torch.Tensor, labels: torch.Tenso
         raise AutoproxError(f"unknown probe conditions {unknown}; known: {', '.join(CONDITIONS)}")
     cross_entropy = lambda logits: F.cross_entropy(logits, labels)  # noqa: E731
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed + 7919))
-    table = {"data": Condition("data", images, cross_entropy),
-             "noise": Condition("noise", noise, cross_entropy),
-             "synflow": Condition("synflow", torch.ones(1, *images.shape[1:]), torch.sum, absolute_weights=True)}
+    table = {
+        "data": Condition("data", images, cross_entropy),
+        "noise": Condition("noise", noise, cross_entropy),
+        "synflow": Condition("synflow", torch.ones(1, *images.shape[1:]), torch.sum, absolute_weights=True),
+    }
     return [table[n] for n in sorted(set(names), key=CONDITIONS.index)]
 
 

@@ -14,6 +14,7 @@ probability vectors, and rescaling would need the full attention matrix, which t
 avoids computing. When n < S a seeded permutation repeats cyclically, so every element
 appears floor(S/n) or ceil(S/n) times.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -1,4 +1,5 @@
 """A saved proxy in other forms: LaTeX (with the ViT statistics' names), Python, GraphML, DOT, PNG, JSON."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,9 +17,13 @@ EXPORTS = ("latex", "python", "graphml", "dot", "png", "json")
 def export_text(proxy: SavedProxy, fmt: str) -> str:
     """`proxy` as text in `fmt` (every one of `EXPORTS` but png)."""
     tree = proxy.tree()
-    makers = {"latex": lambda: to_latex(tree, latex_names(proxy.names)),
-              "python": lambda: export.to_python(tree, proxy.groups, proxy.probe),
-              "graphml": lambda: export.to_graphml(tree), "dot": lambda: export.to_dot(tree), "json": proxy.to_json}
+    makers = {
+        "latex": lambda: to_latex(tree, latex_names(proxy.names)),
+        "python": lambda: export.to_python(tree, proxy.groups, proxy.probe),
+        "graphml": lambda: export.to_graphml(tree),
+        "dot": lambda: export.to_dot(tree),
+        "json": proxy.to_json,
+    }
     if fmt not in makers:
         raise AutoproxError(f"unknown text format {fmt!r}; known: {', '.join(makers)} (png is drawn: export_file)")
     return makers[fmt]()

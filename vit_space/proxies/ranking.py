@@ -1,4 +1,5 @@
 """How well one proxy ranks a benchmark: correlations per accuracy field, whole and held out."""
+
 from __future__ import annotations
 
 import csv
@@ -74,8 +75,17 @@ def top_ties(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -> int
     return int((scores[keep] == scores[keep].max()).sum()) if len(keep) else 0
 
 
-def rank(proxy: str | SavedProxy, bench: Benchmark, fields: Sequence[str], spec: ProbeSpec, cache: StatsCache,
-         holdout: float = 0.5, split_seed: int = 0, compute_missing: bool = True, progress: bool = True) -> Ranking:
+def rank(
+    proxy: str | SavedProxy,
+    bench: Benchmark,
+    fields: Sequence[str],
+    spec: ProbeSpec,
+    cache: StatsCache,
+    holdout: float = 0.5,
+    split_seed: int = 0,
+    compute_missing: bool = True,
+    progress: bool = True,
+) -> Ranking:
     """Score every architecture of `bench` with `proxy` on the batch of each field's data set and
     correlate the scores with the field's accuracies (e.g. c100_kd_acc, imagenet_super_acc).
     Statistics and scores missing from `cache` are computed on the way (or, without
@@ -89,8 +99,9 @@ def rank(proxy: str | SavedProxy, bench: Benchmark, fields: Sequence[str], spec:
     for field, accuracy in accuracies.items():
         dataset = field_dataset(field)
         if dataset not in per_dataset:
-            per_dataset[dataset] = proxy_scores(proxy, space, archs, spec.for_dataset(dataset), cache,
-                                                compute_missing, progress)
+            per_dataset[dataset] = proxy_scores(
+                proxy, space, archs, spec.for_dataset(dataset), cache, compute_missing, progress
+            )
         result: Scores = per_dataset[dataset]
         scores[field], seconds[field] = result.values, result.seconds_per_arch
         whole[field] = _summary(result.values, accuracy, everything)
@@ -113,9 +124,11 @@ def bench_fields(bench: Benchmark, datasets: Sequence[str], kind: str | None = N
 
 
 def _summary(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -> dict[str, float]:
-    return correlations(scores, accuracy, index) | {"top1_acc": topk_accuracy(scores, accuracy, index, 1),
-                                                    "top1_ties": top_ties(scores, accuracy, index),
-                                                    "top5_acc": topk_accuracy(scores, accuracy, index, 5)}
+    return correlations(scores, accuracy, index) | {
+        "top1_acc": topk_accuracy(scores, accuracy, index, 1),
+        "top1_ties": top_ties(scores, accuracy, index),
+        "top5_acc": topk_accuracy(scores, accuracy, index, 5),
+    }
 
 
 def _rows(rankings: Sequence[Ranking]) -> list[dict]:
@@ -123,9 +136,16 @@ def _rows(rankings: Sequence[Ranking]) -> list[dict]:
     for r in rankings:
         for part, values, overall in (("all", r.whole, r.jcm), ("held-out", r.heldout, r.jcm_heldout)):
             for field, c in values.items():
-                rows.append({"proxy": r.proxy, "bench": r.bench, "part": part, "field": field,
-                             **{k: c[k] for k in (*CORRELATIONS, "n", "top1_acc", "top1_ties", "top5_acc")},
-                             "seconds_per_arch": r.seconds_per_arch[field]})
+                rows.append(
+                    {
+                        "proxy": r.proxy,
+                        "bench": r.bench,
+                        "part": part,
+                        "field": field,
+                        **{k: c[k] for k in (*CORRELATIONS, "n", "top1_acc", "top1_ties", "top5_acc")},
+                        "seconds_per_arch": r.seconds_per_arch[field],
+                    }
+                )
             if values:
                 rows.append({"proxy": r.proxy, "bench": r.bench, "part": part, "field": "JCM", "kendall": overall})
     return rows
@@ -142,8 +162,18 @@ def format_rankings(rankings: Sequence[Ranking], fmt: str = "table") -> str:
     if fmt == "json":
         payload = [r.as_dict() for r in rankings]
         return json.dumps(json_safe(payload[0] if len(payload) == 1 else payload), indent=2)
-    header = ["proxy", "bench", "part", "field", *CORRELATIONS, "n", "top1_acc", "top1_ties", "top5_acc",
-              "seconds_per_arch"]
+    header = [
+        "proxy",
+        "bench",
+        "part",
+        "field",
+        *CORRELATIONS,
+        "n",
+        "top1_acc",
+        "top1_ties",
+        "top5_acc",
+        "seconds_per_arch",
+    ]
     rows = [[row.get(h) for h in header] for row in _rows(rankings)]
     if fmt == "csv":
         out = io.StringIO()
@@ -156,4 +186,3 @@ def format_rankings(rankings: Sequence[Ranking], fmt: str = "table") -> str:
         return table(header, ["| " + " | ".join(c) + " |" for c in cells[1:]])
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
-

@@ -7,6 +7,7 @@ Three kinds, one interface (`proxy_scores`):
 - pass: `vit_space.proxies.zero_cost` functions run on the model built with the probe's seeded init and
   batch; their scores and wall times are cached per (architecture, batch) next to the statistics.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ from gp_proxy.program import Evaluator, parse
 from gp_proxy.stats import StatsBundle
 from gp_proxy.store import SavedProxy, json_safe, load_proxy
 from vit_space.bench.benchmark import load_bench
+from vit_space.data.batches import BatchSpec, get_dataset
 from vit_space.probe.cache import (
     ProbeSpec,
     StatsCache,
@@ -35,13 +37,14 @@ from vit_space.probe.cache import (
     fill,
     load_bundle,
 )
-from vit_space.data.batches import BatchSpec, get_dataset
-from vit_space.spaces import Arch, Space, get_space
 from vit_space.proxies.zero_cost import PASS_PROXIES
+from vit_space.spaces import Arch, Space, get_space
 
 SCORES_VERSION = 1
-ANALYTIC = {"params": "parameter count of the built model (with the data set's head)",
-            "flops": "multiply-accumulates of one forward pass of one image (MACs)"}
+ANALYTIC = {
+    "params": "parameter count of the built model (with the data set's head)",
+    "flops": "multiply-accumulates of one forward pass of one image (MACs)",
+}
 
 
 def catalogue() -> dict[str, tuple[str, str]]:
@@ -95,7 +98,9 @@ class ScoreCache:
             payload = json.loads(path.read_text(encoding="utf-8"))
             ok = payload["key"] == key and all(isinstance(payload[k], dict) for k in ("scores", "seconds"))
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise AutoproxError(f"score cache file {path} is corrupt ({type(e).__name__}); delete it to recompute") from e
+            raise AutoproxError(
+                f"score cache file {path} is corrupt ({type(e).__name__}); delete it to recompute"
+            ) from e
         if not ok:
             raise AutoproxError(f"score cache file {path} holds another entry than its name says; delete it")
         payload["scores"] = {k: float("nan") if v is None else float(v) for k, v in payload["scores"].items()}
@@ -109,8 +114,15 @@ class ScoreCache:
         write_text(self.path(key), json.dumps(payload, sort_keys=True) + "\n")
 
 
-def pass_scores(space: Space, archs: Sequence[Arch], batch: BatchSpec, names: Sequence[str], cache: StatsCache,
-                compute_missing: bool = True, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def pass_scores(
+    space: Space,
+    archs: Sequence[Arch],
+    batch: BatchSpec,
+    names: Sequence[str],
+    cache: StatsCache,
+    compute_missing: bool = True,
+    progress: bool = True,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Scores and seconds, each name -> (A,), of pass proxies `names`; computes and caches what is
     missing (or raises `AutoproxError` if not `compute_missing`).
 
@@ -128,9 +140,11 @@ def pass_scores(space: Space, archs: Sequence[Arch], batch: BatchSpec, names: Se
             entry = store.load(key)
             missing = [n for n in names if n not in entry["scores"]]
             if missing and not compute_missing:
-                raise AutoproxError(f"architecture {space.arch_hash(arch)} has no cached {', '.join(missing)} "
-                                    f"scores for {batch.key()} in {store.root}; compute them with "
-                                    "`autoprox rank` without --cached-only")
+                raise AutoproxError(
+                    f"architecture {space.arch_hash(arch)} has no cached {', '.join(missing)} "
+                    f"scores for {batch.key()} in {store.root}; compute them with "
+                    "`autoprox rank` without --cached-only"
+                )
             if missing:
                 model = build_seeded(space, arch, batch)
                 images, labels = batch_of(batch)
@@ -155,8 +169,15 @@ class Scores:
     seconds_per_arch: float
 
 
-def proxy_scores(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], spec: ProbeSpec, cache: StatsCache,
-                 compute_missing: bool = True, progress: bool = True) -> Scores:
+def proxy_scores(
+    proxy: str | SavedProxy,
+    space: Space,
+    archs: Sequence[Arch],
+    spec: ProbeSpec,
+    cache: StatsCache,
+    compute_missing: bool = True,
+    progress: bool = True,
+) -> Scores:
     """Scores of a known proxy name or a saved proxy on `archs`, measured on `spec`'s batch.
 
     Saved proxies use their own statistics spec (batch source, size and seed, sketch, conditions)
@@ -184,16 +205,18 @@ def proxy_scores(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], s
     bundle = load_bundle(space, archs, spec, cache)
     lacking = sorted(set(names or []) - set(bundle.names))
     if lacking:
-        raise AutoproxError(f"the proxy reads statistics {lacking} that conditions {','.join(spec.conditions)} "
-                            "do not provide")
+        raise AutoproxError(
+            f"the proxy reads statistics {lacking} that conditions {','.join(spec.conditions)} do not provide"
+        )
     t0 = time.perf_counter()
     tree = parse(expression, build_pset(bundle.names, list(groups or bundle.groups)))
     values = Evaluator(bundle, memo_bytes=0)(tree).astype(np.float64)
     return Scores(values, (time.perf_counter() - t0) / len(archs))
 
 
-def saved_proxy_bundles(proxy: SavedProxy, benches: Sequence[str], cache: StatsCache,
-                        compute_missing: bool = False, progress: bool = True) -> list[StatsBundle]:
+def saved_proxy_bundles(
+    proxy: SavedProxy, benches: Sequence[str], cache: StatsCache, compute_missing: bool = False, progress: bool = True
+) -> list[StatsBundle]:
     """The statistics a saved proxy reads, under its own spec, for every architecture of each
     benchmark and each of its data sets (KD ones where there are)."""
     bundles = []

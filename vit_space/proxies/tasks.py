@@ -1,7 +1,8 @@
 """Ranking tasks from benchmarks: cached statistics + accuracies + an architecture-level split."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -12,13 +13,22 @@ from vit_space.probe.cache import ProbeSpec, StatsCache, fill, load_bundle
 from vit_space.spaces import get_space
 
 
-def bench_tasks(bench: Benchmark, datasets: Sequence[str], spec: ProbeSpec, cache: StatsCache,
-                kind: str | None = None, test_fraction: float = 0.5, split_seed: int = 0,
-                compute_missing: bool = False, sources: dict[str, str] | None = None,
-                split: tuple[np.ndarray, np.ndarray] | None = None) -> list[Task]:
+def bench_tasks(
+    bench: Benchmark,
+    datasets: Sequence[str],
+    spec: ProbeSpec,
+    cache: StatsCache,
+    kind: str | None = None,
+    test_fraction: float = 0.5,
+    split_seed: int = 0,
+    compute_missing: bool = False,
+    sources: dict[str, str] | None = None,
+    split: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[Task]:
     """One task per data set of `bench`: the statistics probed on that data set's batch (from
     `sources[dataset]` if given, else the spec's source), the accuracies of field `kind` (kd or base;
-    default: kd where the benchmark has it), and the same seeded split for every data set (or the given `split`, e.g. a k-fold fold)."""
+    default: kd where the benchmark has it), and the same seeded split for every data set (or the
+    given `split`, e.g. a k-fold fold)."""
     if len(bench) < 4:
         raise AutoproxError(f"benchmark {bench.name} has {len(bench)} architectures; ranking needs at least 4")
     space = get_space(bench.space)
@@ -42,8 +52,15 @@ def bench_tasks(bench: Benchmark, datasets: Sequence[str], spec: ProbeSpec, cach
     return tasks
 
 
-def tasks_for(benches: Sequence[str], datasets: Sequence[str] | None, spec: ProbeSpec, cache: StatsCache,
-              limit: int = 0, kind: str | None = None, **kwargs) -> list[Task]:
+def tasks_for(
+    benches: Sequence[str],
+    datasets: Sequence[str] | None,
+    spec: ProbeSpec,
+    cache: StatsCache,
+    limit: int = 0,
+    kind: str | None = None,
+    **kwargs,
+) -> list[Task]:
     """Tasks of several benchmarks (names or paths), each ranked on its `kind` fields (default: kd
     where that benchmark has it, else base); `datasets` None means each one's data sets of that kind;
     `limit` > 0 keeps only the first `limit` architectures of each benchmark."""
@@ -55,7 +72,8 @@ def tasks_for(benches: Sequence[str], datasets: Sequence[str] | None, spec: Prob
         bench_kind = kind or bench.default_kind()
         names = datasets or bench.datasets(bench_kind)
         if not names:
-            raise AutoproxError(f"benchmark {bench.name!r} has no {bench_kind} fields; "
-                                f"it has: {', '.join(bench.fields) or 'none'}")
+            raise AutoproxError(
+                f"benchmark {bench.name!r} has no {bench_kind} fields; it has: {', '.join(bench.fields) or 'none'}"
+            )
         tasks += bench_tasks(bench, names, spec, cache, kind=bench_kind, **kwargs)
     return tasks

@@ -11,11 +11,12 @@ weights (SynFlow, LogSynFlow, DSS) work on a copy.
 Proxies over the probe's cached statistics (SNIP, grad-norm, Fisher, weight L2, the paper's
 proxy) are programs in `gp_proxy.library`; parameter count and MACs are analytic.
 """
+
 from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -134,8 +135,7 @@ def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.forward_features(x) if hasattr(model, "forward_features") else model(x)
 
 
-def zen(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
-        alpha: float = 0.01) -> float:
+def zen(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int = 0, alpha: float = 0.01) -> float:
     """Zen-score (Lin et al., 2021): log E_b Σ |f(x) - f(x + α ε)| of the pre-head features f
     (timm's `forward_features`), x and ε standard Gaussian of the batch's shape drawn from `seed`.
     ViTs have no BatchNorm, so Zen's BN-variance term is zero."""
@@ -147,8 +147,7 @@ def zen(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int 
     return math.log(float(diff.reshape(len(x), -1).sum(dim=1).mean()) + 1e-30)
 
 
-def zico(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
-         splits: int = 2) -> float:
+def zico(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int = 0, splits: int = 2) -> float:
     """ZiCo (Li et al., 2023): Σ over weight tensors of log Σ mean|g| / std(g), the per-weight mean
     and (population) std of the gradient across `splits` mini-batches of the batch; weights whose
     gradient does not vary are skipped, as in the authors' code."""
@@ -184,6 +183,13 @@ def ntk_cond(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed:
 
 
 PASS_PROXIES: dict[str, PassProxy] = {
-    "grasp": grasp, "synflow": synflow, "logsynflow": logsynflow, "jacov": jacov, "naswot": naswot,
-    "zen": zen, "zico": zico, "dss": dss, "ntk_cond": ntk_cond,
+    "grasp": grasp,
+    "synflow": synflow,
+    "logsynflow": logsynflow,
+    "jacov": jacov,
+    "naswot": naswot,
+    "zen": zen,
+    "zico": zico,
+    "dss": dss,
+    "ntk_cond": ntk_cond,
 }

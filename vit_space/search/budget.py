@@ -2,6 +2,7 @@
 
 Costs are analytic (`Space.num_params`, `Space.macs`), so nothing is built to check a budget.
 """
+
 from __future__ import annotations
 
 import random
@@ -51,8 +52,9 @@ class Budget:
         return " and ".join(parts)
 
 
-def sample_within(space: Space, count: int, rng: random.Random, budget: Budget,
-                  exclude: Collection[str] = ()) -> list[Arch]:
+def sample_within(
+    space: Space, count: int, rng: random.Random, budget: Budget, exclude: Collection[str] = ()
+) -> list[Arch]:
     """`count` distinct architectures drawn uniformly from `space` and kept if they fit `budget`
     and their hash is not in `exclude`.
 
@@ -68,5 +70,7 @@ def sample_within(space: Space, count: int, rng: random.Random, budget: Budget,
             if len(found) == count:
                 return list(found.values())
     span = f"{min(seen_params) / 1e6:.2f}M to {max(seen_params) / 1e6:.2f}M parameters"
-    raise AutoproxError(f"only {len(found)} of {count} new distinct {space.name} architectures fit {budget.describe()} "
-                        f"in {SAMPLES_PER_ARCH * count} samples; the space spans about {span}")
+    raise AutoproxError(
+        f"only {len(found)} of {count} new distinct {space.name} architectures fit {budget.describe()} "
+        f"in {SAMPLES_PER_ARCH * count} samples; the space spans about {span}"
+    )

@@ -1,4 +1,5 @@
 """Scoring a set of architectures with one proxy: the table `autoprox score` prints and writes."""
+
 from __future__ import annotations
 
 import csv
@@ -50,8 +51,9 @@ class ScoreTable:
         return Path(path)
 
 
-def candidates(space: Space, budget: Budget, sample: int = 0, seed: int = 0,
-               archs: Sequence[Arch] | None = None) -> list[Arch]:
+def candidates(
+    space: Space, budget: Budget, sample: int = 0, seed: int = 0, archs: Sequence[Arch] | None = None
+) -> list[Arch]:
     """The architectures to score: `archs` if given, else `sample` seeded draws within `budget`,
     else (timm spaces) every named model."""
     if archs:
@@ -63,8 +65,15 @@ def candidates(space: Space, budget: Budget, sample: int = 0, seed: int = 0,
     raise AutoproxError(f"space {space.name} needs --archs FILE.json or --sample N (architectures or a sample size)")
 
 
-def score_archs(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], spec: ProbeSpec, cache: StatsCache,
-                budget: Budget = Budget(), progress: bool = True) -> ScoreTable:
+def score_archs(
+    proxy: str | SavedProxy,
+    space: Space,
+    archs: Sequence[Arch],
+    spec: ProbeSpec,
+    cache: StatsCache,
+    budget: Budget = Budget(),
+    progress: bool = True,
+) -> ScoreTable:
     """Score the architectures of `archs` that fit `budget` with `proxy`; rank them, best first."""
     fitting = [a for a in archs if budget.fits(space, a)]
     if not fitting:
@@ -72,8 +81,15 @@ def score_archs(proxy: str | SavedProxy, space: Space, archs: Sequence[Arch], sp
     scores = proxy_scores(proxy, space, fitting, spec, cache, progress=progress).values
     classes, image_size = budget.num_classes, budget.img_size
     order = sorted(range(len(fitting)), key=lambda i: -scores[i] if np.isfinite(scores[i]) else np.inf)
-    rows = [ScoredArch(rank, float(scores[i]), space.num_params(fitting[i], classes, image_size),
-                       space.macs(fitting[i], classes, image_size), space.arch_hash(fitting[i]),
-                       space.to_json(fitting[i]))
-            for rank, i in enumerate(order, start=1)]
+    rows = [
+        ScoredArch(
+            rank,
+            float(scores[i]),
+            space.num_params(fitting[i], classes, image_size),
+            space.macs(fitting[i], classes, image_size),
+            space.arch_hash(fitting[i]),
+            space.to_json(fitting[i]),
+        )
+        for rank, i in enumerate(order, start=1)
+    ]
     return ScoreTable(rows, len(archs) - len(fitting))

@@ -10,9 +10,11 @@ hash, so a rerun or a `resume` never probes twice. With several proxies a candid
 fitness is its mean rank (as a fraction of the candidates evaluated so far, 1 = best) over
 the proxies; with one, its score.
 
-Random search also proceeds in batches of `population`. A JSON checkpoint after every batch holds the evaluated candidates, the population and
-the random state, so an interrupted search resumes to the same result.
+Random search also proceeds in batches of `population`. A JSON checkpoint after every batch
+holds the evaluated candidates, the population and the random state, so an interrupted search
+resumes to the same result.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,9 +33,9 @@ from gp_proxy.atomic import write_text
 from gp_proxy.errors import AutoproxError
 from gp_proxy.markdown import table
 from gp_proxy.store import SavedProxy
-from vit_space.search.budget import Budget, sample_within
 from vit_space.probe.cache import ProbeSpec, StatsCache
 from vit_space.proxies.scores import proxy_label, proxy_scores
+from vit_space.search.budget import Budget, sample_within
 from vit_space.spaces import Arch, Space
 
 ALGORITHMS = ("evolution", "random")
@@ -57,11 +59,16 @@ class SearchConfig:
     def validate(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise AutoproxError(f"unknown search algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
-        bad = {"count": self.count >= 1, "population": self.population >= 2,
-               "parents": 1 <= self.parents <= self.population}
+        bad = {
+            "count": self.count >= 1,
+            "population": self.population >= 2,
+            "parents": 1 <= self.parents <= self.population,
+        }
         if not all(bad.values()):
-            raise AutoproxError("search needs count >= 1, population >= 2 and 1 <= parents <= population; got "
-                                + ", ".join(f"{k}={getattr(self, k)!r}" for k, ok in bad.items() if not ok))
+            raise AutoproxError(
+                "search needs count >= 1, population >= 2 and 1 <= parents <= population; got "
+                + ", ".join(f"{k}={getattr(self, k)!r}" for k, ok in bad.items() if not ok)
+            )
         if not (0 <= self.crossover <= 1 and 0 < self.mutation <= 1):
             raise AutoproxError("crossover must lie in [0, 1] and mutation in (0, 1]")
 
@@ -102,21 +109,42 @@ def refresh_fitness(candidates: Sequence[Candidate]) -> None:
 class Searcher:
     """Evaluates and evolves candidates of `space` within `budget` under `proxies`."""
 
-    def __init__(self, space: Space, proxies: Sequence[str | SavedProxy], budget: Budget, spec: ProbeSpec,
-                 cache: StatsCache, config: SearchConfig):
+    def __init__(
+        self,
+        space: Space,
+        proxies: Sequence[str | SavedProxy],
+        budget: Budget,
+        spec: ProbeSpec,
+        cache: StatsCache,
+        config: SearchConfig,
+    ):
         config.validate()
         self.space, self.proxies, self.budget, self.spec, self.cache, self.config = (
-            space, list(proxies), budget, spec, cache, config)
+            space,
+            list(proxies),
+            budget,
+            spec,
+            cache,
+            config,
+        )
 
     def evaluate(self, archs: Sequence[Arch], state: SearchState) -> None:
         """Score `archs` with every proxy and append them to the evaluated candidates."""
-        scores = [proxy_scores(p, self.space, archs, self.spec, self.cache, progress=False).values
-                  for p in self.proxies]
+        scores = [
+            proxy_scores(p, self.space, archs, self.spec, self.cache, progress=False).values for p in self.proxies
+        ]
         b = self.budget
         for i, arch in enumerate(archs):
-            state.evaluated.append(Candidate(arch, self.space.arch_hash(arch), [float(s[i]) for s in scores],
-                                             self.space.num_params(arch, b.num_classes, b.img_size),
-                                             self.space.macs(arch, b.num_classes, b.img_size), len(state.evaluated)))
+            state.evaluated.append(
+                Candidate(
+                    arch,
+                    self.space.arch_hash(arch),
+                    [float(s[i]) for s in scores],
+                    self.space.num_params(arch, b.num_classes, b.img_size),
+                    self.space.macs(arch, b.num_classes, b.img_size),
+                    len(state.evaluated),
+                )
+            )
         refresh_fitness(state.evaluated)
 
     def children(self, parents: Sequence[Candidate], count: int, seen: set[str], rng: random.Random) -> list[Arch]:
@@ -143,12 +171,19 @@ class Searcher:
         out_dir = Path(out_dir)
         checkpoint = out_dir / "checkpoint.json"
         if checkpoint.exists() and not resume:
-            raise AutoproxError(f"{checkpoint} exists: pass --resume to continue that search, or use a new --out folder")
+            raise AutoproxError(
+                f"{checkpoint} exists: pass --resume to continue that search, or use a new --out folder"
+            )
         rng = random.Random(self.config.seed)
         state = self._restore(checkpoint, rng) if resume and checkpoint.exists() else SearchState()
         cfg = self.config
-        with tqdm(total=cfg.count, initial=len(state.evaluated), desc=f"search {self.space.name}", unit="arch",
-                  disable=not progress) as bar:
+        with tqdm(
+            total=cfg.count,
+            initial=len(state.evaluated),
+            desc=f"search {self.space.name}",
+            unit="arch",
+            disable=not progress,
+        ) as bar:
             while len(state.evaluated) < cfg.count:
                 left = cfg.count - len(state.evaluated)
                 seen = {c.hash for c in state.evaluated}
@@ -158,8 +193,9 @@ class Searcher:
                     ranked = self._ranked(state)
                     batch = self.children(ranked[: cfg.parents], min(cfg.population, left), seen, rng)
                     if not batch:
-                        raise AutoproxError("evolution found no new architecture within the budget; "
-                                            "widen the budget or lower the count")
+                        raise AutoproxError(
+                            "evolution found no new architecture within the budget; widen the budget or lower the count"
+                        )
                 self.evaluate(batch, state)
                 state.population = [c.hash for c in self._ranked(state)[: cfg.population]]
                 self._checkpoint(checkpoint, state, rng)
@@ -176,32 +212,45 @@ class Searcher:
 
     def _checkpoint(self, path: Path, state: SearchState, rng: random.Random) -> None:
         version, internal, gauss = rng.getstate()
-        payload = {"version": CHECKPOINT_VERSION, "config": asdict(self.config), "space": self.space.name,
-                   "proxies": [proxy_label(p) for p in self.proxies], "budget": asdict(self.budget),
-                   "spec": self.spec.as_dict(), "evaluated": [asdict(c) for c in state.evaluated],
-                   "population": state.population, "random_state": [version, list(internal), gauss]}
+        payload = {
+            "version": CHECKPOINT_VERSION,
+            "config": asdict(self.config),
+            "space": self.space.name,
+            "proxies": [proxy_label(p) for p in self.proxies],
+            "budget": asdict(self.budget),
+            "spec": self.spec.as_dict(),
+            "evaluated": [asdict(c) for c in state.evaluated],
+            "population": state.population,
+            "random_state": [version, list(internal), gauss],
+        }
         write_text(path, json.dumps(payload, default=str))
 
     def _restore(self, path: Path, rng: random.Random) -> SearchState:
         same = False
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
-            same = (payload["version"] == CHECKPOINT_VERSION and payload["config"] == asdict(self.config)
-                    and payload["space"] == self.space.name
-                    and payload["proxies"] == [proxy_label(p) for p in self.proxies]
-                    and payload["budget"] == json.loads(json.dumps(asdict(self.budget)))
-                    and payload["spec"] == json.loads(json.dumps(self.spec.as_dict())))
+            same = (
+                payload["version"] == CHECKPOINT_VERSION
+                and payload["config"] == asdict(self.config)
+                and payload["space"] == self.space.name
+                and payload["proxies"] == [proxy_label(p) for p in self.proxies]
+                and payload["budget"] == json.loads(json.dumps(asdict(self.budget)))
+                and payload["spec"] == json.loads(json.dumps(self.spec.as_dict()))
+            )
             state = SearchState([Candidate(**c) for c in payload["evaluated"]], list(payload["population"]))
             if same:
                 self._check_restored(state)
             version, internal, gauss = payload["random_state"]
             rng.setstate((version, tuple(internal), gauss))
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise AutoproxError(f"resume file {path} is corrupt ({type(e).__name__}: {e}); "
-                                "delete it or use a new --out") from e
+            raise AutoproxError(
+                f"resume file {path} is corrupt ({type(e).__name__}: {e}); delete it or use a new --out"
+            ) from e
         if not same:
-            raise AutoproxError(f"resume file {path} comes from another search (space, proxies, budget or options "
-                                "differ); use the same options or a new --out folder")
+            raise AutoproxError(
+                f"resume file {path} comes from another search (space, proxies, budget or options "
+                "differ); use the same options or a new --out folder"
+            )
         return state
 
     def _check_restored(self, state: SearchState) -> None:
@@ -209,8 +258,11 @@ class Searcher:
         own hash, with a score per proxy, and the population names evaluated candidates."""
         for c in state.evaluated:
             numbers = [c.params, c.macs, c.order, *c.scores]
-            if (not all(isinstance(n, (int, float)) for n in numbers) or len(c.scores) != len(self.proxies)
-                    or self.space.arch_hash(c.arch) != c.hash):
+            if (
+                not all(isinstance(n, (int, float)) for n in numbers)
+                or len(c.scores) != len(self.proxies)
+                or self.space.arch_hash(c.arch) != c.hash
+            ):
                 raise ValueError(f"evaluated architecture {c.hash!r} does not match its record")
         if not set(state.population) <= {c.hash for c in state.evaluated}:
             raise ValueError("the population names architectures never evaluated")
@@ -219,21 +271,43 @@ class Searcher:
         ranked = sorted(state.evaluated, key=lambda c: (-c.fitness, c.order))
         labels = [proxy_label(p) for p in self.proxies]
         best = ranked[0]
-        write_text(out_dir / "best_arch.json", json.dumps(
-            {"space": self.space.name, "arch": best.arch, "hash": best.hash, "params": best.params,
-             "macs": best.macs, "scores": dict(zip(labels, best.scores)), "fitness": best.fitness}, indent=2) + "\n")
+        write_text(
+            out_dir / "best_arch.json",
+            json.dumps(
+                {
+                    "space": self.space.name,
+                    "arch": best.arch,
+                    "hash": best.hash,
+                    "params": best.params,
+                    "macs": best.macs,
+                    "scores": dict(zip(labels, best.scores)),
+                    "fitness": best.fitness,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["order", "hash", "fitness", *labels, "params", "macs", "arch"])
-        writer.writerows([c.order, c.hash, repr(c.fitness), *map(repr, c.scores), c.params, c.macs,
-                          self.space.to_json(c.arch)] for c in state.evaluated)
+        writer.writerows(
+            [c.order, c.hash, repr(c.fitness), *map(repr, c.scores), c.params, c.macs, self.space.to_json(c.arch)]
+            for c in state.evaluated
+        )
         write_text(out_dir / "evaluated.csv", buffer.getvalue())
-        rows = [f"| {i} | {c.fitness:.6g} | " + " | ".join(f"{s:.6g}" for s in c.scores)
-                + f" | {c.params / 1e6:.4g} | {c.macs / 1e9:.4g} | `{self.space.to_json(c.arch)}` |"
-                for i, c in enumerate(ranked[: self.config.top_k], start=1)]
-        write_text(out_dir / "top.md", f"# Top {len(rows)} of {len(state.evaluated)} {self.space.name} architectures "
-                   f"({self.config.algorithm}, seed {self.config.seed}, {self.budget.describe()})\n\n"
-                   + table(["rank", "fitness", *labels, "params (M)", "GMACs", "arch"], rows) + "\n")
+        rows = [
+            f"| {i} | {c.fitness:.6g} | "
+            + " | ".join(f"{s:.6g}" for s in c.scores)
+            + f" | {c.params / 1e6:.4g} | {c.macs / 1e9:.4g} | `{self.space.to_json(c.arch)}` |"
+            for i, c in enumerate(ranked[: self.config.top_k], start=1)
+        ]
+        write_text(
+            out_dir / "top.md",
+            f"# Top {len(rows)} of {len(state.evaluated)} {self.space.name} architectures "
+            f"({self.config.algorithm}, seed {self.config.seed}, {self.budget.describe()})\n\n"
+            + table(["rank", "fitness", *labels, "params (M)", "GMACs", "arch"], rows)
+            + "\n",
+        )
         _plot(out_dir / "progress.png", state, self.config.algorithm)
 
 
@@ -253,3 +327,19 @@ def _plot(path: Path, state: SearchState, algorithm: str) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
+
+def search(
+    space: Space,
+    proxies: Sequence[str | SavedProxy],
+    budget: Budget,
+    spec: ProbeSpec,
+    cache: StatsCache,
+    config: SearchConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+) -> SearchState:
+    """Search `space` within `budget` for the architectures `proxies` score best (the function form of
+    `Searcher(...).run(...)`, as `discover` is for proxies); writes best_arch.json, top.md, evaluated.csv
+    and progress.png in `out_dir`."""
+    return Searcher(space, proxies, budget, spec, cache, config).run(out_dir, resume=resume, progress=progress)

@@ -1,7 +1,8 @@
 """Search spaces: AutoFormer and PiT as ViT-Bench-101 defines them, and fixed timm models by name."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from gp_proxy.errors import AutoproxError
 from vit_space.spaces.archfile import read_archs
@@ -11,25 +12,43 @@ from vit_space.spaces.pit import PiTSpace
 from vit_space.spaces.timm_models import TimmSpace
 
 
-
 def tiny_autoformer(in_chans: int = 1, img_size: int = 28) -> AutoFormerSpace:
     """AutoFormer-style space for small images (CPU-sized): width, depth, per-layer heads and MLP
     ratio, patch size 4 or 7 (49 or 16 tokens at 28x28)."""
-    return AutoFormerSpace(hidden_dims=(16, 32, 48, 64), depths=(1, 2, 3, 4), mlp_ratios=(1.0, 2.0, 3.0, 4.0),
-                           num_heads=(1, 2, 4), patch_sizes=(4, 7), in_chans=in_chans, img_size=img_size)
+    return AutoFormerSpace(
+        hidden_dims=(16, 32, 48, 64),
+        depths=(1, 2, 3, 4),
+        mlp_ratios=(1.0, 2.0, 3.0, 4.0),
+        num_heads=(1, 2, 4),
+        patch_sizes=(4, 7),
+        in_chans=in_chans,
+        img_size=img_size,
+    )
 
 
 def tiny_pit(in_chans: int = 1, img_size: int = 28) -> PiTSpace:
     """PiT-style space for small images: base width, MLP ratio, per-stage depth and heads; patch 4
     stride 2, so three stages of 13x13, 7x7 and 4x4 tokens at 28x28."""
-    return PiTSpace(base_dims=(8, 12, 16, 24), mlp_ratios=(1, 2, 3, 4), depths=TINY_PIT_DEPTHS, heads=TINY_PIT_HEADS,
-                    patch_size=4, stride=2, in_chans=in_chans, img_size=img_size)
+    return PiTSpace(
+        base_dims=(8, 12, 16, 24),
+        mlp_ratios=(1, 2, 3, 4),
+        depths=TINY_PIT_DEPTHS,
+        heads=TINY_PIT_HEADS,
+        patch_size=4,
+        stride=2,
+        in_chans=in_chans,
+        img_size=img_size,
+    )
 
 
 TINY_PIT_DEPTHS = ((1, 1, 1), (1, 2, 1), (1, 1, 2), (2, 2, 1), (1, 2, 2), (2, 2, 2), (1, 3, 1), (2, 3, 2), (1, 4, 2))
 TINY_PIT_HEADS = ((1, 1, 1), (1, 1, 2), (1, 2, 2), (1, 2, 4), (2, 2, 2), (2, 2, 4), (2, 4, 4), (2, 4, 8), (4, 4, 4))
-SPACES: dict[str, Callable[..., Space]] = {"autoformer": AutoFormerSpace, "pit": PiTSpace,
-                                           "af-tiny": tiny_autoformer, "pit-tiny": tiny_pit}
+SPACES: dict[str, Callable[..., Space]] = {
+    "autoformer": AutoFormerSpace,
+    "pit": PiTSpace,
+    "af-tiny": tiny_autoformer,
+    "pit-tiny": tiny_pit,
+}
 SMALL_SPACES = ("af-tiny", "pit-tiny")
 
 
@@ -47,9 +66,11 @@ def get_space(name: str) -> Space:
     if name in SPACES:
         return SPACES[name]()
     if name.startswith("timm:"):
-        return TimmSpace([n.strip().removeprefix("timm:") for n in name[len("timm:"):].split(",") if n.strip()])
-    raise AutoproxError(f"unknown space {name!r}; known: {', '.join(SPACES)} (the small ones also as NAME@CxS, "
-                        "e.g. af-tiny@3x32), timm:MODEL_NAME[,MODEL_NAME...]")
+        return TimmSpace([n.strip().removeprefix("timm:") for n in name[len("timm:") :].split(",") if n.strip()])
+    raise AutoproxError(
+        f"unknown space {name!r}; known: {', '.join(SPACES)} (the small ones also as NAME@CxS, "
+        "e.g. af-tiny@3x32), timm:MODEL_NAME[,MODEL_NAME...]"
+    )
 
 
 def _input_shape(shape: str, name: str) -> tuple[int, int]:
@@ -60,5 +81,19 @@ def _input_shape(shape: str, name: str) -> tuple[int, int]:
     return int(chans), int(side)
 
 
-__all__ = ["Arch", "AutoFormerSpace", "PiTSpace", "SMALL_SPACES", "SPACES", "Space", "tiny_autoformer", "tiny_pit", "TimmSpace", "count_params",
-           "disable_fused_attention", "get_space", "measure_macs", "read_archs"]
+__all__ = [
+    "Arch",
+    "AutoFormerSpace",
+    "PiTSpace",
+    "SMALL_SPACES",
+    "SPACES",
+    "Space",
+    "tiny_autoformer",
+    "tiny_pit",
+    "TimmSpace",
+    "count_params",
+    "disable_fused_attention",
+    "get_space",
+    "measure_macs",
+    "read_archs",
+]

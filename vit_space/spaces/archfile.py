@@ -1,4 +1,5 @@
 """Architecture files: the JSON a user, a benchmark or a search writes, read back as a space's architectures."""
+
 from __future__ import annotations
 
 import json

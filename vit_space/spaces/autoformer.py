@@ -1,16 +1,16 @@
 """AutoFormer-Ti subnets as ViT-Bench-101 defines them, built on timm's VisionTransformer."""
+
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Callable, Sequence
 
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from gp_proxy.errors import AutoproxError
-from vit_space.spaces.base import (Arch, Space, block_macs, block_params, check_choice, check_keys,
-                                   check_list, redraw)
+from vit_space.spaces.base import Arch, Space, block_macs, block_params, check_choice, check_keys, check_list, redraw
 
 KEYS = ("hidden_dim", "depth", "mlp_ratio", "num_heads")
 
@@ -24,9 +24,16 @@ class AutoFormerSpace(Space):
 
     name = "autoformer"
 
-    def __init__(self, hidden_dims: Sequence[int] = (192, 216, 240), depths: Sequence[int] = (12, 13, 14),
-                 mlp_ratios: Sequence[float] = (3.5, 4.0), num_heads: Sequence[int] = (3, 4),
-                 patch_sizes: Sequence[int] = (16,), in_chans: int = 3, img_size: int = 224):
+    def __init__(
+        self,
+        hidden_dims: Sequence[int] = (192, 216, 240),
+        depths: Sequence[int] = (12, 13, 14),
+        mlp_ratios: Sequence[float] = (3.5, 4.0),
+        num_heads: Sequence[int] = (3, 4),
+        patch_sizes: Sequence[int] = (16,),
+        in_chans: int = 3,
+        img_size: int = 224,
+    ):
         self.hidden_dims, self.depths = tuple(hidden_dims), tuple(depths)
         self.mlp_ratios, self.heads = tuple(float(r) for r in mlp_ratios), tuple(num_heads)
         self.patch_sizes, self.in_chans, self.img_size = tuple(patch_sizes), in_chans, img_size
@@ -43,10 +50,15 @@ class AutoFormerSpace(Space):
         bad = [h for h in heads if dim % h]
         if bad:
             raise AutoproxError(f"{self.name} arch: hidden_dim={dim} is not divisible by num_heads {bad}")
-        return self._with_patch({"hidden_dim": dim, "depth": depth,
-                                 "mlp_ratio": check_list(arch["mlp_ratio"], depth, self.mlp_ratios, "mlp_ratio", self.name),
-                                 "num_heads": heads},
-                                lambda: check_choice(arch["patch_size"], self.patch_sizes, "patch_size", self.name))
+        return self._with_patch(
+            {
+                "hidden_dim": dim,
+                "depth": depth,
+                "mlp_ratio": check_list(arch["mlp_ratio"], depth, self.mlp_ratios, "mlp_ratio", self.name),
+                "num_heads": heads,
+            },
+            lambda: check_choice(arch["patch_size"], self.patch_sizes, "patch_size", self.name),
+        )
 
     def _with_patch(self, arch: Arch, patch: Callable[[], int]) -> Arch:
         """`arch` with its patch_size gene set from `patch()` where the space has that gene."""
@@ -54,10 +66,15 @@ class AutoFormerSpace(Space):
 
     def sample(self, rng: random.Random) -> Arch:
         depth = rng.choice(self.depths)
-        return self._with_patch({"hidden_dim": rng.choice(self.hidden_dims), "depth": depth,
-                                 "mlp_ratio": [rng.choice(self.mlp_ratios) for _ in range(depth)],
-                                 "num_heads": [rng.choice(self.heads) for _ in range(depth)]},
-                                lambda: rng.choice(self.patch_sizes))
+        return self._with_patch(
+            {
+                "hidden_dim": rng.choice(self.hidden_dims),
+                "depth": depth,
+                "mlp_ratio": [rng.choice(self.mlp_ratios) for _ in range(depth)],
+                "num_heads": [rng.choice(self.heads) for _ in range(depth)],
+            },
+            lambda: rng.choice(self.patch_sizes),
+        )
 
     def mutate(self, arch: Arch, rng: random.Random, prob: float = 0.2) -> Arch:
         arch = self.validate(arch)
@@ -71,11 +88,16 @@ class AutoFormerSpace(Space):
         ratios = (arch["mlp_ratio"] + [rng.choice(self.mlp_ratios) for _ in range(depth)])[:depth]
         heads = (arch["num_heads"] + [rng.choice(self.heads) for _ in range(depth)])[:depth]
         return self._with_patch(
-            {"hidden_dim": redraw(arch["hidden_dim"], self.hidden_dims, rng) if rng.random() < prob else arch["hidden_dim"],
-             "depth": depth,
-             "mlp_ratio": [redraw(r, self.mlp_ratios, rng) if rng.random() < prob else r for r in ratios],
-             "num_heads": [redraw(h, self.heads, rng) if rng.random() < prob else h for h in heads]},
-            lambda: redraw(arch["patch_size"], self.patch_sizes, rng) if rng.random() < prob else arch["patch_size"])
+            {
+                "hidden_dim": redraw(arch["hidden_dim"], self.hidden_dims, rng)
+                if rng.random() < prob
+                else arch["hidden_dim"],
+                "depth": depth,
+                "mlp_ratio": [redraw(r, self.mlp_ratios, rng) if rng.random() < prob else r for r in ratios],
+                "num_heads": [redraw(h, self.heads, rng) if rng.random() < prob else h for h in heads],
+            },
+            lambda: redraw(arch["patch_size"], self.patch_sizes, rng) if rng.random() < prob else arch["patch_size"],
+        )
 
     def crossover(self, a: Arch, b: Arch, rng: random.Random) -> tuple[Arch, Arch]:
         a, b = self.validate(a), self.validate(b)
@@ -88,20 +110,36 @@ class AutoFormerSpace(Space):
         def layer(key: str, i: int):
             return second[key][i] if i < second["depth"] and rng.random() < 0.5 else first[key][i]
 
-        return self._with_patch({"hidden_dim": rng.choice([first["hidden_dim"], second["hidden_dim"]]), "depth": depth,
-                                 "mlp_ratio": [layer("mlp_ratio", i) for i in range(depth)],
-                                 "num_heads": [layer("num_heads", i) for i in range(depth)]},
-                                lambda: rng.choice([first["patch_size"], second["patch_size"]]))
+        return self._with_patch(
+            {
+                "hidden_dim": rng.choice([first["hidden_dim"], second["hidden_dim"]]),
+                "depth": depth,
+                "mlp_ratio": [layer("mlp_ratio", i) for i in range(depth)],
+                "num_heads": [layer("num_heads", i) for i in range(depth)],
+            },
+            lambda: rng.choice([first["patch_size"], second["patch_size"]]),
+        )
 
     def build(self, arch: Arch, num_classes: int = 1000, img_size: int | None = None) -> nn.Module:
         arch = self.validate(arch)
         dim = arch["hidden_dim"]
-        model = VisionTransformer(img_size=img_size or self.img_size, patch_size=self._patch(arch),
-                                  in_chans=self.in_chans, num_classes=num_classes,
-                                  embed_dim=dim, depth=0, qkv_bias=True, weight_init="skip")
+        model = VisionTransformer(
+            img_size=img_size or self.img_size,
+            patch_size=self._patch(arch),
+            in_chans=self.in_chans,
+            num_classes=num_classes,
+            embed_dim=dim,
+            depth=0,
+            qkv_bias=True,
+            weight_init="skip",
+        )
         norm = partial(nn.LayerNorm, eps=1e-6)
-        model.blocks = nn.Sequential(*[Block(dim, num_heads=h, mlp_ratio=r, qkv_bias=True, norm_layer=norm)
-                                       for r, h in zip(arch["mlp_ratio"], arch["num_heads"])])
+        model.blocks = nn.Sequential(
+            *[
+                Block(dim, num_heads=h, mlp_ratio=r, qkv_bias=True, norm_layer=norm)
+                for r, h in zip(arch["mlp_ratio"], arch["num_heads"])
+            ]
+        )
         model.init_weights()
         return model
 

@@ -1,11 +1,13 @@
 """The search-space interface shared by every ViT space, and the cost of one transformer block."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import random
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -90,9 +92,11 @@ def check_choice(value: Any, allowed: Sequence, field: str, space: str) -> Any:
 
 def _same(value: Any, choice: Any) -> bool:
     if isinstance(choice, (list, tuple)):
-        return (isinstance(value, (list, tuple)) and len(value) == len(choice)
-                and all(not isinstance(v, bool) and isinstance(v, (int, float)) and v == c
-                        for v, c in zip(value, choice)))
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == len(choice)
+            and all(not isinstance(v, bool) and isinstance(v, (int, float)) and v == c for v, c in zip(value, choice))
+        )
     return value == choice
 
 
@@ -113,7 +117,13 @@ def redraw(value: Any, choices: Sequence, rng: random.Random) -> Any:
 
 def block_params(dim: int, mlp_hidden: int) -> int:
     """Parameters of a pre-norm transformer block: 2 LayerNorms, qkv (with bias), proj, fc1, fc2."""
-    return 2 * 2 * dim + (dim * 3 * dim + 3 * dim) + (dim * dim + dim) + (dim * mlp_hidden + mlp_hidden) + (mlp_hidden * dim + dim)
+    return (
+        2 * 2 * dim
+        + (dim * 3 * dim + 3 * dim)
+        + (dim * dim + dim)
+        + (dim * mlp_hidden + mlp_hidden)
+        + (mlp_hidden * dim + dim)
+    )
 
 
 def block_macs(dim: int, mlp_hidden: int, tokens: int) -> int:

@@ -1,10 +1,11 @@
 """Fixed timm models by name (`timm:deit_tiny_patch16_224,timm:pit_ti_224`) as a space to probe and score."""
+
 from __future__ import annotations
 
 import difflib
 import random
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import timm
 import torch
@@ -58,7 +59,9 @@ class TimmSpace(Space):
     def build(self, arch: Arch, num_classes: int = 1000, img_size: int | None = None) -> nn.Module:
         name = self.validate(arch)["timm"]
         try:
-            return timm.create_model(name, pretrained=False, num_classes=num_classes, img_size=img_size or self.img_size)
+            return timm.create_model(
+                name, pretrained=False, num_classes=num_classes, img_size=img_size or self.img_size
+            )
         except TypeError:  # models without an img_size argument (e.g. convolutional ones)
             return timm.create_model(name, pretrained=False, num_classes=num_classes)
 
