@@ -13,26 +13,35 @@ import pytest
 from synthetic import planted_tasks
 
 from gp_proxy import (
+    KNOWN_PROXIES,
     AutoproxError,
     DiscoveryConfig,
     DiscoveryResult,
     Evaluator,
     Objective,
+    Report,
     SavedProxy,
     Task,
     __version__,
     best_of_runs,
+    build_pset,
+    correlations,
     discover,
     jcm,
     kendall,
     known_proxy,
     load_proxy,
+    parse,
+    report,
     save_proxy,
     simplify,
+    table,
     to_graph,
     to_latex,
     to_python,
     to_sympy,
+    write_report,
+    write_text,
 )
 
 PLANTED = "agg_sum_mlp(fro(gW))"  # what the synthetic accuracies follow (plus noise)
@@ -187,3 +196,27 @@ def test_every_export_is_documented_and_the_package_never_imports_vit_space():
             assert not [n for n in names if n.split(".")[0] == "vit_space"], path
     code = "import sys, gp_proxy; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'vit_space'}))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_language_correlations_and_reports(tasks, tmp_path, capsys):
+    pset = build_pset(tasks[0].bundle.names, sorted(tasks[0].bundle.groups))
+    tree = parse(PLANTED, pset)
+    assert str(tree) == PLANTED and {"snip", "grad_norm", "weight_l2"} <= set(KNOWN_PROXIES)
+    scores = Evaluator(tasks[0].bundle)(tree)
+    task = tasks[0]
+    c = correlations(scores, task.accuracy, task.test)
+    assert c["n"] == len(task.test) and c["kendall"] == pytest.approx(
+        kendall(scores[task.test], task.accuracy[task.test])
+    )
+    rep = report({t.name: Evaluator(t.bundle)(tree) for t in tasks}, tasks)
+    assert isinstance(rep, Report) and rep.valid and rep.jcm_test > 0.5  # the planted signal, held out
+    markdown = table(["proxy", "JCM"], [f"| planted | {rep.jcm_test:.3f} |"])
+    assert markdown.splitlines()[:2] == ["| proxy | JCM |", "|---|---|"]
+    text = write_report(tmp_path / "r.md", "Planted", "python x.py", markdown)
+    assert (
+        (tmp_path / "r.md").read_text() == text
+        and text.startswith("# Planted")
+        and "python x.py" in capsys.readouterr().out
+    )
+    write_text(tmp_path / "deep" / "t.txt", "x")
+    assert (tmp_path / "deep" / "t.txt").read_text() == "x"
