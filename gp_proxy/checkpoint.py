@@ -2,7 +2,7 @@
 
     {"version": 2, "config": {...}, "iteration": ..., "evaluations": ..., "seconds": ...,
      "random_state": [...], "population": [{"expression": ..., "fitness": [jcm, size]}, ...],
-     "halloffame": [...], "logbook": [{record}, ...]}
+     "halloffame": [...], "front": [...], "logbook": [{record}, ...]}
 
 `config` is the run's `DiscoveryConfig.as_dict()` (a resume must match it); `seconds` is the
 search time of every session so far. Expressions are parsed back against the primitive set,
@@ -43,6 +43,7 @@ def save_checkpoint(
                 "random_state": [state[0], list(state[1]), state[2]],
                 "population": dump(population),
                 "halloffame": dump(halloffame.items),
+                "front": dump(getattr(halloffame, "front", [])),
                 "logbook": list(logbook),
             }
         ),
@@ -76,6 +77,8 @@ def load_checkpoint(
 
         population = load(state["population"])
         halloffame.update(load(state["halloffame"]))
+        if hasattr(halloffame, "front"):
+            halloffame.front.update(load(state.get("front", [])))  # absent in older checkpoints
         logbook = new_logbook(make_stats())
         logbook.extend(state["logbook"])
         if (logbook[-1]["iteration"], logbook[-1]["evals"]) != (state["iteration"], state["evaluations"]):

@@ -37,6 +37,8 @@ class DiscoveryConfig:
     min_height: int = 1
     max_height: int = 3
     height_limit: int = 10
+    validation: float = 0.0  # share of each task's training architectures kept to choose the proxies (0: none)
+    validation_seed: int = 0
     size_limit: int = 12  # largest program in nodes: 12 generalised better than 30 (README)
     checkpoint_every: int = 100
 
@@ -52,12 +54,17 @@ class DiscoveryConfig:
             )
         if self.iterations < 1:
             raise AutoproxError(f"iterations (--iterations) must be >= 1; got {self.iterations}")
+        if not 0 <= self.validation < 1:
+            raise AutoproxError(f"validation share (--validation) must lie in [0, 1); got {self.validation}")
         for name in self.seed_proxies:
             known_proxy(name)
 
     def as_dict(self) -> dict:
-        """The fields a resumed run must share with its checkpoint."""
-        return {k: v for k, v in asdict(self).items() if k not in ("iterations", "max_evaluations", "checkpoint_every")}
+        """The fields a resumed run must share with its checkpoint (the validation ones only when used:
+        without a validation share they change nothing)."""
+        skip = {"iterations", "max_evaluations", "checkpoint_every"}
+        skip |= {"validation", "validation_seed"} if not self.validation else set()
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
     def algorithm_options(self) -> dict:
         """The keyword arguments of `ALGORITHMS[self.algorithm]` taken from this config (its own

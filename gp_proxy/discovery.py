@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 from gp_proxy.checkpoint import load_checkpoint, save_checkpoint
 from gp_proxy.config import DiscoveryConfig
 from gp_proxy.errors import AutoproxError
-from gp_proxy.evolve import ALGORITHMS, Objective, StopHook, jcm_of, make_stats, make_toolbox, same_fitness
-from gp_proxy.fitness import Task
+from gp_proxy.evolve import ALGORITHMS, Objective, StopHook, jcm_of, make_stats, make_toolbox
+from gp_proxy.fitness import Task, split_for_validation
+from gp_proxy.halloffame import HallOfFame
 from gp_proxy.library import known_proxy
 from gp_proxy.primitives import build_pset
 from gp_proxy.program import parse
@@ -72,19 +73,25 @@ def discover(
     """Evolve proxies on `tasks` and save the hall of fame, the logbook and a summary in `out_dir`.
 
     The search sees only each task's training architectures; the saved proxies report train and
-    held-out correlations. `probe` (how the statistics were measured) and `provenance` go into
-    every saved proxy. `workers` > 1 evaluates through a process pool (the (mu + lambda)
-    offspring, or the `batch` children of an elitism step); results do not depend on it. With
-    `resume`, continues from `out_dir/checkpoint.json` to the same result as an uninterrupted run
-    with the same configuration. `progress` shows a bar (best training JCM, evaluations so far).
+    held-out correlations. With `config.validation` > 0 a seeded share of the training
+    architectures is kept from the search, and the saved proxies are the hall of fame and the
+    Pareto front ranked by their JCM there (validation JCM), not by the search's own fitness.
+    `probe` (how the statistics were measured) and `provenance` go into every saved proxy.
+    `workers` > 1 evaluates through a process pool (the (mu + lambda) offspring, or the `batch`
+    children of an elitism step); results do not depend on it. With `resume`, continues from
+    `out_dir/checkpoint.json` to the same result as an uninterrupted run with the same
+    configuration. `progress` shows a bar (best training JCM, evaluations so far).
     """
     config.validate()
     pset, out_dir = task_pset(tasks), Path(out_dir)
     checkpoint = out_dir / "checkpoint.json"
     if checkpoint.exists() and not resume:
         raise AutoproxError(f"{checkpoint} exists: pass --resume to continue that run, or use a new --out folder")
-    objective = Objective(tasks, config.jcm)
-    halloffame = tools.HallOfFame(config.hall_of_fame, similar=same_fitness)
+    fit_tasks, validation_tasks = (
+        split_for_validation(tasks, config.validation, config.validation_seed) if config.validation else (tasks, [])
+    )
+    objective = Objective(fit_tasks, config.jcm)
+    halloffame = HallOfFame(config.hall_of_fame)
     with _evaluation_map(objective, workers) as map_fn:
         toolbox = make_toolbox(
             pset, objective, config.min_height, config.max_height, config.height_limit, config.size_limit, map_fn
@@ -121,9 +128,12 @@ def discover(
                 on_step=on_step,
                 should_stop=_budget(config.max_evaluations),
             )
-        result = DiscoveryResult(list(halloffame), logbook, logbook[-1]["evals"], seconds())
+        result = DiscoveryResult(
+            list(halloffame), logbook, logbook[-1]["evals"], seconds(), sorted(halloffame.front, key=len)
+        )
         save_checkpoint(checkpoint, config.as_dict(), population, halloffame, logbook, result.seconds)
-    result.saved = save_results(result, objective, config, out_dir, probe or {}, provenance or {})
+    validation = Objective(validation_tasks, config.jcm) if validation_tasks else None
+    result.saved = save_results(result, tasks, config, out_dir, probe or {}, provenance or {}, validation)
     return result
 
 
@@ -132,7 +142,7 @@ def _start(
     pset: gp.PrimitiveSetTyped,
     config: DiscoveryConfig,
     checkpoint: Path | None,
-    halloffame: tools.HallOfFame,
+    halloffame: HallOfFame,
 ) -> tuple[list, tools.Logbook | None, float]:
     """(population, logbook, seconds searched before): from `checkpoint` when there is one (it fills
     `halloffame` and restores the random state), else seeded and fresh (no logbook yet)."""

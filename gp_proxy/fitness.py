@@ -8,6 +8,7 @@ also reported on the held-out parts.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -90,6 +91,63 @@ def jcm(taus: Sequence[float], mode: str = "mean") -> float:
     if taus.size == 0 or not np.isfinite(taus).all():
         return float("nan")
     return float({"mean": taus.mean, "min": taus.min, "mean-std": lambda: taus.mean() - taus.std()}[mode]())
+
+
+def split_for_validation(tasks: Sequence[Task], share: float, seed: int) -> tuple[list[Task], list[Task]]:
+    """Set aside a seeded `share` of each task's training architectures for validation.
+
+    Returns (fit tasks: `train` = what is left, `test` = the held-out part as before; validation
+    tasks: `train` = the validation architectures, no `test`). Tasks with the same training
+    architectures (one benchmark's data sets) get the same split."""
+    if not 0 < share < 1:
+        raise AutoproxError(f"validation share (--validation) must lie in (0, 1); got {share}")
+    fit, validation = [], []
+    for task in tasks:
+        rng = np.random.default_rng([seed, zlib.crc32(np.ascontiguousarray(task.train).tobytes())])
+        order = rng.permutation(len(task.train))
+        cut = int(round(share * len(task.train)))
+        held, kept = np.sort(task.train[order[:cut]]), np.sort(task.train[order[cut:]])
+        fit.append(Task(task.name, task.bundle, task.accuracy, kept, task.test))
+        try:
+            validation.append(Task(task.name, task.bundle, task.accuracy, held, np.array([], dtype=int)))
+        except AutoproxError as e:
+            raise AutoproxError(
+                f"{e} in its validation share (--validation {share}: {len(held)} of {len(task.train)} training "
+                "architectures); use a larger share or more architectures"
+            ) from None
+    return fit, validation
+
+
+def bootstrap_difference(
+    scores_a: Sequence[np.ndarray],
+    scores_b: Sequence[np.ndarray],
+    accuracies: Sequence[np.ndarray],
+    index: np.ndarray,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Paired bootstrap over architectures of the mean Kendall tau of proxy a minus proxy b.
+
+    The lists hold one (A,) array per task of the same A architectures (a benchmark's data
+    sets); each resample draws `len(index)` of `index` with replacement, the same draw for every
+    task and both proxies. Returns the difference on `index` itself and the 2.5% and 97.5%
+    percentiles of the resampled differences (`low`, `high`), in Kendall tau units."""
+
+    def difference(rows: np.ndarray) -> float:
+        return float(
+            np.mean(
+                [
+                    kendall(a[rows], acc[rows]) - kendall(b[rows], acc[rows])
+                    for a, b, acc in zip(scores_a, scores_b, accuracies)
+                ]
+            )
+        )
+
+    rng = np.random.default_rng(seed)
+    drawn = np.array([difference(rng.choice(index, size=len(index), replace=True)) for _ in range(resamples)])
+    drawn = drawn[np.isfinite(drawn)]
+    low, high = np.percentile(drawn, [2.5, 97.5]) if drawn.size else (float("nan"), float("nan"))
+    return {"difference": difference(index), "low": float(low), "high": float(high), "resamples": int(drawn.size)}
 
 
 def valid_scores(scores: np.ndarray) -> bool:

@@ -3,6 +3,7 @@ among several runs.
 
     out_dir/proxies/rank01.json ...  the hall of fame, simplified, each with train and held-out
                                      correlations on every task (`gp_proxy.store` format)
+    out_dir/pareto.csv               the Pareto front: the best training JCM at each program size
     out_dir/logbook.csv              per step: evaluations so far, children kept, best/median JCM,
                                      share valid, distinct programs and distinct JCMs
     out_dir/progress.png             those curves
@@ -25,6 +26,7 @@ from gp_proxy.atomic import atomic_path, write_text
 from gp_proxy.config import DiscoveryConfig
 from gp_proxy.errors import AutoproxError
 from gp_proxy.evolve import Objective
+from gp_proxy.fitness import Task
 from gp_proxy.program import Evaluator
 from gp_proxy.simplification import simplify
 from gp_proxy.store import SavedProxy, load_proxy, save_proxy
@@ -41,6 +43,8 @@ class DiscoveryResult:
                  distinct, jcms (see `gp_proxy.evolve.make_stats`).
     evaluations: programs evaluated in the whole run (resumed sessions included).
     seconds:     search time of the whole run, in seconds (wall clock, resumed sessions included).
+    front:       the Pareto front of everything evaluated: no other program has both a higher
+                 training JCM and fewer nodes; smallest first.
     saved:       paths of `proxies/rank01.json`, ... (simplified, with their correlations).
     """
 
@@ -48,54 +52,57 @@ class DiscoveryResult:
     logbook: tools.Logbook
     evaluations: int
     seconds: float
+    front: list = field(default_factory=list)
     saved: list[Path] = field(default_factory=list)
 
 
 def save_results(
-    result: DiscoveryResult, objective: Objective, config: DiscoveryConfig, out_dir: Path, probe: dict, provenance: dict
+    result: DiscoveryResult,
+    tasks: Sequence[Task],
+    config: DiscoveryConfig,
+    out_dir: Path,
+    probe: dict,
+    provenance: dict,
+    validation: Objective | None = None,
 ) -> list[Path]:
-    """Save the hall of fame (simplified on every task's statistics), `logbook.csv`, `summary.md`
-    and `progress.png` in `out_dir`; return the proxies' paths, best first."""
-    names = sorted(set.intersection(*(set(t.bundle.names) for t in objective.tasks)))
-    groups = sorted(set.intersection(*(set(t.bundle.groups) for t in objective.tasks)))
+    """Save the proxies (simplified on every task's statistics), `pareto.csv`, `logbook.csv`,
+    `summary.md` and `progress.png` in `out_dir`; return the proxies' paths, best first.
+
+    The proxies are the hall of fame in its order, or, with a `validation` objective, the hall of
+    fame and the Pareto front ranked by validation JCM (then training JCM, then size)."""
+    reporter = Objective(tasks, config.jcm)
+    names = sorted(set.intersection(*(set(t.bundle.names) for t in tasks)))
+    groups = sorted(set.intersection(*(set(t.bundle.groups) for t in tasks)))
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    chosen = _ranked(result, validation, config.hall_of_fame)
     rows, paths = [], []
-    bundles = {id(t.bundle): t.bundle for t in objective.tasks}
-    evaluators = [Evaluator(b, memo_bytes=1 << 28) for b in bundles.values()]
-    for rank, ind in enumerate(result.halloffame, start=1):
+    evaluators = [Evaluator(b, memo_bytes=1 << 28) for b in {id(t.bundle): t.bundle for t in tasks}.values()]
+    for rank, (ind, checked) in enumerate(chosen, start=1):
         simple = simplify(ind, evaluators)
-        report = objective.report(simple.tree)
-        proxy = SavedProxy(
-            simple.expression,
-            names,
-            groups,
-            probe,
-            {"jcm_mode": config.jcm, **report.as_dict()},
-            {
-                **provenance,
-                "seed": config.seed,
-                "algorithm": config.algorithm,
-                "date": date,
-                "evaluations": result.evaluations,
-                "rank": rank,
-                "size": len(simple.tree),
-            },
-            simple.as_dict(),
-        )
+        report = reporter.report(simple.tree)
+        fitness = {"jcm_mode": config.jcm, **report.as_dict()}
+        if checked is not None:
+            fitness["jcm_validation"] = checked
+        about = {**provenance, "seed": config.seed, "algorithm": config.algorithm, "date": date}
+        about |= {"evaluations": result.evaluations, "rank": rank, "size": len(simple.tree)}
+        proxy = SavedProxy(simple.expression, names, groups, probe, fitness, about, simple.as_dict())
         paths.append(save_proxy(out_dir / "proxies" / f"rank{rank:02d}.json", proxy))
         shown = f"`{simple.expression}`" + (f" (found as `{ind}`)" if simple.expression != str(ind) else "")
-        taus = [report.test.get(t.name, {}).get("kendall", float("nan")) for t in objective.tasks]
+        taus = [report.test.get(t.name, {}).get("kendall", float("nan")) for t in tasks]
         rows.append(
-            f"| {rank} | {shown} | {len(simple.tree)} | {report.jcm_train:.4f} | {report.jcm_test:.4f} | "
+            f"| {rank} | {shown} | {len(simple.tree)} | {report.jcm_train:.4f} | "
+            + (f"{checked:.4f} | " if checked is not None else "")
+            + f"{report.jcm_test:.4f} | "
             + " | ".join(f"{tau:.3f}" for tau in taus)
             + " |"
         )
+    front = _save_front(result.front, reporter, validation, out_dir / "pareto.csv")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=result.logbook.header)
     writer.writeheader()
     writer.writerows({k: r.get(k) for k in result.logbook.header} for r in result.logbook)
     write_text(out_dir / "logbook.csv", buffer.getvalue())
-    tasks, last = objective.tasks, result.logbook[-1]
+    last, shown_validation = result.logbook[-1], validation is not None
     write_text(
         out_dir / "summary.md",
         "\n".join(
@@ -107,23 +114,73 @@ def save_results(
                 f"included) on {len(tasks)} tasks: "
                 + ", ".join(f"{t.name} ({len(t.train)} train / {len(t.test)} held-out archs)" for t in tasks)
                 + ".",
-                f"JCM = {config.jcm} of Kendall tau over the tasks; held-out = architectures never seen by the search.",
+                f"JCM = {config.jcm} of Kendall tau over the tasks; held-out = architectures never seen by the search."
+                + (
+                    f" Validation = the {config.validation:.0%} of each task's training architectures (seed "
+                    f"{config.validation_seed}) the search never saw; the proxies are ranked by it."
+                    if shown_validation
+                    else ""
+                ),
                 (
                     f"Final population: {last['distinct']} distinct programs, {last['jcms']} distinct training JCMs "
                     "(curves: `progress.png`, `logbook.csv`)."
                 ),
                 "",
-                "| rank | expression | size | JCM train | JCM held-out | "
+                "| rank | expression | size | JCM train | "
+                + ("JCM validation | " if shown_validation else "")
+                + "JCM held-out | "
                 + " | ".join(f"tau held-out {t.name}" for t in tasks)
                 + " |",
-                "|---|---|---|---|---|" + "---|" * len(tasks),
+                "|---|---|---|---|---|" + ("---|" if shown_validation else "") + "---|" * len(tasks),
                 *rows,
+                "",
+                "## Pareto front: the best training JCM at each size (`pareto.csv`)",
+                "",
+                "| size | expression | JCM search | "
+                + ("JCM validation | " if shown_validation else "")
+                + "JCM held-out |",
+                "|---|---|---|---|" + ("---|" if shown_validation else ""),
+                *front,
                 "",
             ]
         ),
     )
     plot_progress(result.logbook, out_dir / "progress.png", f"{config.algorithm}, seed {config.seed}")
     return paths
+
+
+def _ranked(result: DiscoveryResult, validation: Objective | None, count: int) -> list[tuple[object, float | None]]:
+    """(program, validation JCM or None), best first: the hall of fame as it is, or the hall of fame
+    and the front ranked by validation JCM, then the search's JCM, then size; `count` of them."""
+    if validation is None:
+        return [(ind, None) for ind in result.halloffame[:count]]
+    pool = list({str(ind): ind for ind in [*result.halloffame, *result.front]}.values())
+    checked = [(ind, validation.report(ind).jcm_train) for ind in pool]
+    checked.sort(key=lambda pair: (-_finite(pair[1]), -pair[0].fitness.values[0], len(pair[0])))
+    return checked[:count]
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else -math.inf
+
+
+def _save_front(front: list, reporter: Objective, validation: Objective | None, path: Path) -> list[str]:
+    """Write the Pareto front (smallest first) as CSV; return its Markdown rows."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["size", "expression", "jcm_search", "jcm_validation", "jcm_test"])
+    rows = []
+    for ind in sorted(front, key=len):
+        held_out = reporter.report(ind).jcm_test
+        checked = validation.report(ind).jcm_train if validation is not None else float("nan")
+        writer.writerow([len(ind), str(ind), ind.fitness.values[0], checked, held_out])
+        rows.append(
+            f"| {len(ind)} | `{ind}` | {ind.fitness.values[0]:.3f} | "
+            + (f"{checked:.3f} | " if validation is not None else "")
+            + f"{held_out:.3f} |"
+        )
+    write_text(path, buffer.getvalue())
+    return rows
 
 
 def plot_progress(logbook: tools.Logbook, path: Path, title: str) -> None:
@@ -156,16 +213,18 @@ def plot_progress(logbook: tools.Logbook, path: Path, title: str) -> None:
 
 def best_of_runs(run_dirs: Sequence[str | Path]) -> tuple[Path, SavedProxy]:
     """The proxy a user is given from several runs of `discover` (their `out_dir`s): each run's
-    best (`proxies/rank01.json`), then the one with the highest training JCM; ties go to the
-    smaller program (nodes), then the earlier run. Held-out numbers never enter the choice.
-    Returns (that run's folder, its proxy)."""
+    best (`proxies/rank01.json`), then the one with the highest validation JCM when every run
+    kept a validation share, else the highest training JCM; ties go to the smaller program
+    (nodes), then the earlier run. Held-out numbers never enter the choice. Returns (that run's
+    folder, its proxy)."""
     if not run_dirs:
         raise AutoproxError("no runs to choose from")
     runs = [(Path(d), load_proxy(Path(d) / "proxies" / "rank01.json")) for d in run_dirs]
+    column = "jcm_validation" if all("jcm_validation" in p.fitness for _, p in runs) else "jcm_train"
 
     def key(item: tuple[int, tuple[Path, SavedProxy]]) -> tuple[float, int, int]:
         position, (_, proxy) = item
-        train = proxy.fitness.get("jcm_train")  # None: saved as invalid (NaN)
-        return (-math.inf if train is None else train), -len(proxy.tree()), -position
+        value = proxy.fitness.get(column)  # None: saved as invalid (NaN)
+        return (-math.inf if value is None else value), -len(proxy.tree()), -position
 
     return max(enumerate(runs), key=key)[1]

@@ -152,8 +152,19 @@ def test_discover_end_to_end_on_a_slice(capsys, tmp_path):
     assert saved["statistics"]["probe"]["sketch_size"] == 8 and saved["provenance"]["benchmarks"] == ["pit"]
     assert set(saved["fitness"]["test"]) == {"pit/chaoyang_kd_acc", "pit/c100_kd_acc"}
     assert saved["fitness"]["test"]["pit/c100_kd_acc"]["n"] == 4  # the held-out half of 8
+    assert "Pareto front (size, training JCM): pick the knee" in out and "validation" not in out
     code, _, err = run(capsys, *argv)  # the run is there: no silent overwrite
     assert code == 2 and "pass --resume" in err
+    argv[argv.index("--out") + 1] = str(tmp_path / "validated")
+    code, _, err = run(capsys, *argv, "--validation", "0.34")  # 2 of the 4 training architectures
+    assert code == 2 and "fewer than 3 architectures with a known accuracy" in err and "--validation 0.34" in err
+    argv[argv.index("--limit") + 1] = "20"
+    code, out, err = run(capsys, *argv, "--validation", "0.4")
+    assert code == 0, err
+    fitness = json.loads((tmp_path / "validated" / "proxies" / "rank01.json").read_text())["fitness"]
+    assert -1 <= fitness["jcm_validation"] <= 1 and "Pareto front (size, training JCM, validation JCM)" in out
+    front = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    assert front and [int(f[0]) for f in front] == sorted(int(f[0]) for f in front)
 
 
 def test_bench_fetch_from_a_file_url_checks_the_published_checksum(capsys, tmp_path):

@@ -7,6 +7,7 @@ everything already written.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import random
 from collections.abc import Callable, Sequence
@@ -104,6 +105,8 @@ def cmd_discover(args: argparse.Namespace) -> None:
         seed_proxies=tuple(csv_list(args.seed_proxies)),
         batch=args.parents,
         size_limit=args.size_limit,
+        validation=args.validation,
+        validation_seed=args.validation_seed,
     )
     config.validate()
     spec = _probe_spec(args)
@@ -138,6 +141,11 @@ def cmd_discover(args: argparse.Namespace) -> None:
     )
     best = result.saved[0]
     print(f"{result.evaluations} programs evaluated in {result.seconds:.0f} s; best proxy: {best}")
+    print("Pareto front (size, training JCM" + (", validation JCM" if args.validation else "") + "): pick the knee")
+    with open(Path(args.out) / "pareto.csv", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            checked = f"  {float(row['jcm_validation']):6.3f}" if args.validation else ""
+            print(f"  {row['size']:>3}  {float(row['jcm_search']):6.3f}{checked}  {row['expression']}")
     print(f"summary: {Path(args.out) / 'summary.md'}")
 
 

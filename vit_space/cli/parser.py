@@ -152,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--holdout", type=SHARE, default=0.5, help="share of each benchmark's architectures held out")
     p.add_argument("--split-seed", type=SEED, default=0)
+    p.add_argument(
+        "--validation",
+        type=SHARE,
+        default=DiscoveryConfig.validation,
+        help="share of the training architectures the search never sees; the saved proxies are ranked by "
+        "their JCM there (default %(default)s: ranked by training JCM)",
+    )
+    p.add_argument("--validation-seed", type=SEED, default=DiscoveryConfig.validation_seed)
     p.add_argument("--search-seed", type=SEED, default=0, help="seed of the evolution")
     p.add_argument("--seed-proxies", default="", help=f"start from these known proxies: {', '.join(KNOWN_PROXIES)}")
     p.add_argument("--workers", type=POSITIVE, default=1, help="evaluation processes")
