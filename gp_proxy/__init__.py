@@ -31,6 +31,8 @@ _EXPORTS = {
     "kendall": "fitness",
     "correlations": "fitness",
     "report": "fitness",
+    "bootstrap_difference": "fitness",
+    "split_for_validation": "fitness",
     "DiscoveryConfig": "config",
     "discover": "discovery",
     "DiscoveryResult": "results",
@@ -65,6 +67,7 @@ __all__ = [
     "SavedProxy",
     "Task",
     "best_of_runs",
+    "bootstrap_difference",
     "build_pset",
     "correlations",
     "discover",
@@ -76,6 +79,7 @@ __all__ = [
     "report",
     "save_proxy",
     "simplify",
+    "split_for_validation",
     "table",
     "to_graph",
     "to_latex",
@@ -91,7 +95,16 @@ if TYPE_CHECKING:
     from gp_proxy.discovery import discover
     from gp_proxy.evolve import Objective
     from gp_proxy.export import to_graph, to_python
-    from gp_proxy.fitness import Report, Task, correlations, jcm, kendall, report
+    from gp_proxy.fitness import (
+        Report,
+        Task,
+        bootstrap_difference,
+        correlations,
+        jcm,
+        kendall,
+        report,
+        split_for_validation,
+    )
     from gp_proxy.library import KNOWN_PROXIES, known_proxy
     from gp_proxy.markdown import table, write_report
     from gp_proxy.primitives import build_pset

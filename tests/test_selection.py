@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 from synthetic import planted_tasks
 
-from gp_proxy import AutoproxError, DiscoveryConfig, Evaluator, SavedProxy, best_of_runs, discover, load_proxy
-from gp_proxy.fitness import bootstrap_difference, split_for_validation
+from gp_proxy import (
+    AutoproxError,
+    DiscoveryConfig,
+    Evaluator,
+    SavedProxy,
+    best_of_runs,
+    bootstrap_difference,
+    discover,
+    load_proxy,
+    split_for_validation,
+)
 
 FAST = dict(population=20, hall_of_fame=5, checkpoint_every=10)
 PLANTED = "agg_sum_mlp(fro(gW))"
