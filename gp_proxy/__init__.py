@@ -54,6 +54,11 @@ _EXPORTS = {
     "write_report": "markdown",
     "KNOWN_PROXIES": "library",
     "write_text": "atomic",
+    "SavedEnsemble": "ensemble",
+    "ensemble_of_run": "ensemble",
+    "load_ensemble": "ensemble",
+    "mean_rank": "ensemble",
+    "save_ensemble": "ensemble",
 }
 __all__ = [
     "AutoproxError",
@@ -64,6 +69,7 @@ __all__ = [
     "KNOWN_PROXIES",
     "Objective",
     "Report",
+    "SavedEnsemble",
     "SavedProxy",
     "Task",
     "best_of_runs",
@@ -71,12 +77,16 @@ __all__ = [
     "build_pset",
     "correlations",
     "discover",
+    "ensemble_of_run",
     "jcm",
     "kendall",
     "known_proxy",
+    "load_ensemble",
     "load_proxy",
+    "mean_rank",
     "parse",
     "report",
+    "save_ensemble",
     "save_proxy",
     "simplify",
     "split_for_validation",
@@ -93,6 +103,7 @@ if TYPE_CHECKING:
     from gp_proxy.atomic import write_text
     from gp_proxy.config import DiscoveryConfig
     from gp_proxy.discovery import discover
+    from gp_proxy.ensemble import SavedEnsemble, ensemble_of_run, load_ensemble, mean_rank, save_ensemble
     from gp_proxy.evolve import Objective
     from gp_proxy.export import to_graph, to_python
     from gp_proxy.fitness import (

@@ -87,12 +87,22 @@ def save_proxy(path: str | Path, proxy: SavedProxy) -> Path:
 def load_proxy(path: str | Path) -> SavedProxy:
     """Read and check a saved proxy: format, version, fields, and the expression against its
     statistics; AutoproxError, naming the file, on any problem."""
+    return proxy_from_dict(read_json(path, "proxy"), str(path))
+
+
+def read_json(path: str | Path, what: str) -> object:
+    """The JSON content of a file; AutoproxError naming the file when it cannot be read or parsed."""
     try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
-        raise AutoproxError(f"cannot read proxy file {path}: {e.strerror}") from e
+        raise AutoproxError(f"cannot read {what} file {path}: {e.strerror}") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AutoproxError(f"{path}: not a JSON proxy file ({e})") from e
+        raise AutoproxError(f"{path}: not a JSON {what} file ({e})") from e
+
+
+def proxy_from_dict(payload: object, source: str) -> SavedProxy:
+    """The saved proxy `to_json` wrote, checked as `load_proxy` checks a file (`source` names it)."""
+    path = source
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise AutoproxError(f'{path}: not an autoprox proxy file (no "format": "{FORMAT}")')
     if payload.get("version") != VERSION:

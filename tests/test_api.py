@@ -59,6 +59,7 @@ from vit_space import (
     sample_within,
     saved_proxy_bundles,
     score_archs,
+    search,
     tasks_for,
     train,
 )
@@ -203,3 +204,23 @@ def test_train_and_build_a_benchmark(tmp_path):
     out = build_bench(BuildPlan(space, (arch,), ("digits",), recipe, (0,)), tmp_path / "b.json", progress=False)
     bench = load_bench(out)
     assert len(bench) == 1 and bench.accuracy("digits_base_acc")[0] == pytest.approx(result.top1)
+
+
+def test_an_ensemble_of_the_scripts_run_ranks_scores_and_searches(api_run, tmp_path, capsys):
+    from gp_proxy import SavedEnsemble, mean_rank
+    from vit_space.cli import main
+
+    out = api_run[0]
+    assert main(["ensemble", str(out / "discover"), "--top", "3", "--out", str(tmp_path / "e.json")]) == 0
+    assert "mean rank of 3 proxies" in capsys.readouterr().out
+    ensemble = resolve_proxy(str(tmp_path / "e.json"))
+    assert isinstance(ensemble, SavedEnsemble) and len(ensemble.members) == 3
+    cache, space, bench = StatsCache(out / "cache"), get_space("af-tiny"), load_bench("af-tiny")
+    together = proxy_scores(ensemble, space, bench.archs[:6], DIGITS, cache).values
+    apart = [proxy_scores(m, space, bench.archs[:6], DIGITS, cache).values for m in ensemble.members]
+    assert np.array_equal(together, mean_rank(apart)) and together.min() >= 1 and together.max() <= 6
+    ranking = rank(ensemble, bench, bench_fields(bench, []), DIGITS, cache)
+    assert -1 <= ranking.jcm_heldout <= 1 and ranking.proxy.startswith("mean_rank(")
+    config = SearchConfig(count=4, population=4, parents=2)
+    state = search(space, [ensemble], Budget(0, 20e3, num_classes=10), DIGITS, cache, config, tmp_path / "s")
+    assert all(len(c.scores) == 3 for c in state.evaluated)  # searched with its members, ranked over all so far

@@ -89,3 +89,28 @@ def test_paired_bootstrap_of_a_proxy_against_itself_and_against_noise():
     better = bootstrap_difference([scores], [noise], [task.accuracy], task.test, resamples=500, seed=1)
     assert 0 < better["low"] < better["difference"] < better["high"] <= 2
     assert json.dumps(better)  # plain floats and ints, ready for a results file
+
+
+def test_mean_rank_and_ensembles_of_a_run(tmp_path):
+    from gp_proxy import SavedEnsemble, ensemble_of_run, load_ensemble, mean_rank, save_ensemble
+
+    ranks = mean_rank([np.array([3.0, 1.0, 2.0, np.nan]), np.array([10.0, 20.0, 30.0, 5.0])])
+    # member 1 ranks its three finite scores 3, 1, 2; member 2 ranks all four 2, 3, 4, 1
+    assert np.allclose(ranks[:3], [(3 + 2) / 2, (1 + 3) / 2, (2 + 4) / 2]) and np.isnan(ranks[3])
+    discover(planted_tasks(), DiscoveryConfig(iterations=40, seed=3, **FAST), tmp_path / "run", progress=False)
+    ensemble = ensemble_of_run(tmp_path / "run", top=3)
+    expected = [load_proxy(tmp_path / "run" / "proxies" / f"rank0{i}.json").expression for i in (1, 2, 3)]
+    assert [m.expression for m in ensemble.members] == expected
+    assert ensemble.expression == "mean_rank(" + "; ".join(expected) + ")"
+    again = load_ensemble(save_ensemble(tmp_path / "e.json", ensemble))
+    assert isinstance(again, SavedEnsemble) and again.members == ensemble.members
+    with pytest.raises(AutoproxError, match="needs 2 or more proxies; asked for 9, found 5"):
+        ensemble_of_run(tmp_path / "run", top=9)
+    payload = json.loads((tmp_path / "e.json").read_text())
+    payload["members"][1]["expression"] = "agg_sum_all(nope(W))"
+    (tmp_path / "bad.json").write_text(json.dumps(payload))
+    with pytest.raises(AutoproxError, match=r"bad.json member 1: .*nope"):
+        load_ensemble(tmp_path / "bad.json")
+    (tmp_path / "one.json").write_text(json.dumps({**payload, "members": payload["members"][:1]}))
+    with pytest.raises(AutoproxError, match="must list 2 or more saved proxies"):
+        load_ensemble(tmp_path / "one.json")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gp_proxy.discovery import DiscoveryConfig, discover
+from gp_proxy.ensemble import ensemble_of_run, save_ensemble
 from gp_proxy.errors import AutoproxError
 from gp_proxy.program import Evaluator
 from gp_proxy.simplification import simplify
@@ -244,6 +245,13 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"written: {table.write_csv(args.out)}")
 
 
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    ensemble = ensemble_of_run(args.run, args.top)
+    print(f"{save_ensemble(args.out, ensemble)}: mean rank of {len(ensemble.members)} proxies")
+    for member in ensemble.members:
+        print(f"  {member.expression}  (training JCM {member.fitness.get('jcm_train', float('nan')):.3f})")
+
+
 def cmd_simplify(args: argparse.Namespace) -> None:
     proxy = load_proxy(args.proxy)
     bundles = saved_proxy_bundles(
@@ -319,6 +327,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], None]] = {
     "export": cmd_export,
     "search": cmd_search,
     "score": cmd_score,
+    "ensemble": cmd_ensemble,
     "simplify": cmd_simplify,
     "run": cmd_run,
     "proxies": cmd_proxies,

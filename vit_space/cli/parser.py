@@ -219,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_args(p)
     p.set_defaults(handler="score")
 
+    p = sub.add_parser("ensemble", help="combine a discover run's best proxies by rank averaging")
+    p.add_argument("run", help="a discover --out folder")
+    p.add_argument("--top", type=bounded(int, 2), default=5, help="how many of its proxies (default %(default)s)")
+    p.add_argument("--out", required=True, help="ENSEMBLE.json (use it wherever a PROXY.json is taken)")
+    p.set_defaults(handler="ensemble")
+
     p = sub.add_parser("simplify", help="shorten a saved proxy, checked on cached benchmark statistics")
     p.add_argument("proxy", help="a saved PROXY.json")
     p.add_argument("--bench", default="autoformer,pit", help="benchmarks whose statistics the check uses")

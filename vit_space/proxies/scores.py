@@ -20,12 +20,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gp_proxy.atomic import write_text
+from gp_proxy.ensemble import ENSEMBLE_FORMAT, SavedEnsemble, load_ensemble, mean_rank
 from gp_proxy.errors import AutoproxError
 from gp_proxy.library import KNOWN_PROXIES
 from gp_proxy.primitives import build_pset
 from gp_proxy.program import Evaluator, parse
 from gp_proxy.stats import StatsBundle
-from gp_proxy.store import SavedProxy, json_safe, load_proxy
+from gp_proxy.store import SavedProxy, json_safe, load_proxy, read_json
 from vit_space.bench.benchmark import load_bench
 from vit_space.data.batches import BatchSpec, get_dataset
 from vit_space.probe.cache import (
@@ -55,23 +56,33 @@ def catalogue() -> dict[str, tuple[str, str]]:
     return out
 
 
-def resolve_proxy(name_or_path: str) -> str | SavedProxy:
-    """A known proxy name, or a saved proxy file (`*.json` or an existing path)."""
+Proxy = str | SavedProxy | SavedEnsemble  # a known name, a saved proxy, or an ensemble of saved proxies
+
+
+def resolve_proxy(name_or_path: str) -> Proxy:
+    """A known proxy name, or a saved proxy or ensemble file (`*.json` or an existing path)."""
     if name_or_path in catalogue():
         return name_or_path
     if name_or_path.endswith(".json") or Path(name_or_path).exists():
+        payload = read_json(name_or_path, "proxy")
+        if isinstance(payload, dict) and payload.get("format") == ENSEMBLE_FORMAT:
+            return load_ensemble(name_or_path)
         return load_proxy(name_or_path)
     raise AutoproxError(f"unknown proxy {name_or_path!r}; known: {', '.join(catalogue())}, or a saved PROXY.json")
 
 
-def proxy_label(proxy: str | SavedProxy) -> str:
+def proxy_label(proxy: Proxy) -> str:
+    """A proxy's name, or its expression."""
     return proxy if isinstance(proxy, str) else proxy.expression
 
 
-def with_source(proxy: str | SavedProxy, source: str | None) -> str | SavedProxy:
-    """A saved proxy whose recorded image source is replaced by `source` (a known name stays as it is)."""
+def with_source(proxy: Proxy, source: str | None) -> Proxy:
+    """A saved proxy (or every member of an ensemble) whose recorded image source is replaced by
+    `source`; a known name stays as it is."""
     if not source or isinstance(proxy, str):
         return proxy
+    if isinstance(proxy, SavedEnsemble):
+        return replace(proxy, members=[with_source(m, source) for m in proxy.members])
     return replace(proxy, probe={**proxy.probe, "source": source})  # the key ProbeSpec.as_dict writes
 
 
@@ -170,7 +181,7 @@ class Scores:
 
 
 def proxy_scores(
-    proxy: str | SavedProxy,
+    proxy: Proxy,
     space: Space,
     archs: Sequence[Arch],
     spec: ProbeSpec,
@@ -181,9 +192,13 @@ def proxy_scores(
     """Scores of a known proxy name or a saved proxy on `archs`, measured on `spec`'s batch.
 
     Saved proxies use their own statistics spec (batch source, size and seed, sketch, conditions)
-    on `spec`'s data set, at `spec`'s image size (the scored networks' input). Statistics and pass scores
-    missing from `cache` are computed (`compute_missing`) or reported as an error.
+    on `spec`'s data set, at `spec`'s image size (the scored networks' input). An ensemble's
+    scores are its members' mean ranks among `archs` (relative to the set scored). Statistics and
+    pass scores missing from `cache` are computed (`compute_missing`) or reported as an error.
     """
+    if isinstance(proxy, SavedEnsemble):
+        members = [proxy_scores(m, space, archs, spec, cache, compute_missing, progress) for m in proxy.members]
+        return Scores(mean_rank([m.values for m in members]), sum(m.seconds_per_arch for m in members))
     spec = spec.for_space(space)
     classes, size = get_dataset(spec.batch.dataset).num_classes, spec.batch.image_size
     if isinstance(proxy, str) and proxy in ANALYTIC:

@@ -8,7 +8,8 @@ Two algorithms over a `Space`:
 Every candidate is probed once: statistics and pass-proxy scores are cached by architecture
 hash, so a rerun or a `resume` never probes twice. With several proxies a candidate's
 fitness is its mean rank (as a fraction of the candidates evaluated so far, 1 = best) over
-the proxies; with one, its score.
+the proxies; with one, its score. An ensemble counts as its members (ranks over every
+candidate so far, not over one batch).
 
 Random search also proceeds in batches of `population`. A JSON checkpoint after every batch
 holds the evaluated candidates, the population and the random state, so an interrupted search
@@ -30,6 +31,7 @@ from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
 from gp_proxy.atomic import write_text
+from gp_proxy.ensemble import SavedEnsemble
 from gp_proxy.errors import AutoproxError
 from gp_proxy.markdown import table
 from gp_proxy.store import SavedProxy
@@ -112,7 +114,7 @@ class Searcher:
     def __init__(
         self,
         space: Space,
-        proxies: Sequence[str | SavedProxy],
+        proxies: Sequence[str | SavedProxy | SavedEnsemble],
         budget: Budget,
         spec: ProbeSpec,
         cache: StatsCache,
@@ -121,7 +123,7 @@ class Searcher:
         config.validate()
         self.space, self.proxies, self.budget, self.spec, self.cache, self.config = (
             space,
-            list(proxies),
+            [m for p in proxies for m in (p.members if isinstance(p, SavedEnsemble) else [p])],
             budget,
             spec,
             cache,
@@ -330,7 +332,7 @@ def _plot(path: Path, state: SearchState, algorithm: str) -> None:
 
 def search(
     space: Space,
-    proxies: Sequence[str | SavedProxy],
+    proxies: Sequence[str | SavedProxy | SavedEnsemble],
     budget: Budget,
     spec: ProbeSpec,
     cache: StatsCache,
