@@ -1,3 +1,5 @@
+import random
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -5,7 +7,7 @@ import torch.nn.functional as F
 from gp_proxy.errors import AutoproxError
 from vit_space.data.batches import BatchSpec
 from vit_space.probe.cache import ProbeSpec, probe_arch
-from vit_space.probe.hooks import find_blocks, probe
+from vit_space.probe.hooks import find_blocks, probe, probe_minibatches
 from vit_space.probe.sketch import sketch, sketch_indices
 from vit_space.spaces import get_space
 
@@ -134,3 +136,44 @@ def test_sketch_indices_for_short_dimensions_repeat_every_element():
     assert set(counts.tolist()) <= {2, 3} and counts.sum() == 12
     assert torch.equal(sketch_indices(100, 8, 3), sketch_indices(100, 8, 3))
     assert not torch.equal(sketch_indices(100, 8, 3), sketch_indices(100, 8, 4))
+
+
+def test_minibatch_condition_is_the_mean_and_std_of_slice_gradients():
+    torch.manual_seed(0)
+    model = get_space("autoformer").build(ARCH, num_classes=10, img_size=64)
+    images = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([3, 7, 1, 0, 9, 2, 5, 5])
+    stats = probe_minibatches(model, images, labels, parts=4, size=S, seed=0)
+    assert all(p.grad is None for p in model.parameters())  # gradients cleared after
+    fc1 = find_blocks(model)[0].mlp.fc1
+    slices = []
+    for rows in ([0, 1], [2, 3], [4, 5], [6, 7]):  # by hand: one backward pass per slice of 2
+        model.zero_grad()
+        F.cross_entropy(model(images[rows]), labels[rows]).backward()
+        slices.append(fc1.weight.grad.clone())
+    slices = torch.stack(slices)
+    unit = 2  # block 0: qkv, proj, fc1, fc2
+    assert torch.allclose(stats.tensors["gW"][unit], sketch(slices.mean(0), S, 0), rtol=1e-5, atol=1e-8)
+    assert torch.allclose(stats.tensors["sgW"][unit], sketch(slices.std(0, correction=0), S, 0), rtol=1e-5, atol=1e-8)
+    assert stats.numel["sgW"][unit] == fc1.weight.numel() and (stats.tensors["sgW"] >= 0).all()
+    with pytest.raises(AutoproxError, match="splits the batch in 4; batch size 2 is smaller"):
+        probe_minibatches(model, images[:2], labels[:2], parts=4)
+
+
+def test_minibatch_statistics_reach_programs_through_the_cache(tmp_path):
+    from gp_proxy import Evaluator, build_pset, parse
+    from vit_space.probe.cache import StatsCache, fill, latex_names, load_bundle
+
+    space, spec = (
+        get_space("af-tiny"),
+        ProbeSpec(BatchSpec("digits", image_size=None), conditions=("data", "minibatch")),
+    )
+    archs = [space.sample(random.Random(s)) for s in range(4)]
+    cache = StatsCache(tmp_path)
+    fill(space, archs, [spec], cache, progress=False)
+    bundle = load_bundle(space, archs, spec, cache)
+    assert {"gW", "mb.gW", "mb.sgW"} <= set(bundle.names)
+    snr = parse("agg_sum_all(u_div(fro(mb.gW), fro(mb.sgW)))", build_pset(bundle.names, sorted(bundle.groups)))
+    scores = Evaluator(bundle)(snr)
+    assert scores.shape == (4,) and (scores > 0).all()
+    assert latex_names(["mb.sgW"]) == {"mb.sgW": r"\sigma_{\nabla W}^{\text{mb}}"}

@@ -28,8 +28,17 @@ from vit_space.probe.hooks import CONDITIONS, conditions, probe_conditions
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
-PREFIX = {"data": "", "noise": "noise.", "synflow": "sf."}
-_LATEX = {"W": "W", "gW": r"\nabla W", "X": "X", "gX": r"\nabla X", "Y": "Y", "gY": r"\nabla Y", "A": "A"}
+PREFIX = {"data": "", "noise": "noise.", "minibatch": "mb.", "synflow": "sf."}
+_LATEX = {
+    "W": "W",
+    "gW": r"\nabla W",
+    "sgW": r"\sigma_{\nabla W}",
+    "X": "X",
+    "gX": r"\nabla X",
+    "Y": "Y",
+    "gY": r"\nabla Y",
+    "A": "A",
+}
 
 
 def latex_names(names: Sequence[str]) -> dict[str, str]:

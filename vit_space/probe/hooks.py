@@ -32,7 +32,8 @@ GROUPS = {
     "ln_out": ("qkv", "fc1"),
     **{name: (name,) for name in LINEARS},
 }
-CONDITIONS = ("data", "noise", "synflow")
+CONDITIONS = ("data", "noise", "minibatch", "synflow")
+MINIBATCHES = 4  # the "minibatch" condition's slices of the probe batch (changing it: bump cache.FORMAT_VERSION)
 
 
 def find_blocks(model: nn.Module) -> list[nn.Module]:
@@ -55,6 +56,14 @@ def find_blocks(model: nn.Module) -> list[nn.Module]:
 
 def unit_linears(block: nn.Module) -> list[nn.Linear]:
     return [block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2]
+
+
+def unit_stats(tensors: dict[str, torch.Tensor], numel: dict[str, torch.Tensor], blocks: int) -> UnitStats:
+    """`UnitStats` of `blocks` blocks of four units each (qkv, proj, fc1, fc2), with their groups."""
+    units = 4 * blocks
+    linear_of_unit = [LINEARS[u % 4] for u in range(units)]
+    groups = {g: torch.tensor([name in members for name in linear_of_unit]) for g, members in GROUPS.items()}
+    return UnitStats(tensors, numel, groups, torch.arange(units, dtype=torch.long) // 4)
 
 
 def _fast_attention(attn: nn.Module) -> bool:
@@ -156,15 +165,7 @@ class _Recorder:
                     self.record("gW", 4 * b + j, linear.weight.grad)
 
     def result(self) -> UnitStats:
-        units = 4 * len(self.blocks)
-        linear_of_unit = [LINEARS[u % 4] for u in range(units)]
-        groups = {g: torch.tensor([name in members for name in linear_of_unit]) for g, members in GROUPS.items()}
-        return UnitStats(
-            tensors={k: torch.stack(v) for k, v in self.sketches.items()},
-            numel=dict(self.numel),
-            groups=groups,
-            block=torch.arange(units, dtype=torch.long) // 4,
-        )
+        return unit_stats({k: torch.stack(v) for k, v in self.sketches.items()}, dict(self.numel), len(self.blocks))
 
 
 def probe(
@@ -191,6 +192,38 @@ def probe(
     return stats
 
 
+def probe_minibatches(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, parts: int, size: int = 32, seed: int = 0
+) -> UnitStats:
+    """Weight gradients of `parts` equal slices of the batch, one backward pass each (cross-entropy).
+
+    Per unit: `gW`, the sketch of the slices' mean gradient, and `sgW`, the sketch of their
+    elementwise standard deviation (population std over the slices), both taken from the full
+    tensors before sketching, so `mean(abs(gW)) / mean(sgW)` is a gradient signal-to-noise ratio.
+    """
+    if len(images) < parts:
+        raise AutoproxError(f"the minibatch condition splits the batch in {parts}; batch size {len(images)} is smaller")
+    blocks = find_blocks(model)
+    linears = [linear for block in blocks for linear in unit_linears(block)]
+    grads: list[list[torch.Tensor]] = [[] for _ in linears]
+    for rows in torch.tensor_split(torch.arange(len(images)), parts):
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(images[rows]), labels[rows]).backward()
+        for unit, linear in enumerate(linears):
+            grads[unit].append(linear.weight.grad.detach().clone())
+    model.zero_grad(set_to_none=True)
+    stacks = [torch.stack(g) for g in grads]
+    tensors = {
+        "gW": torch.stack([sketch(s.mean(0), size, seed) for s in stacks]),
+        "sgW": torch.stack([sketch(s.std(0, correction=0), size, seed) for s in stacks]),
+    }
+    counts = torch.tensor([float(linear.weight.numel()) for linear in linears], dtype=torch.float64)
+    stats = unit_stats(tensors, {"gW": counts, "sgW": counts.clone()}, len(blocks))
+    if not all(torch.isfinite(t).all() for t in tensors.values()):
+        raise AutoproxError("the minibatch probe produced NaN/inf gradients; the model or batch diverges")
+    return stats
+
+
 @dataclass(frozen=True)
 class Condition:
     """How to feed a model for one set of statistics."""
@@ -199,12 +232,14 @@ class Condition:
     images: torch.Tensor
     loss_fn: Callable[[torch.Tensor], torch.Tensor]
     absolute_weights: bool = False
+    labels: torch.Tensor | None = None  # set: gradients of MINIBATCHES slices (`probe_minibatches`)
 
 
 def conditions(names: tuple[str, ...], images: torch.Tensor, labels: torch.Tensor, seed: int) -> list[Condition]:
     """The probe conditions: `data` (the batch, cross-entropy), `noise` (Gaussian images of the same
-    shape, same labels) and `synflow` (one all-ones image through absolute weights, loss = sum of
-    logits). `synflow` changes the weights in place, so it is always run last."""
+    shape, same labels), `minibatch` (weight-gradient mean and std over MINIBATCHES slices of the
+    batch) and `synflow` (one all-ones image through absolute weights, loss = sum of logits).
+    `synflow` changes the weights in place, so it is always run last."""
     unknown = [n for n in names if n not in CONDITIONS]
     if unknown:
         raise AutoproxError(f"unknown probe conditions {unknown}; known: {', '.join(CONDITIONS)}")
@@ -213,6 +248,7 @@ def conditions(names: tuple[str, ...], images: torch.Tensor, labels: torch.Tenso
     table = {
         "data": Condition("data", images, cross_entropy),
         "noise": Condition("noise", noise, cross_entropy),
+        "minibatch": Condition("minibatch", images, cross_entropy, labels=labels),
         "synflow": Condition("synflow", torch.ones(1, *images.shape[1:]), torch.sum, absolute_weights=True),
     }
     return [table[n] for n in sorted(set(names), key=CONDITIONS.index)]
@@ -226,5 +262,8 @@ def probe_conditions(model: nn.Module, conds: list[Condition], size: int, seed: 
             with torch.no_grad():
                 for p in model.parameters():
                     p.abs_()
-        out[cond.name] = probe(model, cond.images, cond.loss_fn, size, seed)
+        if cond.labels is not None:
+            out[cond.name] = probe_minibatches(model, cond.images, cond.labels, MINIBATCHES, size, seed)
+        else:
+            out[cond.name] = probe(model, cond.images, cond.loss_fn, size, seed)
     return out
