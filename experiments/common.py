@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gp_proxy import KNOWN_PROXIES, Evaluator, Report, Task, build_pset, parse, report
+from gp_proxy import KNOWN_PROXIES, Evaluator, Report, Task, bootstrap_difference, build_pset, kendall, parse, report
 from vit_space import BatchSpec, ProbeSpec, StatsCache, bench_tasks, field_dataset, get_dataset, get_space, load_bench
 
 SPACES = ("autoformer", "pit")
@@ -83,3 +83,18 @@ def space_jcm(rep: Report, space: str, part: str = "test") -> float:
     values = getattr(rep, part)
     taus = [c["kendall"] for name, c in values.items() if name.startswith(space + "/")]
     return float(np.mean(taus)) if taus else float("nan")
+
+
+def space_tau(scores: dict[str, np.ndarray], tasks: list[Task], space: str, part: str = "test") -> float:
+    """Mean Kendall tau over one space's tasks on their training or held-out part."""
+    mine = [t for t in tasks if t.name.startswith(space + "/")]
+    return float(np.mean([kendall(scores[t.name][getattr(t, part)], t.accuracy[getattr(t, part)]) for t in mine]))
+
+
+def versus(scores: dict[str, np.ndarray], base: dict[str, np.ndarray], tasks: list[Task], space: str) -> str:
+    """Held-out difference to `base` with its 95% paired-bootstrap interval."""
+    mine = [t for t in tasks if t.name.startswith(space + "/")]
+    b = bootstrap_difference(
+        [scores[t.name] for t in mine], [base[t.name] for t in mine], [t.accuracy for t in mine], mine[0].test
+    )
+    return f"{b['difference']:+.3f} [{b['low']:+.3f}, {b['high']:+.3f}]"

@@ -15,24 +15,21 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-from common import SPACES, param_scores, vitbench_tasks
+from common import SPACES, param_scores, program_scores, space_tau, versus, vitbench_tasks
 from scipy.stats import rankdata
 
 from gp_proxy import (
     KNOWN_PROXIES,
     DiscoveryConfig,
-    Evaluator,
     Task,
     best_of_runs,
-    bootstrap_difference,
-    build_pset,
     discover,
     kendall,
     load_proxy,
-    parse,
     table,
     write_report,
 )
@@ -66,32 +63,12 @@ def depth_width(task: Task) -> np.ndarray:
 
 def program(expression: str) -> Scorer:
     """Scores of a program on a task's statistics."""
-
-    def score(task: Task) -> np.ndarray:
-        tree = parse(expression, build_pset(task.bundle.names, sorted(task.bundle.groups)))
-        return Evaluator(task.bundle, memo_bytes=0)(tree)
-
-    return score
+    return partial(program_scores, expression)
 
 
 def ensemble(expressions: list[str]) -> Scorer:
     """Mean rank (over the task's architectures) of several programs' scores."""
     return lambda task: np.mean([rankdata(program(e)(task)) for e in expressions], axis=0)
-
-
-def space_tau(scores: dict[str, np.ndarray], tasks: list[Task], space: str, part: str = "test") -> float:
-    """Mean Kendall tau over one space's tasks on their training or held-out part."""
-    mine = [t for t in tasks if t.name.startswith(space + "/")]
-    return float(np.mean([kendall(scores[t.name][getattr(t, part)], t.accuracy[getattr(t, part)]) for t in mine]))
-
-
-def versus(scores: dict[str, np.ndarray], base: dict[str, np.ndarray], tasks: list[Task], space: str) -> str:
-    """Held-out difference to `base` with its 95% paired-bootstrap interval."""
-    mine = [t for t in tasks if t.name.startswith(space + "/")]
-    b = bootstrap_difference(
-        [scores[t.name] for t in mine], [base[t.name] for t in mine], [t.accuracy for t in mine], mine[0].test
-    )
-    return f"{b['difference']:+.3f} [{b['low']:+.3f}, {b['high']:+.3f}]"
 
 
 def row(name: str, what: str, score: Scorer, tasks: list[Task], tiny: list[Task], params: dict) -> str:
