@@ -20,22 +20,15 @@ import torch.nn.functional as F
 
 from gp_proxy import kendall, table, write_report
 from vit_space import BatchSpec, get_space, make_batch
-from vit_space.probe.hooks import MINIBATCHES, find_blocks, probe, probe_minibatches, unit_linears
+from vit_space.probe.hooks import MINIBATCHES, find_blocks, probe, probe_minibatches, slice_gradients, unit_linears
 
 
 def snr_full(model, images, labels) -> float:
     """Σ over units of the mean over weights of |mean g| / std g, on full gradient tensors."""
     linears = [lin for block in find_blocks(model) for lin in unit_linears(block)]
-    grads = [[] for _ in linears]
-    for rows in torch.tensor_split(torch.arange(len(images)), MINIBATCHES):
-        model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(images[rows]), labels[rows]).backward()
-        for i, lin in enumerate(linears):
-            grads[i].append(lin.weight.grad.detach().clone())
-    model.zero_grad(set_to_none=True)
     total = 0.0
-    for g in grads:
-        s = torch.stack(g).double()
+    for s in slice_gradients(model, linears, images, labels, MINIBATCHES):
+        s = s.double()
         total += float((s.mean(0).abs() / s.std(0, correction=0).clamp_min(1e-12)).mean())
     return total
 

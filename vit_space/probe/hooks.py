@@ -192,6 +192,23 @@ def probe(
     return stats
 
 
+def slice_gradients(
+    model: nn.Module, linears: list[nn.Linear], images: torch.Tensor, labels: torch.Tensor, parts: int
+) -> list[torch.Tensor]:
+    """Per linear, its weight gradients under `parts` equal slices of the batch (cross-entropy, one
+    backward pass each), stacked: (parts, out, in). Gradients are cleared after."""
+    if len(images) < parts:
+        raise AutoproxError(f"the minibatch condition splits the batch in {parts}; batch size {len(images)} is smaller")
+    grads: list[list[torch.Tensor]] = [[] for _ in linears]
+    for rows in torch.tensor_split(torch.arange(len(images)), parts):
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(images[rows]), labels[rows]).backward()
+        for unit, linear in enumerate(linears):
+            grads[unit].append(linear.weight.grad.detach().clone())
+    model.zero_grad(set_to_none=True)
+    return [torch.stack(g) for g in grads]
+
+
 def probe_minibatches(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, parts: int, size: int = 32, seed: int = 0
 ) -> UnitStats:
@@ -201,18 +218,9 @@ def probe_minibatches(
     elementwise standard deviation (population std over the slices), both taken from the full
     tensors before sketching, so `mean(abs(gW)) / mean(sgW)` is a gradient signal-to-noise ratio.
     """
-    if len(images) < parts:
-        raise AutoproxError(f"the minibatch condition splits the batch in {parts}; batch size {len(images)} is smaller")
     blocks = find_blocks(model)
     linears = [linear for block in blocks for linear in unit_linears(block)]
-    grads: list[list[torch.Tensor]] = [[] for _ in linears]
-    for rows in torch.tensor_split(torch.arange(len(images)), parts):
-        model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(images[rows]), labels[rows]).backward()
-        for unit, linear in enumerate(linears):
-            grads[unit].append(linear.weight.grad.detach().clone())
-    model.zero_grad(set_to_none=True)
-    stacks = [torch.stack(g) for g in grads]
+    stacks = slice_gradients(model, linears, images, labels, parts)
     tensors = {
         "gW": torch.stack([sketch(s.mean(0), size, seed) for s in stacks]),
         "sgW": torch.stack([sketch(s.std(0, correction=0), size, seed) for s in stacks]),
