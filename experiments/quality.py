@@ -46,6 +46,11 @@ LEVERS = {
 ENSEMBLE = "rank average of the default run's top 5"
 
 
+def slug(lever: str) -> str:
+    """A lever's run folder, e.g. "training-JCM", "JCM-eq-min-over-tasks"."""
+    return lever.split(" (")[0].replace(" ", "-").replace("=", "eq")
+
+
 def depth_width(task: Task) -> np.ndarray:
     """Depth x width per architecture: AutoFormer-style depth x embedding width; PiT, summed over its
     stages, stage depth x stage width (base width x the stage's heads)."""
@@ -93,6 +98,7 @@ def main() -> None:
     parser.add_argument("--size-limit", type=int, default=12)
     parser.add_argument("--runs", default="results/quality")
     parser.add_argument("--out", default="results/quality.md")
+    parser.add_argument("--levers", default="all", help="comma-separated run folders of LEVERS (default: all)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     tasks = vitbench_tasks(args.cache)
@@ -101,10 +107,14 @@ def main() -> None:
     )
     params = {t.name: param_scores(t) for t in tasks}
     rows, per_seed = [], []
-    for lever, options in LEVERS.items():
+    chosen = [slug(lever) for lever in LEVERS] if args.levers == "all" else args.levers.split(",")
+    unknown = sorted(set(chosen) - {slug(lever) for lever in LEVERS})
+    if unknown:
+        parser.error(f"--levers: unknown {unknown}; known: {', '.join(slug(lever) for lever in LEVERS)}")
+    for lever, options in ((k, v) for k, v in LEVERS.items() if slug(k) in chosen):
         run_dirs = []
         for seed in seeds:
-            out = Path(args.runs) / lever.split(" (")[0].replace(" ", "-").replace("=", "eq") / f"seed{seed}"
+            out = Path(args.runs) / slug(lever) / f"seed{seed}"
             config = DiscoveryConfig(iterations=args.iterations, seed=seed, size_limit=args.size_limit, **options)
             discover(tasks, config, out, resume=(out / "checkpoint.json").exists(), progress=True)
             run_dirs.append(out)
@@ -129,7 +139,7 @@ def main() -> None:
         args.out,
         "Proxy quality levers on ViT-Bench-101, held out",
         f"python experiments/quality.py --cache {args.cache} --seeds {args.seeds} --iterations {args.iterations} "
-        f"--size-limit {args.size_limit} --runs {args.runs} --out {args.out}",
+        f"--size-limit {args.size_limit} --runs {args.runs} --out {args.out} --levers {args.levers}",
         "Tasks: AutoFormer and PiT x c100/flower/chaoyang KD accuracies; each space split 50/50 (seed 0); the"
         " search sees the first half only. Statistics: skimage crops, batch 16, seed 0, sketch 32, condition "
         f"data. Each lever's proxy is the best of its {len(seeds)} runs by the run's own rule (training JCM, or "
