@@ -38,6 +38,12 @@ KNOWN_PROXIES: dict[str, KnownProxy] = {
         "Fisher-like (after Turner et al., 2020): sum over linears of (activation * gradient)^2 "
         "at their inputs, element-wise (the sketch keeps sampled tokens, not per-channel sums).",
     ),
+    "depth_width": KnownProxy(
+        "agg_sum_qkv(fro(sign(W)))",
+        "depth x width: over the blocks, the square root of the qkv weight's size (sqrt(3) x the block's "
+        "embedding width), summed; sqrt(3) x depth x width for an AutoFormer, sqrt(3) x the sum of stage "
+        "depth x stage width for a PiT.",
+    ),
     "linear_params": KnownProxy(
         "agg_sum_all(sum(sign(square(W))))", "parameter count of the block linears: every non-zero weight counts 1."
     ),

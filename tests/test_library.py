@@ -57,6 +57,9 @@ def test_programs_equal_the_direct_computations(probed):
         for m in models
     ]
     np.testing.assert_allclose(score("linear_params", stats), linear_params, rtol=1e-6)
+    # PiT: stage width = base_dim x heads, so depth x width = sum over stages of depth x base_dim x heads
+    depth_width = [sum(d * a["base_dim"] * h for d, h in zip(a["depth"], a["num_heads"])) for a in ARCHS]
+    np.testing.assert_allclose(score("depth_width", stats), np.sqrt(3) * np.array(depth_width), rtol=1e-5)
 
 
 def test_paper_proxy_reads_layernorm_outputs_only(probed):
