@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 from common import SPACES, param_scores, program_scores, space_tau, versus, vitbench_tasks
-from scipy.stats import rankdata
 
 from gp_proxy import (
     KNOWN_PROXIES,
@@ -30,6 +29,7 @@ from gp_proxy import (
     discover,
     kendall,
     load_proxy,
+    mean_rank,
     table,
     write_report,
 )
@@ -72,8 +72,8 @@ def program(expression: str) -> Scorer:
 
 
 def ensemble(expressions: list[str]) -> Scorer:
-    """Mean rank (over the task's architectures) of several programs' scores."""
-    return lambda task: np.mean([rankdata(program(e)(task)) for e in expressions], axis=0)
+    """Mean rank (over the task's architectures) of several programs' scores (`gp_proxy.mean_rank`)."""
+    return lambda task: mean_rank([program(e)(task) for e in expressions])
 
 
 def row(name: str, what: str, score: Scorer, tasks: list[Task], tiny: list[Task], params: dict) -> str:
