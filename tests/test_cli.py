@@ -45,6 +45,11 @@ def test_stats_fills_the_cache_then_skips(capsys, tmp_path):
         (["stats", "--bench", "nope"], "no benchmark file 'nope'"),
         (["stats", "--bench", "af-tiny", "--datasets", "cifar"], "unknown dataset 'cifar'; known: c100"),
         (["stats", "--bench", "af-tiny", "--conditions", "data,zen"], "unknown probe conditions ['zen']"),
+        (["stats", "--bench", "af-tiny", "--minibatches", "1"], "argument --minibatches: expected an integer >= 2"),
+        (
+            ["stats", "--bench", "af-tiny", "--conditions", "minibatch", "--batch", "2"],
+            "minibatches=4 slices; batch size 2 is smaller",
+        ),
         (["stats", "--space", "vit", "--sample", "1"], "unknown space 'vit'"),
         (["stats", "--bench", "af-tiny", "--data", "c100"], "--data takes NAME=PATH"),
         (["arch", "--space", "timm:deit_tiny_patch16_22"], "unknown timm model"),

@@ -177,3 +177,37 @@ def test_minibatch_statistics_reach_programs_through_the_cache(tmp_path):
     scores = Evaluator(bundle)(snr)
     assert scores.shape == (4,) and (scores > 0).all()
     assert latex_names(["mb.sgW"]) == {"mb.sgW": r"\sigma_{\nabla W}^{\text{mb}}"}
+
+
+def test_minibatch_slice_count_is_an_option_with_its_own_cache_entries(tmp_path):
+    from vit_space.probe.cache import StatsCache, fill, load_bundle
+
+    space = get_space("af-tiny")
+    archs = [space.sample(random.Random(s)) for s in range(2)]
+    four = ProbeSpec(BatchSpec("digits", image_size=None), conditions=("minibatch",))
+    two = ProbeSpec(BatchSpec("digits", image_size=None), conditions=("minibatch",), minibatches=2)
+    assert "minibatches" not in four.key(space, archs[0], "minibatch")  # the default keeps its older files
+    assert two.key(space, archs[0], "minibatch")["minibatches"] == 2
+    assert two.key(space, archs[0], "data") == four.key(space, archs[0], "data")  # K changes only minibatch entries
+    cache = StatsCache(tmp_path)
+    assert fill(space, archs, [four, two], cache, progress=False).computed == 4
+    a, b = (load_bundle(space, archs, s, cache).tensors["mb.sgW"] for s in (four, two))
+    assert a.shape == b.shape and not torch.equal(a, b)  # 4 slices of 8 images vs 2 of 16
+    assert ProbeSpec.from_dict(two.as_dict(), "digits") == ProbeSpec(
+        BatchSpec("digits", image_size=None), conditions=("minibatch",), minibatches=2
+    )
+    old = {k: v for k, v in four.as_dict().items() if k != "minibatches"}  # saved before the option
+    assert ProbeSpec.from_dict(old, "digits").minibatches == 4
+    for k in (1, 0, 2.5):
+        with pytest.raises(AutoproxError, match=f"minibatches must be an integer >= 2 .*got {k}"):
+            ProbeSpec(BatchSpec("digits"), conditions=("minibatch",), minibatches=k).validate()
+    with pytest.raises(AutoproxError, match="minibatches=8 slices; batch size 4 is smaller"):
+        ProbeSpec(BatchSpec("digits", batch_size=4), conditions=("minibatch",), minibatches=8).validate()
+    with pytest.raises(
+        AutoproxError, match=r"2 of 2 af-tiny .* conditions data in .* --conditions data,minibatch --bench"
+    ):
+        load_bundle(space, archs, ProbeSpec(four.batch, conditions=("data", "minibatch")), cache)
+    with pytest.raises(
+        AutoproxError, match=r"conditions minibatch in .* --conditions minibatch --minibatches 2 --bench"
+    ):
+        load_bundle(space, archs, two, StatsCache(tmp_path / "empty"))

@@ -90,6 +90,7 @@ def _probe_spec(args: argparse.Namespace, dataset: str = "c100", source: str | N
         BatchSpec(dataset, source or args.source or "auto", args.batch, args.seed, args.image_size),
         args.sketch,
         tuple(csv_list(args.conditions)),
+        args.minibatches,
     )
     spec.validate()
     return spec

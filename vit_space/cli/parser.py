@@ -94,6 +94,12 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
         "--sketch", type=bounded(int, 2), default=ProbeSpec.sketch_size, help="sketch size S (rows and columns kept)"
     )
     p.add_argument("--conditions", default="data", help=f"comma-separated, from {', '.join(CONDITIONS)}")
+    p.add_argument(
+        "--minibatches",
+        type=bounded(int, 2),
+        default=ProbeSpec.minibatches,
+        help="K: slices of the batch whose gradients the minibatch condition compares (>= 2; default %(default)s)",
+    )
     _add_cache_args(p)
     if "--seed" not in p._option_string_actions:
         p.add_argument("--seed", type=SEED, default=0, help="seed of the batch, the init and the sketch (default 0)")

@@ -24,7 +24,7 @@ from gp_proxy.errors import AutoproxError
 from gp_proxy.stats import StatsBundle, UnitStats, stack
 from vit_space.data.batches import BatchSpec, get_dataset, make_batch
 from vit_space.data.paths import cache_root
-from vit_space.probe.hooks import CONDITIONS, conditions, probe_conditions
+from vit_space.probe.hooks import CONDITIONS, MINIBATCHES, conditions, probe_conditions
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
@@ -53,17 +53,24 @@ def latex_names(names: Sequence[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """How statistics are measured: the batch (data set, source, size, seed), sketch size and conditions."""
+    """How statistics are measured: the batch (data set, source, size, seed), sketch size, conditions
+    and, for the `minibatch` condition, the number K of slices the batch is cut into."""
 
     batch: BatchSpec
     sketch_size: int = 32
     conditions: tuple[str, ...] = ("data",)
+    minibatches: int = MINIBATCHES
 
     def validate(self) -> None:
         self.batch.validate()
         if not isinstance(self.sketch_size, int) or self.sketch_size < 2:
             raise AutoproxError(f"sketch size must be an integer >= 2, got {self.sketch_size!r}")
-        conditions(self.conditions, torch.zeros(1, 3, 2, 2), torch.zeros(1, dtype=torch.long), 0)
+        conditions(self.conditions, torch.zeros(1, 3, 2, 2), torch.zeros(1, dtype=torch.long), 0, self.minibatches)
+        if "minibatch" in self.conditions and self.batch.batch_size < self.minibatches:
+            raise AutoproxError(
+                f"the minibatch condition cuts the batch in minibatches={self.minibatches} slices; "
+                f"batch size {self.batch.batch_size} is smaller"
+            )
 
     def for_space(self, space: Space) -> ProbeSpec:
         """The spec with an unset image size (None) replaced by the space's own input size."""
@@ -85,6 +92,7 @@ class ProbeSpec:
             "image_size": b.image_size,
             "sketch_size": self.sketch_size,
             "conditions": list(self.conditions),
+            "minibatches": self.minibatches,
             "format": FORMAT_VERSION,
         }
 
@@ -98,6 +106,7 @@ class ProbeSpec:
                 BatchSpec(dataset, source or probe["source"], probe["batch_size"], probe["seed"], None),
                 probe["sketch_size"],
                 tuple(probe["conditions"]),
+                probe.get("minibatches", MINIBATCHES),  # proxies saved before the option used the default
             )
         except (KeyError, TypeError) as e:
             raise AutoproxError(
@@ -107,7 +116,11 @@ class ProbeSpec:
         return spec
 
     def key(self, space: Space, arch: Arch, condition: str) -> dict:
-        """The cache key of one entry (JSON-able)."""
+        """The cache key of one entry (JSON-able). A `minibatch` entry names its slice count K only when
+        K is not the default (entries of the default predate the option and keep their files)."""
+        slices = (
+            {"minibatches": self.minibatches} if condition == "minibatch" and self.minibatches != MINIBATCHES else {}
+        )
         return {
             "format": FORMAT_VERSION,
             "space": space.name,
@@ -115,6 +128,7 @@ class ProbeSpec:
             "batch": self.for_space(space).batch.key(),
             "sketch": self.sketch_size,
             "condition": condition,
+            **slices,
         }
 
 
@@ -195,7 +209,7 @@ def probe_arch(space: Space, arch: Arch, spec: ProbeSpec, only: Sequence[str] | 
     spec = spec.for_space(space)
     model = build_seeded(space, arch, spec.batch)
     images, labels = batch_of(spec.batch)
-    conds = conditions(tuple(only or spec.conditions), images, labels, spec.batch.seed)
+    conds = conditions(tuple(only or spec.conditions), images, labels, spec.batch.seed, spec.minibatches)
     return probe_conditions(model, conds, spec.sketch_size, spec.batch.seed)
 
 
@@ -254,20 +268,25 @@ def load_bundle(
     if not archs:
         raise AutoproxError("no architectures to load statistics for: the benchmark is empty")
     spec = spec.for_space(space)
-    entries, missing = [], 0
+    entries, missing, lacking = [], 0, set()
     for arch in archs:
         per_condition = {c: cache.load(spec.key(space, arch, c)) for c in spec.conditions}
         if any(s is None for s in per_condition.values()):
             missing += 1
+            lacking |= {c for c, s in per_condition.items() if s is None}
             continue
         entries.append(merge_conditions(per_condition))
     if missing:
+        lacking_names = ",".join(sorted(lacking, key=CONDITIONS.index))
+        slices = (
+            f" --minibatches {spec.minibatches}" if "minibatch" in lacking and spec.minibatches != MINIBATCHES else ""
+        )
         raise AutoproxError(
             f"{missing} of {len(archs)} {space.name} architectures have no cached statistics for "
-            f"{spec.batch.key()} sketch {spec.sketch_size} conditions {','.join(spec.conditions)} in {cache.root}; "
-            f"fill them with `autoprox stats --datasets {spec.batch.dataset} --source {spec.batch.source} "
-            f"--batch {spec.batch.batch_size} --seed {spec.batch.seed} --sketch {spec.sketch_size} "
-            f"--conditions {','.join(spec.conditions)} --bench ...`"
+            f"{spec.batch.key()} sketch {spec.sketch_size} conditions {lacking_names} "
+            f"in {cache.root}; fill them with `autoprox stats --datasets {spec.batch.dataset} --source "
+            f"{spec.batch.source} --batch {spec.batch.batch_size} --seed {spec.batch.seed} --sketch {spec.sketch_size} "
+            f"--conditions {','.join(spec.conditions)}{slices} --bench ...`"
         )
     return stack(entries, list(ids) if ids is not None else [space.arch_hash(a) for a in archs])
 

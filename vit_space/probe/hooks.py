@@ -33,7 +33,7 @@ GROUPS = {
     **{name: (name,) for name in LINEARS},
 }
 CONDITIONS = ("data", "noise", "minibatch", "synflow")
-MINIBATCHES = 4  # the "minibatch" condition's slices of the probe batch (changing it: bump cache.FORMAT_VERSION)
+MINIBATCHES = 4  # default slices of the probe batch in the "minibatch" condition (ProbeSpec.minibatches)
 
 
 def find_blocks(model: nn.Module) -> list[nn.Module]:
@@ -240,23 +240,30 @@ class Condition:
     images: torch.Tensor
     loss_fn: Callable[[torch.Tensor], torch.Tensor]
     absolute_weights: bool = False
-    labels: torch.Tensor | None = None  # set: gradients of MINIBATCHES slices (`probe_minibatches`)
+    labels: torch.Tensor | None = None
+    slices: int = 0  # > 0: weight gradients of this many slices of the batch (`probe_minibatches`)
 
 
-def conditions(names: tuple[str, ...], images: torch.Tensor, labels: torch.Tensor, seed: int) -> list[Condition]:
+def conditions(
+    names: tuple[str, ...], images: torch.Tensor, labels: torch.Tensor, seed: int, minibatches: int = MINIBATCHES
+) -> list[Condition]:
     """The probe conditions: `data` (the batch, cross-entropy), `noise` (Gaussian images of the same
-    shape, same labels), `minibatch` (weight-gradient mean and std over MINIBATCHES slices of the
-    batch) and `synflow` (one all-ones image through absolute weights, loss = sum of logits).
+    shape, same labels), `minibatch` (weight-gradient mean and std over `minibatches` slices of the
+    batch, K >= 2) and `synflow` (one all-ones image through absolute weights, loss = sum of logits).
     `synflow` changes the weights in place, so it is always run last."""
     unknown = [n for n in names if n not in CONDITIONS]
     if unknown:
         raise AutoproxError(f"unknown probe conditions {unknown}; known: {', '.join(CONDITIONS)}")
+    if not isinstance(minibatches, int) or isinstance(minibatches, bool) or minibatches < 2:
+        raise AutoproxError(
+            f"minibatches must be an integer >= 2 (the minibatch condition's slices of the batch), got {minibatches!r}"
+        )
     cross_entropy = lambda logits: F.cross_entropy(logits, labels)  # noqa: E731
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed + 7919))
     table = {
         "data": Condition("data", images, cross_entropy),
         "noise": Condition("noise", noise, cross_entropy),
-        "minibatch": Condition("minibatch", images, cross_entropy, labels=labels),
+        "minibatch": Condition("minibatch", images, cross_entropy, labels=labels, slices=minibatches),
         "synflow": Condition("synflow", torch.ones(1, *images.shape[1:]), torch.sum, absolute_weights=True),
     }
     return [table[n] for n in sorted(set(names), key=CONDITIONS.index)]
@@ -270,8 +277,8 @@ def probe_conditions(model: nn.Module, conds: list[Condition], size: int, seed: 
             with torch.no_grad():
                 for p in model.parameters():
                     p.abs_()
-        if cond.labels is not None:
-            out[cond.name] = probe_minibatches(model, cond.images, cond.labels, MINIBATCHES, size, seed)
+        if cond.slices:
+            out[cond.name] = probe_minibatches(model, cond.images, cond.labels, cond.slices, size, seed)
         else:
             out[cond.name] = probe(model, cond.images, cond.loss_fn, size, seed)
     return out
