@@ -37,6 +37,9 @@ _EXPORTS = {
     "discover": "discovery",
     "DiscoveryResult": "results",
     "best_of_runs": "results",
+    "FrontRow": "results",
+    "read_front": "results",
+    "front_proxy": "results",
     "Objective": "evolve",
     "Evaluator": "program",
     "parse": "program",
@@ -66,6 +69,7 @@ __all__ = [
     "DiscoveryConfig",
     "DiscoveryResult",
     "Evaluator",
+    "FrontRow",
     "KNOWN_PROXIES",
     "Objective",
     "Report",
@@ -78,6 +82,7 @@ __all__ = [
     "correlations",
     "discover",
     "ensemble_of_run",
+    "front_proxy",
     "jcm",
     "kendall",
     "known_proxy",
@@ -85,6 +90,7 @@ __all__ = [
     "load_proxy",
     "mean_rank",
     "parse",
+    "read_front",
     "report",
     "save_ensemble",
     "save_proxy",
@@ -120,7 +126,7 @@ if TYPE_CHECKING:
     from gp_proxy.markdown import table, write_report
     from gp_proxy.primitives import build_pset
     from gp_proxy.program import Evaluator, parse
-    from gp_proxy.results import DiscoveryResult, best_of_runs
+    from gp_proxy.results import DiscoveryResult, FrontRow, best_of_runs, front_proxy, read_front
     from gp_proxy.simplification import simplify
     from gp_proxy.store import SavedProxy, load_proxy, save_proxy
     from gp_proxy.symbolic import to_latex, to_sympy

@@ -228,3 +228,45 @@ def best_of_runs(run_dirs: Sequence[str | Path]) -> tuple[Path, SavedProxy]:
         return (-math.inf if value is None else value), -len(proxy.tree()), -position
 
     return max(enumerate(runs), key=key)[1]
+
+
+@dataclass(frozen=True)
+class FrontRow:
+    """One program of a run's Pareto front: its size (nodes), expression, training JCM and validation
+    JCM (NaN without a validation share). Held-out JCMs stay in `pareto.csv`, out of the choice."""
+
+    size: int
+    expression: str
+    jcm_train: float
+    jcm_validation: float
+
+
+def read_front(run_dir: str | Path) -> list[FrontRow]:
+    """The Pareto front `discover` saved in `run_dir` (`pareto.csv`), smallest program first."""
+    path = Path(run_dir) / "pareto.csv"
+    if not path.is_file():
+        raise AutoproxError(f"{run_dir} has no Pareto front (no pareto.csv): give the --out folder of `discover`")
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = [
+                FrontRow(int(r["size"]), r["expression"], float(r["jcm_search"]), float(r["jcm_validation"]))
+                for r in csv.DictReader(f)
+            ]
+    except (KeyError, ValueError, TypeError) as e:
+        raise AutoproxError(f"{path} is not a Pareto front written by `discover` ({type(e).__name__}: {e})") from e
+    return sorted(rows, key=lambda r: r.size)
+
+
+def front_proxy(run_dir: str | Path, size: int) -> SavedProxy:
+    """The front's program of `size` nodes as a saved proxy (statistics and probe spec of the run's
+    `proxies/rank01.json`), for a user who picks the knee of the front instead of the best JCM."""
+    front = read_front(run_dir)
+    row = next((r for r in front if r.size == size), None)
+    if row is None:
+        raise AutoproxError(f"size must be one of the front's sizes {[r.size for r in front]}; got {size}")
+    best = load_proxy(Path(run_dir) / "proxies" / "rank01.json")
+    fitness = {"jcm_mode": best.fitness.get("jcm_mode", "mean"), "jcm_train": row.jcm_train}
+    if math.isfinite(row.jcm_validation):
+        fitness["jcm_validation"] = row.jcm_validation
+    provenance = {k: v for k, v in best.provenance.items() if k != "rank"} | {"size": size, "front_of": str(run_dir)}
+    return SavedProxy(row.expression, best.names, best.groups, best.probe, fitness, provenance)

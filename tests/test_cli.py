@@ -168,8 +168,30 @@ def test_discover_end_to_end_on_a_slice(capsys, tmp_path):
     assert code == 0, err
     fitness = json.loads((tmp_path / "validated" / "proxies" / "rank01.json").read_text())["fitness"]
     assert -1 <= fitness["jcm_validation"] <= 1 and "Pareto front (size, training JCM, validation JCM)" in out
-    front = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    front = [line.split(maxsplit=3) for line in out.splitlines() if line.startswith("  ")]
     assert front and [int(f[0]) for f in front] == sorted(int(f[0]) for f in front)
+    code, again, _ = run(capsys, "front", str(tmp_path / "validated"))
+    assert code == 0 and [line.split(maxsplit=3) for line in again.splitlines() if line.startswith("  ")] == front
+    size, train, checked, expression = front[-1]
+    picked = tmp_path / "knee.json"
+    code, out, _ = run(capsys, "front", str(tmp_path / "validated"), "--pick", size, "--out", str(picked))
+    proxy = json.loads(picked.read_text())
+    assert code == 0 and proxy["expression"] == expression and f"size {size}" in out
+    assert (
+        f"{proxy['fitness']['jcm_train']:6.3f}".strip() == train
+        and f"{proxy['fitness']['jcm_validation']:.3f}" == checked
+    )
+    assert proxy["statistics"]["probe"] == saved["statistics"]["probe"]  # the run's own probe spec
+    for argv, message in [
+        (["front", str(tmp_path)], "has no Pareto front (no pareto.csv)"),
+        (
+            ["front", str(tmp_path / "validated"), "--pick", "99", "--out", str(picked)],
+            "size must be one of the front's sizes",
+        ),
+        (["front", str(tmp_path / "validated"), "--pick", size], "--pick needs --out"),
+    ]:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_bench_fetch_from_a_file_url_checks_the_published_checksum(capsys, tmp_path):

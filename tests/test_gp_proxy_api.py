@@ -18,6 +18,7 @@ from gp_proxy import (
     DiscoveryConfig,
     DiscoveryResult,
     Evaluator,
+    FrontRow,
     Objective,
     Report,
     SavedProxy,
@@ -27,11 +28,13 @@ from gp_proxy import (
     build_pset,
     correlations,
     discover,
+    front_proxy,
     jcm,
     kendall,
     known_proxy,
     load_proxy,
     parse,
+    read_front,
     report,
     save_proxy,
     simplify,
@@ -174,6 +177,25 @@ def test_best_of_runs_picks_the_highest_training_jcm_never_the_heldout(runs, tmp
     assert best_of_runs([invalid, mu_plus_lambda])[0] == mu_plus_lambda
     with pytest.raises(AutoproxError, match="no runs"):
         best_of_runs([])
+
+
+def test_the_pareto_front_is_read_back_and_any_of_its_programs_saved(tasks, runs, tmp_path):
+    result, elitism, _ = runs
+    front = read_front(elitism)
+    assert all(isinstance(r, FrontRow) for r in front) and [r.expression for r in front] == [
+        str(i) for i in result.front
+    ]
+    assert [r.jcm_train for r in front] == [i.fitness.values[0] for i in result.front]
+    assert all(np.isnan(r.jcm_validation) for r in front)  # no validation share in this run
+    smallest = front_proxy(elitism, front[0].size)
+    assert smallest.expression == front[0].expression and smallest.fitness["jcm_train"] == front[0].jcm_train
+    assert (
+        "jcm_validation" not in smallest.fitness and smallest.probe == load_proxy(elitism / "proxies/rank01.json").probe
+    )
+    scores = Evaluator(tasks[0].bundle)(smallest.tree())  # a usable proxy on the run's statistics
+    assert scores.shape == (len(tasks[0].accuracy),)
+    with pytest.raises(AutoproxError, match="has no Pareto front"):
+        read_front(tmp_path)
 
 
 def test_every_export_is_documented_and_the_package_never_imports_vit_space():

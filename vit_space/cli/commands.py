@@ -7,8 +7,8 @@ everything already written.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -20,6 +20,7 @@ from gp_proxy.discovery import DiscoveryConfig, discover
 from gp_proxy.ensemble import ensemble_of_run, save_ensemble
 from gp_proxy.errors import AutoproxError
 from gp_proxy.program import Evaluator
+from gp_proxy.results import front_proxy, read_front
 from gp_proxy.simplification import simplify
 from gp_proxy.store import SavedProxy, load_proxy, save_proxy
 from vit_space.bench import benchmark as bench_mod
@@ -143,12 +144,32 @@ def cmd_discover(args: argparse.Namespace) -> None:
     )
     best = result.saved[0]
     print(f"{result.evaluations} programs evaluated in {result.seconds:.0f} s; best proxy: {best}")
-    print("Pareto front (size, training JCM" + (", validation JCM" if args.validation else "") + "): pick the knee")
-    with open(Path(args.out) / "pareto.csv", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            checked = f"  {float(row['jcm_validation']):6.3f}" if args.validation else ""
-            print(f"  {row['size']:>3}  {float(row['jcm_search']):6.3f}{checked}  {row['expression']}")
+    print_front(args.out)
     print(f"summary: {Path(args.out) / 'summary.md'}")
+
+
+def print_front(run_dir: str) -> None:
+    """Print a run's Pareto front: size, training JCM and, where the run kept one, validation JCM."""
+    front = read_front(run_dir)
+    checked = any(math.isfinite(r.jcm_validation) for r in front)
+    print("Pareto front (size, training JCM" + (", validation JCM" if checked else "") + "): pick the knee")
+    for r in front:
+        print(
+            f"  {r.size:>3}  {r.jcm_train:6.3f}"
+            + (f"  {r.jcm_validation:6.3f}" if checked else "")
+            + f"  {r.expression}"
+        )
+
+
+def cmd_front(args: argparse.Namespace) -> None:
+    if args.pick is None:
+        print_front(args.run)
+        return
+    if not args.out:
+        raise AutoproxError("--pick needs --out PROXY.json (where to save the picked program)")
+    proxy = front_proxy(args.run, args.pick)
+    path = save_proxy(args.out, proxy)
+    print(f"{path}: {proxy.expression} (size {args.pick}, training JCM {proxy.fitness['jcm_train']:.3f})")
 
 
 def _proxy(name: str, args: argparse.Namespace) -> str | SavedProxy:
@@ -329,6 +350,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], None]] = {
     "search": cmd_search,
     "score": cmd_score,
     "ensemble": cmd_ensemble,
+    "front": cmd_front,
     "simplify": cmd_simplify,
     "run": cmd_run,
     "proxies": cmd_proxies,

@@ -231,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="ENSEMBLE.json (use it wherever a PROXY.json is taken)")
     p.set_defaults(handler="ensemble")
 
+    p = sub.add_parser("front", help="print a discover run's Pareto front (size against JCM), or save one program")
+    p.add_argument("run", help="a discover --out folder")
+    p.add_argument("--pick", type=bounded(int, 1), help="save the front's program of this size (nodes)")
+    p.add_argument("--out", help="PROXY.json for --pick")
+    p.set_defaults(handler="front")
+
     p = sub.add_parser("simplify", help="shorten a saved proxy, checked on cached benchmark statistics")
     p.add_argument("proxy", help="a saved PROXY.json")
     p.add_argument("--bench", default="autoformer,pit", help="benchmarks whose statistics the check uses")
