@@ -86,7 +86,7 @@ def test_key_is_canonical_and_paths_are_absolute(tmp_path, monkeypatch):
         ({"dataset": "c100", "seed": -1}, "seed must be an integer >= 0"),
         (
             {"dataset": "c100", "source": "skimag"},
-            "skimag: no such data folder; a source is .auto. or .train. or .skimage. or .noise.",
+            "skimag: no such data folder; a source is .auto. or .train. or .skimage. or .matched. or .noise.",
         ),
     ],
 )
@@ -101,7 +101,7 @@ def test_bad_specs_are_refused(kwargs, message):
 # --- generated sources -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", ["skimage", "noise"])
+@pytest.mark.parametrize("source", ["skimage", "matched", "noise"])
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 def test_shapes_dtypes_and_label_ranges(dataset, source):
     images, labels = make_batch(BatchSpec(dataset, source, batch_size=64, image_size=SMALL))
@@ -160,6 +160,42 @@ def test_chaoyang_uses_the_histology_image():
     batch_mean = denormalise(histology).mean((0, 2, 3))
     assert torch.allclose(batch_mean, ihc_mean, atol=0.06), (batch_mean, ihc_mean)
     assert neighbour_correlation(histology) > 0.8
+
+
+def test_matched_batches_take_each_data_set_s_subject_and_resolution():
+    from sklearn.datasets import load_sample_image
+
+    from vit_space.data.readers import resize
+
+    def batch(dataset: str, source: str) -> torch.Tensor:
+        return make_batch(BatchSpec(dataset, source, batch_size=8, image_size=96))[0]
+
+    def detail(images: torch.Tensor) -> float:
+        """Share of the images' energy that a trip through 32 px loses."""
+        raw = denormalise(images)
+        trip = torch.stack([resize(resize(i, 32), 96) for i in raw])
+        return float(((raw - trip) ** 2).mean() / raw.var())
+
+    c100, photos = batch("c100", "matched"), batch("c100", "skimage")
+    assert detail(c100) < 0.2 * detail(photos)  # CIFAR's 32 px, upsampled (measured: 0.006 vs 0.054)
+    assert neighbour_correlation(c100) > neighbour_correlation(photos)
+    flower = torch.tensor(load_sample_image("flower.jpg")).float() / 255  # (H, W, 3)
+
+    def colour_bins(pixels: torch.Tensor) -> torch.Tensor:  # (..., 3) in [0, 1] -> 8 levels per channel
+        q = (pixels.clamp(0, 1) * 7.999).long()
+        return q[..., 0] * 64 + q[..., 1] * 8 + q[..., 2]
+
+    present = torch.zeros(512, dtype=torch.bool)
+    present[colour_bins(flower).flatten()] = True  # the colours the photograph has
+
+    def share_of_flower_colours(images: torch.Tensor) -> torch.Tensor:  # per image
+        return present[colour_bins(denormalise(images).permute(0, 2, 3, 1))].float().mean((1, 2))
+
+    assert (share_of_flower_colours(batch("flowers", "matched")) > 0.99).all()  # crops of the flower photo
+    assert share_of_flower_colours(batch("flowers", "skimage")).mean() < 0.95
+    for same in ("chaoyang", "imagenet"):  # subject and resolution already what skimage gives
+        assert torch.equal(batch(same, "matched"), batch(same, "skimage"))
+    assert BatchSpec("c100", "matched").key() == "c100|matched|b16|s0|224"
 
 
 # --- CIFAR-100 folders -----------------------------------------------------------------------

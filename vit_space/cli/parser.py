@@ -84,7 +84,8 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--source",
         help="proxy images: auto (default: the data set's own images where autoprox has "
-        "them, else skimage), train, skimage, noise, or a data folder; given, it also replaces a saved "
+        "them, else skimage), train, skimage, matched (skimage crops given each data set's subject and native "
+        "resolution), noise, or a data folder; given, it also replaces a saved "
         "proxy's recorded source",
     )
     p.add_argument(

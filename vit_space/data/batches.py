@@ -9,6 +9,11 @@ These sources are understood:
   its own mean and std (what `vit_space.bench.training` trains on);
 * ``"skimage"``: seeded random crops of scikit-image's bundled sample photographs
   (colon histology for ``"chaoyang"``; grey for 1-channel data sets), with seeded uniform labels;
+* ``"matched"``: the same kind of crops made to resemble each data set with what ships offline:
+  its subject (``DatasetInfo.look``: scikit-learn's flower photograph for ``"flowers"``, the
+  histology image for ``"chaoyang"``, scikit-image's photographs for the others) and its native
+  resolution (``DatasetInfo.native_size``: CIFAR's 32 px crops upsampled to the probe size, as
+  CIFAR images are when a ViT is trained on them at 224 px), with seeded uniform labels;
 * ``"noise"``: standard Gaussian images with seeded uniform labels;
 * a folder path: real data, either a CIFAR-10/100 folder (python pickles or binary version) or an
   ImageFolder tree ``root/<class_name>/<image files>``, with real labels.
@@ -55,30 +60,35 @@ __all__ = [
 @dataclass(frozen=True)
 class DatasetInfo:
     """A target data set: its name, class count, image kind (``"natural"``, ``"histology"`` or
-    ``"grey"``), channels, and where its own images are (a built-in name or a folder; None: nowhere)."""
+    ``"grey"``), channels, where its own images are (a built-in name or a folder; None: nowhere),
+    and for ``"matched"`` batches its subject (a key of ``PHOTOS``; None: its kind) and native
+    image side in pixels (None: at least any probe size)."""
 
     name: str
     num_classes: int
     kind: str
     channels: int = 3
     images: str | None = None
+    look: str | None = None
+    native_size: int | None = None
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "c100": DatasetInfo("c100", 100, "natural"),
-    "flowers": DatasetInfo("flowers", 102, "natural"),
+    "c100": DatasetInfo("c100", 100, "natural", native_size=32),
+    "flowers": DatasetInfo("flowers", 102, "natural", look="flower"),
     "chaoyang": DatasetInfo("chaoyang", 4, "histology"),
     "imagenet": DatasetInfo("imagenet", 1000, "natural"),
-    "fmnist": DatasetInfo("fmnist", 10, "grey", 1, "fmnist"),
-    "digits": DatasetInfo("digits", 10, "grey", 1, "digits"),
+    "fmnist": DatasetInfo("fmnist", 10, "grey", 1, "fmnist", native_size=28),
+    "digits": DatasetInfo("digits", 10, "grey", 1, "digits", native_size=8),
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-NAMED_SOURCES = ("auto", "train", "skimage", "noise")
+NAMED_SOURCES = ("auto", "train", "skimage", "matched", "noise")
 
-SKIMAGE_PHOTOS = {
+PHOTOS = {  # offline photographs: scikit-image's sample data, or "sklearn:NAME" (scikit-learn's samples)
     "natural": ("astronaut", "chelsea", "coffee", "rocket"),
     "histology": ("immunohistochemistry",),
+    "flower": ("sklearn:flower.jpg",),
 }
 MIN_CROP_FRACTION = 0.3  # smallest skimage crop side, as a fraction of the photo's shorter side
 LAYOUT_ERROR = (
@@ -91,7 +101,7 @@ LAYOUT_ERROR = (
 class BatchSpec:
     """What a proxy batch is made of.
 
-    ``source`` is ``"skimage"``, ``"noise"`` or the path of a data folder; the two names win over
+    ``source`` is one of ``NAMED_SOURCES`` or the path of a data folder; the names win over
     a folder of the same name in the working directory (write ``./noise`` for that folder).
     """
 
@@ -166,11 +176,11 @@ def make_batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (spec.batch_size, info.channels, spec.image_size, spec.image_size)
         images = torch.randn(shape, generator=generator)
         return images, _random_labels(spec.batch_size, info.num_classes, generator)
-    if spec.origin == "skimage":
-        images = _skimage_crops(
-            "histology" if info.kind == "histology" else "natural", spec.batch_size, spec.image_size, generator
-        )
-        images = _normalise(images)
+    if spec.origin in ("skimage", "matched"):
+        matched = spec.origin == "matched"
+        look = (info.look if matched else None) or ("histology" if info.kind == "histology" else "natural")
+        native = info.native_size if matched else None
+        images = _normalise(_photo_crops(look, spec.batch_size, spec.image_size, generator, native))
         return (images.mean(1, keepdim=True) if info.channels == 1 else images), _random_labels(
             spec.batch_size, info.num_classes, generator
         )
@@ -234,19 +244,26 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
 
 
 @cache
-def _skimage_photos(kind: str) -> tuple[torch.Tensor, ...]:
-    """scikit-image's bundled photographs of ``kind``, each ``(3, H, W)`` float32 in [0, 1]."""
+def _photos(look: str) -> tuple[torch.Tensor, ...]:
+    """The photographs of ``PHOTOS[look]``, each ``(3, H, W)`` float32 in [0, 1]."""
     import skimage.data
+    from sklearn.datasets import load_sample_image
 
-    return tuple(
-        torch.from_numpy(getattr(skimage.data, name)()[..., :3]).permute(2, 0, 1).float().div(255)
-        for name in SKIMAGE_PHOTOS[kind]
-    )
+    def load(name: str) -> torch.Tensor:
+        sklearn_name = name.removeprefix("sklearn:")
+        array = load_sample_image(sklearn_name) if sklearn_name != name else getattr(skimage.data, name)()
+        return torch.tensor(array[..., :3]).permute(2, 0, 1).float().div(255)  # a copy: sklearn's is read-only
+
+    return tuple(load(name) for name in PHOTOS[look])
 
 
-def _skimage_crops(kind: str, batch_size: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Seeded random square crops (size, position, horizontal flip) -> ``(B, 3, size, size)`` in [0, 1]."""
-    photos = _skimage_photos(kind)
+def _photo_crops(
+    look: str, batch_size: int, size: int, generator: torch.Generator, native_size: int | None = None
+) -> torch.Tensor:
+    """Seeded random square crops (size, position, horizontal flip) -> ``(B, 3, size, size)`` in [0, 1];
+    with ``native_size`` < ``size``, each crop is first shrunk to ``native_size`` pixels (antialiased)
+    and then upsampled, so it carries no more detail than the data set's own images."""
+    photos = _photos(look)
     which = torch.randint(len(photos), (batch_size,), generator=generator)
     fraction, x, y, flip = torch.rand((4, batch_size), generator=generator, dtype=torch.float64)
     crops = []
@@ -257,7 +274,10 @@ def _skimage_crops(kind: str, batch_size: int, size: int, generator: torch.Gener
         top = int(float(y[i]) * (height - side + 1))
         left = int(float(x[i]) * (width - side + 1))
         crop = photo[:, top : top + side, left : left + side]
-        crops.append(resize(crop.flip(-1) if flip[i] < 0.5 else crop, size))
+        crop = crop.flip(-1) if flip[i] < 0.5 else crop
+        if native_size is not None and native_size < size:
+            crop = resize(crop, native_size)
+        crops.append(resize(crop, size))
     return torch.stack(crops)
 
 
