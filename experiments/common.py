@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from gp_proxy import KNOWN_PROXIES, Evaluator, Report, Task, bootstrap_difference, build_pset, kendall, parse, report
@@ -28,23 +30,12 @@ def vitbench_tasks(
     source: str = "skimage",
     conditions: tuple[str, ...] = ("data",),
     fold: tuple[int, int] | None = None,
-    validation_seed: int | None = None,
 ) -> list[Task]:
-    """The ViT-Bench-101 tasks; `fold` = (k, i) uses fold i of a seeded k-fold split instead of `holdout`.
-
-    With `validation_seed`, the held-out part is set aside entirely: the training part is split
-    again in two halves (seeded), the search fits the first and the tasks' test part is the second
-    (a validation split inside the training half, for choosing settings without held-out data).
-    """
+    """The ViT-Bench-101 tasks; `fold` = (k, i) uses fold i of a seeded k-fold split instead of `holdout`."""
     spec = vitbench_spec(conditions, source, batch, sketch)
     tasks = []
     for name in spaces:
         bench = load_bench(name)
-        split = bench.kfold(fold[0], split_seed)[fold[1]] if fold else None
-        if validation_seed is not None:
-            train = (split or bench.split(holdout, split_seed))[0]
-            fit, validation = bench.subset(train).split(0.5, validation_seed)
-            split = (train[fit], train[validation])
         tasks += bench_tasks(
             bench,
             datasets or bench.datasets("kd"),
@@ -52,9 +43,20 @@ def vitbench_tasks(
             StatsCache(cache_dir),
             test_fraction=holdout,
             split_seed=split_seed,
-            split=split,
+            split=bench.kfold(fold[0], split_seed)[fold[1]] if fold else None,
         )
     return tasks
+
+
+def on_validation(tasks: list[Task], seed: int) -> list[Task]:
+    """The tasks with their held-out part set aside entirely: each training part is split again in
+    two seeded halves; the search fits the first and the test part is the second (validation, for
+    choosing settings without held-out data). The statistics are shared, not copied."""
+    out = []
+    for task in tasks:
+        fit, validation = load_bench(task.name.split("/")[0]).subset(task.train).split(0.5, seed)
+        out.append(replace(task, train=task.train[fit], test=task.train[validation]))
+    return out
 
 
 def param_scores(task: Task) -> np.ndarray:

@@ -1,11 +1,17 @@
-"""Levers on proxy quality, judged on ViT-Bench-101 architectures the search never saw.
+"""Levers on proxy quality, chosen on validation data and judged on architectures the search never saw.
 
-Each lever is a discovery setting (or a way to combine a run's proxies); each runs with three
-search seeds on the same 50/50 split as `discover_vitbench.py`. A run's proxy is its `rank01`
-(chosen by the run's own rule: training JCM, or validation JCM with a validation share); the
-proxy a lever gives is the best of its runs by that rule (`gp_proxy.best_of_runs`). Held-out
-numbers are reported with a paired bootstrap over the held-out architectures (1000 resamples)
-of the Kendall-tau difference to parameter count, and on af-tiny (transfer, all 100 networks).
+Each lever is a discovery setting (search options, or the statistics it reads: probe conditions
+and proxy batch), or a way to combine a run's proxies; each runs with three search seeds. Two
+phases, one split each, the held-out half (split seed 0) never used to choose:
+
+1. validation: every lever searches one seeded half of each space's training half and its runs'
+   proxies are scored on the other half; the lever with the highest mean validation JCM (mean
+   over seeds, then over both spaces) is the configuration to use;
+2. held out: every lever searches the whole training half (the same 50/50 split as
+   `discover_vitbench.py`). A lever's proxy is the best of its runs by their own rule
+   (`gp_proxy.best_of_runs`); it is reported on the held-out half with a paired bootstrap over the
+   held-out architectures (1000 resamples) of the Kendall-tau difference to parameter count, and
+   on af-tiny (transfer, all 100 networks).
 
     python experiments/quality.py --cache DIR --seeds 0,1,2 --iterations 1000 --runs results/quality \
         --out results/quality.md
@@ -19,10 +25,11 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from common import SPACES, param_scores, program_scores, space_tau, versus, vitbench_tasks
+from common import SPACES, on_validation, param_scores, program_scores, space_tau, versus, vitbench_tasks
 
 from gp_proxy import (
     KNOWN_PROXIES,
+    AutoproxError,
     DiscoveryConfig,
     Task,
     best_of_runs,
@@ -33,17 +40,22 @@ from gp_proxy import (
     table,
     write_report,
 )
-from vit_space import BatchSpec, ProbeSpec, StatsCache, load_bench, tasks_for
+from vit_space import BatchSpec, ProbeSpec, StatsCache, field_dataset, get_space, load_bench, proxy_scores, tasks_for
 
 Scorer = Callable[[Task], np.ndarray]
 
-LEVERS = {
+LEVERS = {  # options of DiscoveryConfig, or of the statistics (PROBE_OPTIONS)
     "training JCM (default)": {},
     "validation share 0.3": {"validation": 0.3},
     "JCM = min over tasks": {"jcm": "min"},
     "JCM = mean - std": {"jcm": "mean-std"},
+    "conditions data + minibatch": {"conditions": ("data", "minibatch")},
+    "batches matched to each data set": {"source": "matched"},
 }
+PROBE_OPTIONS = ("conditions", "source")
+PASS_BASELINES = {"ZiCo": "zico", "NASWOT": "naswot"}
 ENSEMBLE = "rank average of the default run's top 5"
+VALIDATION_SEED = 1  # as in size_limit_validation.py
 
 
 def slug(lever: str) -> str:
@@ -76,18 +88,102 @@ def ensemble(expressions: list[str]) -> Scorer:
     return lambda task: mean_rank([program(e)(task) for e in expressions])
 
 
-def row(name: str, what: str, score: Scorer, tasks: list[Task], tiny: list[Task], params: dict) -> str:
+BASELINES: dict[str, Scorer] = {
+    "parameter count": param_scores,
+    "depth x width": depth_width,
+    "weight L2": program(KNOWN_PROXIES["weight_l2"].expression),
+}
+
+
+def pass_proxy(name: str, cache: StatsCache) -> Scorer:
+    """Cached scores of a pass proxy (ZiCo, NASWOT: one forward/backward of the network per score)
+    on the task's batch, ViT-Bench-101's skimage batch or af-tiny's own images; NaN for ViT-Bench-101
+    architectures whose score is not cached (af-tiny's are computed)."""
+
+    def score(task: Task) -> np.ndarray:
+        space_name, field = task.name.split("/")
+        bench = load_bench(space_name)
+        space, values = get_space(bench.space), np.full(len(bench.archs), np.nan)
+        if space_name == "af-tiny":
+            spec = ProbeSpec(BatchSpec("fmnist", image_size=None))
+            values[:] = proxy_scores(name, space, bench.archs, spec, cache, progress=False).values
+            return values
+        spec = ProbeSpec(BatchSpec(field_dataset(field), "skimage"))
+        for part in (task.test, task.train):
+            archs = [bench.archs[i] for i in part]
+            try:
+                values[part] = proxy_scores(
+                    name, space, archs, spec, cache, compute_missing=False, progress=False
+                ).values
+            except AutoproxError as e:  # not cached: left NaN, shown as n/a
+                if "no cached" not in str(e):
+                    raise
+        return values
+
+    return score
+
+
+def tau(scores: dict[str, np.ndarray], tasks: list[Task], space: str, part: str = "test") -> str:
+    """`space_tau` formatted; n/a where a score of that part is missing."""
+    mine = [t for t in tasks if t.name.startswith(space + "/")]
+    if any(np.isnan(scores[t.name][getattr(t, part)]).any() for t in mine):
+        return "n/a"
+    return f"{space_tau(scores, tasks, space, part):.3f}"
+
+
+def row(name: str, what: str, score: Scorer, tasks: list[Task], tiny: list[Task], params: dict) -> tuple[float, str]:
+    """A held-out row: training and held-out tau per space, the difference to params, af-tiny; and
+    its sort key, the mean training tau over both spaces (-inf where missing)."""
     scores = {t.name: score(t) for t in tasks}
     transfer = np.mean([kendall(score(t), t.accuracy) for t in tiny])  # all 100 networks: none was searched on
-    return (
+    train = [tau(scores, tasks, s, "train") for s in SPACES]
+    key = -np.inf if "n/a" in train else float(np.mean([float(v) for v in train]))
+    return key, (
         f"| {name} | {what} | "
-        + " | ".join(f"{space_tau(scores, tasks, s, 'train'):.3f}" for s in SPACES)
+        + " | ".join(train)
         + " | "
-        + " | ".join(f"{space_tau(scores, tasks, s):.3f}" for s in SPACES)
+        + " | ".join(tau(scores, tasks, s) for s in SPACES)
         + " | "
         + " | ".join(versus(scores, params, tasks, s) for s in SPACES)
         + f" | {transfer:.3f} |"
     )
+
+
+def validation_row(
+    name: str, scorers: list[Scorer], validation: list[Task], baseline: bool = False
+) -> tuple[tuple[bool, float], str, str]:
+    """Mean validation tau per space over the runs' proxies (`scorers`, one per search seed): the sort
+    key (levers before baselines, then by the mean over spaces), the name and the table row."""
+    means = [np.mean([space_tau({t.name: f(t) for t in validation}, validation, s) for f in scorers]) for s in SPACES]
+    label = f"{name} (baseline)" if baseline else name
+    text = f"| {label} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {np.mean(means):.3f} |"
+    return (not baseline, float(np.mean(means))), name, text
+
+
+def load_tasks(cache: str, options: dict) -> tuple[list[Task], list[Task]]:
+    """The ViT-Bench-101 tasks and the af-tiny tasks (all 100 networks) with a lever's statistics."""
+    conditions = options.get("conditions", ("data",))
+    tiny_spec = ProbeSpec(BatchSpec("fmnist", image_size=None), conditions=conditions)
+    return (
+        vitbench_tasks(cache, conditions=conditions, source=options.get("source", "skimage")),
+        tasks_for(["af-tiny"], None, tiny_spec, StatsCache(cache), test_fraction=0),
+    )
+
+
+def run_lever(tasks: list[Task], options: dict, seeds: list[int], folder: Path, iterations: int, size: int) -> list:
+    """Discovery runs of one lever (resumed where a checkpoint is there); their folders."""
+    search = {k: v for k, v in options.items() if k not in PROBE_OPTIONS}
+    out = []
+    for seed in seeds:
+        config = DiscoveryConfig(iterations=iterations, seed=seed, size_limit=size, **search)
+        discover(tasks, config, folder / f"seed{seed}", resume=(folder / f"seed{seed}" / "checkpoint.json").exists())
+        out.append(folder / f"seed{seed}")
+    return out
+
+
+def top(run_dir: Path, count: int = 5) -> list[str]:  # rank01.json first
+    """The expressions of a run's `count` best saved proxies."""
+    return [load_proxy(p).expression for p in sorted((run_dir / "proxies").glob("rank*.json"))[:count]]
 
 
 def main() -> None:
@@ -101,54 +197,72 @@ def main() -> None:
     parser.add_argument("--levers", default="all", help="comma-separated run folders of LEVERS (default: all)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    tasks = vitbench_tasks(args.cache)
-    tiny = tasks_for(
-        ["af-tiny"], None, ProbeSpec(BatchSpec("fmnist", image_size=None)), StatsCache(args.cache), test_fraction=0
-    )
-    params = {t.name: param_scores(t) for t in tasks}
-    rows, per_seed = [], []
     chosen = [slug(lever) for lever in LEVERS] if args.levers == "all" else args.levers.split(",")
     unknown = sorted(set(chosen) - {slug(lever) for lever in LEVERS})
     if unknown:
         parser.error(f"--levers: unknown {unknown}; known: {', '.join(slug(lever) for lever in LEVERS)}")
-    for lever, options in ((k, v) for k, v in LEVERS.items() if slug(k) in chosen):
-        run_dirs = []
-        for seed in seeds:
-            out = Path(args.runs) / slug(lever) / f"seed{seed}"
-            config = DiscoveryConfig(iterations=args.iterations, seed=seed, size_limit=args.size_limit, **options)
-            discover(tasks, config, out, resume=(out / "checkpoint.json").exists(), progress=True)
-            run_dirs.append(out)
-            expression = load_proxy(out / "proxies" / "rank01.json").expression
-            scores = {t.name: program(expression)(t) for t in tasks}
-            per_seed.append(
-                f"| {lever} | {seed} | `{expression}` | "
-                + " | ".join(f"{space_tau(scores, tasks, s):.3f}" for s in SPACES)
-                + " |"
-            )
+    levers = [(k, v) for k, v in LEVERS.items() if slug(k) in chosen]
+    levers.sort(key=lambda item: [item[1].get(o) is not None for o in PROBE_OPTIONS])  # one load per statistics
+    cache, loaded = StatsCache(args.cache), (None, None)
+    held_out, per_seed, checked = [], [], []
+    for lever, options in levers:
+        probe = {k: v for k, v in options.items() if k in PROBE_OPTIONS}
+        if loaded[0] != probe:
+            loaded = probe, None  # free the previous statistics before loading the next
+            loaded = probe, load_tasks(args.cache, probe)
+        tasks, tiny = loaded[1]
+        params, validation = {t.name: param_scores(t) for t in tasks}, on_validation(tasks, VALIDATION_SEED)
+        folder = Path(args.runs) / "validation" / slug(lever)
+        runs = run_lever(validation, options, seeds, folder, args.iterations, args.size_limit)
+        checked.append(validation_row(lever, [program(top(r, 1)[0]) for r in runs], validation))
+        run_dirs = run_lever(tasks, options, seeds, Path(args.runs) / slug(lever), args.iterations, args.size_limit)
+        for seed, run in zip(seeds, run_dirs):
+            scores = {t.name: program(top(run, 1)[0])(t) for t in tasks}
+            taus = " | ".join(tau(scores, tasks, s) for s in SPACES)
+            per_seed.append(f"| {lever} | {seed} | `{top(run, 1)[0]}` | {taus} |")
         run_dir, proxy = best_of_runs(run_dirs)
-        rows.append(
-            row(lever, f"`{proxy.expression}` ({run_dir.name})", program(proxy.expression), tasks, tiny, params)
-        )
-        if not options:
-            top = [load_proxy(p).expression for p in sorted((run_dir / "proxies").glob("rank0[1-5].json"))]
-            rows.append(row(ENSEMBLE, f"top 5 of {run_dir.name}", ensemble(top), tasks, tiny, params))
-    rows.append(row("parameter count", "", param_scores, tasks, tiny, params))
-    rows.append(row("depth x width", "", depth_width, tasks, tiny, params))
-    rows.append(row("weight L2", "", program(KNOWN_PROXIES["weight_l2"].expression), tasks, tiny, params))
+        what = f"`{proxy.expression}` ({run_dir.name})"
+        held_out.append(row(lever, what, program(proxy.expression), tasks, tiny, params))
+        if options:
+            continue
+        checked.append(validation_row(ENSEMBLE, [ensemble(top(r)) for r in runs], validation))
+        held_out.append(row(ENSEMBLE, f"top 5 of {run_dir.name}", ensemble(top(run_dir)), tasks, tiny, params))
+        baselines = {**BASELINES, **{name: pass_proxy(p, cache) for name, p in PASS_BASELINES.items()}}
+        for name, score in baselines.items():
+            held_out.append(row(name, "", score, tasks, tiny, params))
+            if name in BASELINES:
+                checked.append(validation_row(name, [score], validation, baseline=True))
+    checked.sort(key=lambda c: c[0], reverse=True)  # levers by mean validation JCM, then the baselines
+    best = checked[0][1]
+    held_out = [text for _, text in sorted(held_out, key=lambda r: -r[0])]
     write_report(
         args.out,
-        "Proxy quality levers on ViT-Bench-101, held out",
+        "Proxy quality levers on ViT-Bench-101: chosen on validation, reported held out",
         f"python experiments/quality.py --cache {args.cache} --seeds {args.seeds} --iterations {args.iterations} "
         f"--size-limit {args.size_limit} --runs {args.runs} --out {args.out} --levers {args.levers}",
-        "Tasks: AutoFormer and PiT x c100/flower/chaoyang KD accuracies; each space split 50/50 (seed 0); the"
-        " search sees the first half only. Statistics: skimage crops, batch 16, seed 0, sketch 32, condition "
-        f"data. Each lever's proxy is the best of its {len(seeds)} runs by the run's own rule (training JCM, or "
+        "Tasks: AutoFormer and PiT x c100/flower/chaoyang KD accuracies; each space split 50/50 (seed 0). "
+        "Statistics: batch 16, seed 0, sketch 32, condition data, scikit-image crops (the `skimage` source: "
+        "the same natural photographs for c100 and flowers, the histology image for chaoyang), unless the lever "
+        "changes them: `minibatch` adds the gradient mean and std over 4 slices of the batch; `matched` gives "
+        "c100 crops at CIFAR's 32 px (upsampled) and flowers crops of scikit-learn's flower photograph. "
+        f"{args.iterations} elitism-preserve steps, population 50, size limit {args.size_limit}, search seeds "
+        f"{args.seeds}.",
+        "## 1. Validation: which lever to use (the held-out half untouched)",
+        f"The training half of each space is split again (seed {VALIDATION_SEED}): every lever's runs fit 25 "
+        "architectures per space and their best proxy (by the run's own rule) is scored on the other 25. Columns: "
+        "mean Kendall tau over a space's three tasks on that validation half, mean over the search seeds; "
+        "sorted by their mean, levers first, then baselines for reference.",
+        table(["lever", "validation AutoFormer", "validation PiT", "mean"], [c[2] for c in checked]),
+        f"Chosen on validation: **{best}**.",
+        "## 2. Held out: the same levers on the whole training half",
+        f"Each lever's proxy is the best of its {len(seeds)} runs by the run's own rule (training JCM, or "
         "validation JCM with a validation share); held-out numbers are reported, never used to choose. "
         "Columns: mean Kendall tau over a space's three tasks on the training half and on the held-out half; "
         "'vs params' = held-out difference to parameter count with the 95% interval of a paired bootstrap "
         "over the held-out architectures (1000 resamples, the same draw for all three tasks); af-tiny = mean "
         "Kendall tau over its two fields on all 100 networks (transfer: never searched on; its own training "
-        "images as the batch). Rows in the order the levers are listed, then the baselines.",
+        "images as the batch). ZiCo and NASWOT: one pass each per network on the skimage batch, n/a where not "
+        "computed. Sorted by the mean of the two training columns (n/a last).",
         table(
             [
                 "lever",
@@ -161,7 +275,7 @@ def main() -> None:
                 "vs params PiT",
                 "af-tiny",
             ],
-            rows,
+            held_out,
         ),
         "Every run's proxy (held-out mean Kendall tau per space):",
         table(["lever", "seed", "proxy", "held-out AutoFormer", "held-out PiT"], per_seed),

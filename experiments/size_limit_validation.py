@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import space_jcm, vitbench_tasks
+from common import on_validation, space_jcm, vitbench_tasks
 
 from gp_proxy import DiscoveryConfig, Objective, discover, load_proxy, table, write_report
 
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/size_limit")
     parser.add_argument("--out", default="results/size_limit_validation.md")
     args = parser.parse_args()
-    tasks = vitbench_tasks(args.cache, validation_seed=args.validation_seed)
+    tasks = on_validation(vitbench_tasks(args.cache), args.validation_seed)
     sizes, seeds = [int(s) for s in args.sizes.split(",")], [int(s) for s in args.seeds.split(",")]
     rows, validation = [], {}
     for size in sizes:
