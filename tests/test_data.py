@@ -2,6 +2,7 @@
 
 import os
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -196,6 +197,9 @@ def test_matched_batches_take_each_data_set_s_subject_and_resolution():
     for same in ("chaoyang", "imagenet"):  # subject and resolution already what skimage gives
         assert torch.equal(batch(same, "matched"), batch(same, "skimage"))
     assert BatchSpec("c100", "matched").key() == "c100|matched|b16|s0|224"
+    for same in (BatchSpec("chaoyang", "matched"), BatchSpec("c100", "matched", image_size=32)):  # one cache entry
+        assert same.key() == replace(same, source="skimage").key()
+        assert torch.equal(make_batch(same)[0], make_batch(replace(same, source="skimage"))[0])
 
 
 # --- CIFAR-100 folders -----------------------------------------------------------------------

@@ -119,9 +119,18 @@ class BatchSpec:
         return "train" if get_dataset(self.dataset).images else "skimage"
 
     def key(self) -> str:
-        """Canonical string for cache keys, e.g. ``"c100|skimage|b16|s0|224"`` (paths made absolute)."""
+        """Canonical string for cache keys, e.g. ``"c100|skimage|b16|s0|224"`` (paths made absolute;
+        ``"matched"`` written ``"skimage"`` where it gives the same images, as for chaoyang)."""
         source = self.origin if self.origin in NAMED_SOURCES else str(_source_path(self.origin))
+        if source == "matched" and self._matches_skimage():
+            source = "skimage"
         return f"{self.dataset}|{source}|b{self.batch_size}|s{self.seed}|{self.image_size}"
+
+    def _matches_skimage(self) -> bool:
+        """Whether a ``"matched"`` batch of this data set and size is the ``"skimage"`` batch."""
+        info = get_dataset(self.dataset)
+        native = info.native_size is None or (self.image_size is not None and info.native_size >= self.image_size)
+        return info.look is None and native
 
     def validate(self) -> None:
         """Raise :class:`AutoproxError` unless the data set, source, sizes and seed are usable."""
