@@ -211,3 +211,23 @@ def test_minibatch_slice_count_is_an_option_with_its_own_cache_entries(tmp_path)
         AutoproxError, match=r"conditions minibatch in .* --conditions minibatch --minibatches 2 --bench"
     ):
         load_bundle(space, archs, two, StatsCache(tmp_path / "empty"))
+
+
+def test_init2_condition_probes_a_second_initialisation_on_the_same_batch():
+    from vit_space.probe.cache import batch_of
+
+    space = get_space("autoformer")
+    spec = ProbeSpec(
+        BatchSpec("c100", batch_size=2, image_size=64, seed=3), sketch_size=S, conditions=("data", "init2")
+    )
+    stats = probe_arch(space, ARCH, spec)
+    assert list(stats) == ["data", "init2"]
+    first, second = stats["data"].tensors, stats["init2"].tensors
+    assert first["W"].shape == second["W"].shape and not torch.equal(first["W"], second["W"])
+    torch.manual_seed(space.seeded_init(ARCH, 4))  # by hand: the init of batch seed 3 + 1 ...
+    model = space.build(ARCH, num_classes=100, img_size=64).train()
+    images, labels = batch_of(spec.batch)  # ... fed batch seed 3's images, sketched with seed 3
+    expected = probe(model, images, lambda logits: F.cross_entropy(logits, labels), S, 3).tensors
+    for kind in ("W", "gW", "X"):
+        assert torch.equal(second[kind], expected[kind]), kind
+    assert torch.equal(probe_arch(space, ARCH, spec)["init2"].tensors["gW"], second["gW"])  # seeded

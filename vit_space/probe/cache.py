@@ -28,7 +28,7 @@ from vit_space.probe.hooks import CONDITIONS, MINIBATCHES, conditions, probe_con
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
-PREFIX = {"data": "", "noise": "noise.", "minibatch": "mb.", "synflow": "sf."}
+PREFIX = {"data": "", "noise": "noise.", "minibatch": "mb.", "init2": "i2.", "synflow": "sf."}
 _LATEX = {
     "W": "W",
     "gW": r"\nabla W",
@@ -210,7 +210,11 @@ def probe_arch(space: Space, arch: Arch, spec: ProbeSpec, only: Sequence[str] | 
     model = build_seeded(space, arch, spec.batch)
     images, labels = batch_of(spec.batch)
     conds = conditions(tuple(only or spec.conditions), images, labels, spec.batch.seed, spec.minibatches)
-    return probe_conditions(model, conds, spec.sketch_size, spec.batch.seed)
+    out = probe_conditions(model, [c for c in conds if not c.reinit], spec.sketch_size, spec.batch.seed)
+    for cond in (c for c in conds if c.reinit):  # the init of batch seed + 1, fed the same batch
+        second = build_seeded(space, arch, replace(spec.batch, seed=spec.batch.seed + 1))
+        out |= probe_conditions(second, [replace(cond, reinit=False)], spec.sketch_size, spec.batch.seed)
+    return {c.name: out[c.name] for c in conds}
 
 
 @dataclass

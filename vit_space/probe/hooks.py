@@ -32,7 +32,7 @@ GROUPS = {
     "ln_out": ("qkv", "fc1"),
     **{name: (name,) for name in LINEARS},
 }
-CONDITIONS = ("data", "noise", "minibatch", "synflow")
+CONDITIONS = ("data", "noise", "minibatch", "init2", "synflow")
 MINIBATCHES = 4  # default slices of the probe batch in the "minibatch" condition (ProbeSpec.minibatches)
 
 
@@ -242,6 +242,7 @@ class Condition:
     absolute_weights: bool = False
     labels: torch.Tensor | None = None
     slices: int = 0  # > 0: weight gradients of this many slices of the batch (`probe_minibatches`)
+    reinit: bool = False  # probe a second initialisation of the network (the caller builds it)
 
 
 def conditions(
@@ -249,7 +250,8 @@ def conditions(
 ) -> list[Condition]:
     """The probe conditions: `data` (the batch, cross-entropy), `noise` (Gaussian images of the same
     shape, same labels), `minibatch` (weight-gradient mean and std over `minibatches` slices of the
-    batch, K >= 2) and `synflow` (one all-ones image through absolute weights, loss = sum of logits).
+    batch, K >= 2), `init2` (the batch through a second initialisation of the same architecture: init
+    robustness) and `synflow` (one all-ones image through absolute weights, loss = sum of logits).
     `synflow` changes the weights in place, so it is always run last."""
     unknown = [n for n in names if n not in CONDITIONS]
     if unknown:
@@ -264,6 +266,7 @@ def conditions(
         "data": Condition("data", images, cross_entropy),
         "noise": Condition("noise", noise, cross_entropy),
         "minibatch": Condition("minibatch", images, cross_entropy, labels=labels, slices=minibatches),
+        "init2": Condition("init2", images, cross_entropy, reinit=True),
         "synflow": Condition("synflow", torch.ones(1, *images.shape[1:]), torch.sum, absolute_weights=True),
     }
     return [table[n] for n in sorted(set(names), key=CONDITIONS.index)]
@@ -273,6 +276,8 @@ def probe_conditions(model: nn.Module, conds: list[Condition], size: int, seed: 
     """Probe `model` under each condition in order (absolute-weight conditions modify the model)."""
     out = {}
     for cond in conds:
+        if cond.reinit:
+            raise AutoproxError(f"condition {cond.name} probes a second initialisation: use cache.probe_arch")
         if cond.absolute_weights:
             with torch.no_grad():
                 for p in model.parameters():
