@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +188,43 @@ def top(run_dir: Path, count: int = 5) -> list[str]:  # rank01.json first
     return [load_proxy(p).expression for p in sorted((run_dir / "proxies").glob("rank*.json"))[:count]]
 
 
+@dataclass
+class Rows:
+    """The report's rows: validation (sort key, name, row), held out (sort key, row), one per run."""
+
+    checked: list = field(default_factory=list)
+    held_out: list = field(default_factory=list)
+    per_seed: list = field(default_factory=list)
+
+
+def evaluate(lever: str, options: dict, tasks: list[Task], tiny: list[Task], args, rows: Rows) -> None:
+    """Run one lever in both phases (resuming what is there) and add its rows; the default lever
+    also adds the rank-average ensemble and the baselines."""
+    seeds, folder = [int(s) for s in args.seeds.split(",")], Path(args.runs)
+    params, validation = {t.name: param_scores(t) for t in tasks}, on_validation(tasks, VALIDATION_SEED)
+    runs = run_lever(validation, options, seeds, folder / "validation" / slug(lever), args.iterations, args.size_limit)
+    rows.checked.append(validation_row(lever, [program(top(r, 1)[0]) for r in runs], validation))
+    run_dirs = run_lever(tasks, options, seeds, folder / slug(lever), args.iterations, args.size_limit)
+    for seed, run in zip(seeds, run_dirs):
+        scores = {t.name: program(top(run, 1)[0])(t) for t in tasks}
+        rows.per_seed.append(
+            f"| {lever} | {seed} | `{top(run, 1)[0]}` | " + " | ".join(tau(scores, tasks, s) for s in SPACES) + " |"
+        )
+    run_dir, proxy = best_of_runs(run_dirs)
+    rows.held_out.append(
+        row(lever, f"`{proxy.expression}` ({run_dir.name})", program(proxy.expression), tasks, tiny, params)
+    )
+    if options:
+        return
+    rows.checked.append(validation_row(ENSEMBLE, [ensemble(top(r)) for r in runs], validation))
+    rows.held_out.append(row(ENSEMBLE, f"top 5 of {run_dir.name}", ensemble(top(run_dir)), tasks, tiny, params))
+    cache = StatsCache(args.cache)
+    for name, score in {**BASELINES, **{n: pass_proxy(p, cache) for n, p in PASS_BASELINES.items()}}.items():
+        rows.held_out.append(row(name, "", score, tasks, tiny, params))
+        if name in BASELINES:
+            rows.checked.append(validation_row(name, [score], validation, baseline=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", required=True)
@@ -201,40 +240,22 @@ def main() -> None:
     unknown = sorted(set(chosen) - {slug(lever) for lever in LEVERS})
     if unknown:
         parser.error(f"--levers: unknown {unknown}; known: {', '.join(slug(lever) for lever in LEVERS)}")
-    levers = [(k, v) for k, v in LEVERS.items() if slug(k) in chosen]
-    levers.sort(key=lambda item: [item[1].get(o) is not None for o in PROBE_OPTIONS])  # one load per statistics
-    cache, loaded = StatsCache(args.cache), (None, None)
-    held_out, per_seed, checked = [], [], []
-    for lever, options in levers:
-        probe = {k: v for k, v in options.items() if k in PROBE_OPTIONS}
-        if loaded[0] != probe:
-            loaded = probe, None  # free the previous statistics before loading the next
-            loaded = probe, load_tasks(args.cache, probe)
-        tasks, tiny = loaded[1]
-        params, validation = {t.name: param_scores(t) for t in tasks}, on_validation(tasks, VALIDATION_SEED)
-        folder = Path(args.runs) / "validation" / slug(lever)
-        runs = run_lever(validation, options, seeds, folder, args.iterations, args.size_limit)
-        checked.append(validation_row(lever, [program(top(r, 1)[0]) for r in runs], validation))
-        run_dirs = run_lever(tasks, options, seeds, Path(args.runs) / slug(lever), args.iterations, args.size_limit)
-        for seed, run in zip(seeds, run_dirs):
-            scores = {t.name: program(top(run, 1)[0])(t) for t in tasks}
-            taus = " | ".join(tau(scores, tasks, s) for s in SPACES)
-            per_seed.append(f"| {lever} | {seed} | `{top(run, 1)[0]}` | {taus} |")
-        run_dir, proxy = best_of_runs(run_dirs)
-        what = f"`{proxy.expression}` ({run_dir.name})"
-        held_out.append(row(lever, what, program(proxy.expression), tasks, tiny, params))
-        if options:
-            continue
-        checked.append(validation_row(ENSEMBLE, [ensemble(top(r)) for r in runs], validation))
-        held_out.append(row(ENSEMBLE, f"top 5 of {run_dir.name}", ensemble(top(run_dir)), tasks, tiny, params))
-        baselines = {**BASELINES, **{name: pass_proxy(p, cache) for name, p in PASS_BASELINES.items()}}
-        for name, score in baselines.items():
-            held_out.append(row(name, "", score, tasks, tiny, params))
-            if name in BASELINES:
-                checked.append(validation_row(name, [score], validation, baseline=True))
-    checked.sort(key=lambda c: c[0], reverse=True)  # levers by mean validation JCM, then the baselines
+
+    def statistics(item: tuple[str, dict]) -> tuple:
+        return tuple((k, item[1][k]) for k in PROBE_OPTIONS if k in item[1])
+
+    chosen_levers = ((k, v) for k, v in LEVERS.items() if slug(k) in chosen)
+    levers = sorted(chosen_levers, key=lambda item: (len(statistics(item)), str(statistics(item))))  # default first
+    rows = Rows()
+    for _, group in groupby(levers, key=statistics):
+        group = list(group)
+        tasks, tiny = load_tasks(args.cache, group[0][1])  # one load per kind of statistics
+        for lever, options in group:
+            evaluate(lever, options, tasks, tiny, args, rows)
+        del tasks, tiny  # freed before the next load
+    checked = sorted(rows.checked, key=lambda c: c[0], reverse=True)  # levers by validation JCM, then baselines
     best = checked[0][1]
-    held_out = [text for _, text in sorted(held_out, key=lambda r: -r[0])]
+    held_out = [text for _, text in sorted(rows.held_out, key=lambda r: -r[0])]
     write_report(
         args.out,
         "Proxy quality levers on ViT-Bench-101: chosen on validation, reported held out",
@@ -278,7 +299,7 @@ def main() -> None:
             held_out,
         ),
         "Every run's proxy (held-out mean Kendall tau per space):",
-        table(["lever", "seed", "proxy", "held-out AutoFormer", "held-out PiT"], per_seed),
+        table(["lever", "seed", "proxy", "held-out AutoFormer", "held-out PiT"], rows.per_seed),
     )
 
 
