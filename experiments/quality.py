@@ -51,6 +51,7 @@ LEVERS = {  # options of DiscoveryConfig, or of the statistics (PROBE_OPTIONS)
     "validation share 0.3": {"validation": 0.3},
     "JCM = min over tasks": {"jcm": "min"},
     "JCM = mean - std": {"jcm": "mean-std"},
+    "seeded with depth x width and weight L2": {"seed_proxies": ("depth_width", "weight_l2")},
     "conditions data + minibatch": {"conditions": ("data", "minibatch")},
     "batches matched to each data set": {"source": "matched"},
 }
@@ -146,7 +147,7 @@ def row(name: str, what: str, score: Scorer, tasks: list[Task], tiny: list[Task]
         + " | "
         + " | ".join(tau(scores, tasks, s) for s in SPACES)
         + " | "
-        + " | ".join(versus(scores, params, tasks, s) for s in SPACES)
+        + " | ".join("n/a" if "nan" in (v := versus(scores, params, tasks, s)) else v for s in SPACES)
         + f" | {transfer:.3f} |"
     )
 
