@@ -79,7 +79,7 @@ def main() -> None:
         "(seed 0), the search sees the first half. Each row's proxy is the best of its runs by training JCM; "
         "'reads' = the statistics of other conditions it uses; 'vs params' = held-out difference to parameter count "
         "with the 95% interval of a paired bootstrap over the held-out networks (1000 resamples). Held-out numbers "
-        "are reported, never used to choose. Rows sorted by training JCM.",
+        "are reported, never used to choose. Rows sorted by training JCM, then parameter count.",
         table(["conditions", "proxy", "reads", "train JCM", "held-out JCM", "vs params"], rows),
         "Every run:",
         table(["conditions", "seed", "proxy", "train JCM", "held-out JCM"], per_seed),
