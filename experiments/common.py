@@ -48,6 +48,16 @@ def vitbench_tasks(
     return tasks
 
 
+def on_fold(tasks: list[Task], folds: int, fold: int, seed: int = 0) -> list[Task]:
+    """The tasks on fold `fold` of a seeded `folds`-fold split of each space (`Benchmark.kfold`): the
+    search fits the other folds, the test part is this one. The statistics are shared, not copied."""
+    out = []
+    for task in tasks:
+        train, test = load_bench(task.name.split("/")[0]).kfold(folds, seed)[fold]
+        out.append(replace(task, train=train, test=test))
+    return out
+
+
 def on_validation(tasks: list[Task], seed: int) -> list[Task]:
     """The tasks with their held-out part set aside entirely: each training part is split again in
     two seeded halves; the search fits the first and the test part is the second (validation, for
@@ -57,6 +67,21 @@ def on_validation(tasks: list[Task], seed: int) -> list[Task]:
         fit, validation = load_bench(task.name.split("/")[0]).subset(task.train).split(0.5, seed)
         out.append(replace(task, train=task.train[fit], test=task.train[validation]))
     return out
+
+
+def depth_width(task: Task) -> np.ndarray:
+    """Depth x width per architecture: AutoFormer-style depth x embedding width; PiT, summed over its
+    stages, stage depth x stage width (base width x the stage's heads)."""
+    archs = load_bench(task.name.split("/")[0]).archs
+    return np.array(
+        [
+            a["depth"] * a["hidden_dim"]
+            if "hidden_dim" in a
+            else sum(d * a["base_dim"] * h for d, h in zip(a["depth"], a["num_heads"]))
+            for a in archs
+        ],
+        dtype=np.float64,
+    )
 
 
 def param_scores(task: Task) -> np.ndarray:

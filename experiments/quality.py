@@ -27,7 +27,7 @@ from itertools import groupby
 from pathlib import Path
 
 import numpy as np
-from common import SPACES, on_validation, param_scores, program_scores, space_tau, versus, vitbench_tasks
+from common import SPACES, depth_width, on_validation, param_scores, program_scores, space_tau, versus, vitbench_tasks
 
 from gp_proxy import (
     KNOWN_PROXIES,
@@ -64,21 +64,6 @@ VALIDATION_SEED = 1  # as in size_limit_validation.py
 def slug(lever: str) -> str:
     """A lever's run folder, e.g. "training-JCM", "JCM-eq-min-over-tasks"."""
     return lever.split(" (")[0].replace(" ", "-").replace("=", "eq")
-
-
-def depth_width(task: Task) -> np.ndarray:
-    """Depth x width per architecture: AutoFormer-style depth x embedding width; PiT, summed over its
-    stages, stage depth x stage width (base width x the stage's heads)."""
-    archs = load_bench(task.name.split("/")[0]).archs
-    return np.array(
-        [
-            a["depth"] * a["hidden_dim"]
-            if "hidden_dim" in a
-            else sum(d * a["base_dim"] * h for d, h in zip(a["depth"], a["num_heads"]))
-            for a in archs
-        ],
-        dtype=np.float64,
-    )
 
 
 def program(expression: str) -> Scorer:
