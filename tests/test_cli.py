@@ -158,8 +158,13 @@ def test_discover_end_to_end_on_a_slice(capsys, tmp_path):
     assert set(saved["fitness"]["test"]) == {"pit/chaoyang_kd_acc", "pit/c100_kd_acc"}
     assert saved["fitness"]["test"]["pit/c100_kd_acc"]["n"] == 4  # the held-out half of 8
     assert "Pareto front (size, training JCM): pick the knee" in out and "validation" not in out
+    config = json.loads((tmp_path / "run" / "checkpoint.json").read_text())["config"]
+    assert config["seed_proxies"] == ["depth_width", "weight_l2"]  # the default chosen on validation data
     code, _, err = run(capsys, *argv)  # the run is there: no silent overwrite
     assert code == 2 and "pass --resume" in err
+    argv[argv.index("--out") + 1] = str(tmp_path / "random")
+    assert run(capsys, *argv, "--seed-proxies", "none", "--iterations", "1")[0] == 0
+    assert json.loads((tmp_path / "random" / "checkpoint.json").read_text())["config"]["seed_proxies"] == []
     argv[argv.index("--out") + 1] = str(tmp_path / "validated")
     code, _, err = run(capsys, *argv, "--validation", "0.34")  # 2 of the 4 training architectures
     assert code == 2 and "fewer than 3 architectures with a known accuracy" in err and "--validation 0.34" in err

@@ -25,6 +25,10 @@ from vit_space.search.searchers import SearchConfig, Searcher, SearchState
 from vit_space.spaces import Space, get_space
 
 JOB_ITERATIONS = 3000  # discovery steps of the main job
+# The first population's known proxies, for `autoprox discover` and `run`: of the discovery settings
+# compared on validation data inside ViT-Bench-101's training half, starting from these generalised
+# best (results/quality.md, `experiments/quality.py`).
+SEED_PROXIES = ("depth_width", "weight_l2")
 EXPORT_FORMATS = (("latex", "tex"), ("python", "py"), ("graphml", "graphml"), ("png", "png"))
 
 
@@ -66,7 +70,8 @@ def run_job(
     progress: bool = True,
     on_step: Callable[[str], None] = lambda step: None,
 ) -> JobResult:
-    """Probe `bench_name`'s architectures, discover proxies on them (seed `seed`, `iterations` steps),
+    """Probe `bench_name`'s architectures, discover proxies on them (seed `seed`, `iterations` steps,
+    the first population holding `SEED_PROXIES`),
     export the best, and search its space within `params` (millions, "LO-HI"; default: the
     benchmark's 10th percentile to median) for `search_budget` architectures. `on_step(title)` is
     called before each step. The statistics use batch seed 0; discovery and search use `seed`."""
@@ -91,7 +96,7 @@ def run_job(
     tasks = tasks_for([bench_name], None, spec, cache)
     discovery = discover(
         tasks,
-        DiscoveryConfig(iterations=iterations, seed=seed),
+        DiscoveryConfig(iterations=iterations, seed=seed, seed_proxies=SEED_PROXIES),
         discover_dir,
         resume=(discover_dir / "checkpoint.json").is_file(),
         probe=spec.as_dict(),

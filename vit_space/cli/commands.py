@@ -105,7 +105,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
         population=args.population,
         seed=args.search_seed,
         jcm=args.jcm,
-        seed_proxies=tuple(csv_list(args.seed_proxies)),
+        seed_proxies=() if args.seed_proxies == "none" else tuple(csv_list(args.seed_proxies)),
         batch=args.parents,
         size_limit=args.size_limit,
         validation=args.validation,

@@ -17,7 +17,7 @@ from gp_proxy.program import MAX_PROGRAM_NODES
 from vit_space.bench.benchmark import BENCH_NAMES
 from vit_space.bench.training import Recipe
 from vit_space.data.batches import DATASETS, BatchSpec
-from vit_space.pipeline import JOB_ITERATIONS
+from vit_space.pipeline import JOB_ITERATIONS, SEED_PROXIES
 from vit_space.probe.cache import CONDITIONS, ProbeSpec
 from vit_space.proxies.export import EXPORTS
 from vit_space.proxies.ranking import FORMATS
@@ -168,7 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--validation-seed", type=SEED, default=DiscoveryConfig.validation_seed)
     p.add_argument("--search-seed", type=SEED, default=0, help="seed of the evolution")
-    p.add_argument("--seed-proxies", default="", help=f"start from these known proxies: {', '.join(KNOWN_PROXIES)}")
+    p.add_argument(
+        "--seed-proxies",
+        default=",".join(SEED_PROXIES),
+        help=f"known proxies in the first population, from {', '.join(KNOWN_PROXIES)} (default %(default)s: the "
+        "setting that generalised best on validation data, results/quality.md; 'none' for a random start)",
+    )
     p.add_argument("--workers", type=POSITIVE, default=1, help="evaluation processes")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
     p.add_argument("--compute-missing", action="store_true", help="probe architectures missing from the cache")
