@@ -24,7 +24,7 @@ whatever the global random state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -122,15 +122,19 @@ class BatchSpec:
         """Canonical string for cache keys, e.g. ``"c100|skimage|b16|s0|224"`` (paths made absolute;
         ``"matched"`` written ``"skimage"`` where it gives the same images, as for chaoyang)."""
         source = self.origin if self.origin in NAMED_SOURCES else str(_source_path(self.origin))
-        if source == "matched" and self._matches_skimage():
+        if source == "matched" and self.photos() == replace(self, source="skimage").photos():
             source = "skimage"
         return f"{self.dataset}|{source}|b{self.batch_size}|s{self.seed}|{self.image_size}"
 
-    def _matches_skimage(self) -> bool:
-        """Whether a ``"matched"`` batch of this data set and size is the ``"skimage"`` batch."""
+    def photos(self) -> tuple[str, int | None]:
+        """For a ``"skimage"`` or ``"matched"`` batch: its photographs (a key of ``PHOTOS``) and the side
+        in pixels its crops are shrunk to before they are upsampled (None: no shrinking)."""
         info = get_dataset(self.dataset)
-        native = info.native_size is None or (self.image_size is not None and info.native_size >= self.image_size)
-        return info.look is None and native
+        kind = "histology" if info.kind == "histology" else "natural"
+        if self.origin != "matched":
+            return kind, None
+        shrink = info.native_size is not None and (self.image_size is None or info.native_size < self.image_size)
+        return info.look or kind, info.native_size if shrink else None
 
     def validate(self) -> None:
         """Raise :class:`AutoproxError` unless the data set, source, sizes and seed are usable."""
@@ -186,9 +190,7 @@ def make_batch(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.randn(shape, generator=generator)
         return images, _random_labels(spec.batch_size, info.num_classes, generator)
     if spec.origin in ("skimage", "matched"):
-        matched = spec.origin == "matched"
-        look = (info.look if matched else None) or ("histology" if info.kind == "histology" else "natural")
-        native = info.native_size if matched else None
+        look, native = spec.photos()
         images = _normalise(_photo_crops(look, spec.batch_size, spec.image_size, generator, native))
         return (images.mean(1, keepdim=True) if info.channels == 1 else images), _random_labels(
             spec.batch_size, info.num_classes, generator
