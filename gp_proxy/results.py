@@ -8,12 +8,16 @@ among several runs.
                                      share valid, distinct programs and distinct JCMs
     out_dir/progress.png             those curves
     out_dir/summary.md               the hall of fame as a table
+    out_dir/results.json             what those files were saved from (`results_key`) and the proxies'
+                                     paths: resuming a finished run with the same tasks saves nothing
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,7 +73,12 @@ def save_results(
     `summary.md` and `progress.png` in `out_dir`; return the proxies' paths, best first.
 
     The proxies are the hall of fame in its order, or, with a `validation` objective, the hall of
-    fame and the Pareto front ranked by validation JCM (then training JCM, then size)."""
+    fame and the Pareto front ranked by validation JCM (then training JCM, then size). Nothing is
+    saved when `out_dir/results.json` says the files there were saved from the same programs,
+    configuration, tasks and probe (a finished run resumed): their paths are returned."""
+    key = results_key(result, tasks, config, probe, provenance)
+    if (saved := _saved_before(out_dir, key)) is not None:
+        return saved
     reporter = Objective(tasks, config.jcm)
     names = sorted(set.intersection(*(set(t.bundle.names) for t in tasks)))
     groups = sorted(set.intersection(*(set(t.bundle.groups) for t in tasks)))
@@ -146,6 +155,40 @@ def save_results(
         ),
     )
     plot_progress(result.logbook, out_dir / "progress.png", f"{config.algorithm}, seed {config.seed}")
+    record = {"key": key, "proxies": [p.relative_to(out_dir).as_posix() for p in paths]}
+    write_text(out_dir / "results.json", json.dumps(record, indent=1) + "\n")
+    return paths
+
+
+def results_key(
+    result: DiscoveryResult, tasks: Sequence[Task], config: DiscoveryConfig, probe: dict, provenance: dict
+) -> str:
+    """SHA-256 of what `save_results` writes from: the hall of fame and front as found, the
+    configuration, each task's name, architectures, accuracies and split, the probe and provenance."""
+    payload = {
+        "halloffame": [str(ind) for ind in result.halloffame],
+        "front": [str(ind) for ind in result.front],
+        "evaluations": result.evaluations,
+        "config": config.as_dict(),
+        "tasks": [
+            [t.name, list(t.bundle.ids), [float(a) for a in t.accuracy], t.train.tolist(), t.test.tolist()]
+            for t in tasks
+        ],
+        "probe": probe,
+        "provenance": provenance,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _saved_before(out_dir: Path, key: str) -> list[Path] | None:
+    """The proxies saved in `out_dir` from the same `results_key`, if all are still there."""
+    try:
+        record = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+        paths = [out_dir / name for name in record["proxies"]] if record["key"] == key else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if paths is None or not all(p.is_file() for p in paths):
+        return None
     return paths
 
 

@@ -8,6 +8,7 @@ import pytest
 from synthetic import planted_tasks
 
 import gp_proxy.discovery
+import gp_proxy.results
 from gp_proxy.discovery import DiscoveryConfig, discover, task_pset
 from gp_proxy.errors import AutoproxError
 from gp_proxy.evolve import (
@@ -226,3 +227,27 @@ def test_mu_plus_lambda_gives_the_same_programs_in_another_process(tmp_path):
         for i in range(2)
     ]
     assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout.splitlines()) == 5
+
+
+def test_resuming_a_finished_run_keeps_its_saved_results_unless_the_tasks_changed(tmp_path, monkeypatch):
+    tasks = planted_tasks()
+    config = DiscoveryConfig(iterations=5, seed=3, **FAST)
+    first = discover(tasks, config, tmp_path, progress=False)
+    first_held_out = load_proxy(first.saved[0]).fitness["jcm_test"]
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file() and p.name != "checkpoint.json"}
+    simplified = []
+    monkeypatch.setattr(gp_proxy.results, "simplify", lambda *a, **k: simplified.append(1) or None)
+    again = discover(tasks, config, tmp_path, resume=True, progress=False)
+    assert again.saved == first.saved and not simplified
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing rewritten
+    relabelled = []  # the held-out accuracies reversed: the same search, another report
+    for task in tasks:
+        accuracy = task.accuracy.copy()
+        accuracy[task.test] = accuracy[task.test[::-1]]
+        relabelled.append(dataclasses.replace(task, accuracy=accuracy))
+    monkeypatch.undo()
+    third = discover(relabelled, config, tmp_path, resume=True, progress=False)
+    assert [str(i) for i in third.halloffame] == [str(i) for i in first.halloffame]
+    assert load_proxy(third.saved[0]).fitness["jcm_test"] != first_held_out
+    (tmp_path / "results.json").write_text("{not json")  # a damaged record: results are saved again
+    assert discover(relabelled, config, tmp_path, resume=True, progress=False).saved == third.saved

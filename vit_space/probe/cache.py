@@ -24,11 +24,11 @@ from gp_proxy.errors import AutoproxError
 from gp_proxy.stats import StatsBundle, UnitStats, stack
 from vit_space.data.batches import BatchSpec, get_dataset, make_batch
 from vit_space.data.paths import cache_root
-from vit_space.probe.hooks import CONDITIONS, MINIBATCHES, conditions, probe_conditions
+from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, conditions, probe_conditions
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
-PREFIX = {"data": "", "noise": "noise.", "minibatch": "mb.", "init2": "i2.", "synflow": "sf."}
+PREFIX = {"data": "", "noise": "noise.", "minibatch": "mb.", "init2": "i2.", "heads": "h.", "synflow": "sf."}
 _LATEX = {
     "W": "W",
     "gW": r"\nabla W",
@@ -38,6 +38,9 @@ _LATEX = {
     "Y": "Y",
     "gY": r"\nabla Y",
     "A": "A",
+    "Ae": r"\mathcal{H}_A",
+    "Ar": r"\rho_A",
+    "Ah": r"\cos_A",
 }
 
 
