@@ -47,17 +47,19 @@ from vit_space import BatchSpec, ProbeSpec, StatsCache, field_dataset, get_space
 Scorer = Callable[[Task], np.ndarray]
 
 LEVERS = {  # options of DiscoveryConfig, or of the statistics (PROBE_OPTIONS)
-    "training JCM (default)": {},
+    "training JCM (random start, the old default)": {},
     "validation share 0.3": {"validation": 0.3},
     "JCM = min over tasks": {"jcm": "min"},
     "JCM = mean - std": {"jcm": "mean-std"},
     "seeded with depth x width and weight L2": {"seed_proxies": ("depth_width", "weight_l2")},
     "conditions data + minibatch": {"conditions": ("data", "minibatch")},
+    "conditions data + init2": {"conditions": ("data", "init2")},
+    "conditions data + heads": {"conditions": ("data", "heads")},
     "batches matched to each data set": {"source": "matched"},
 }
 PROBE_OPTIONS = ("conditions", "source")
 PASS_BASELINES = {"ZiCo": "zico", "NASWOT": "naswot"}
-ENSEMBLE = "rank average of the default run's top 5"
+ENSEMBLE = "rank average of the random-start run's top 5"
 VALIDATION_SEED = 1  # as in size_limit_validation.py
 
 
@@ -184,7 +186,7 @@ class Rows:
 
 
 def evaluate(lever: str, options: dict, tasks: list[Task], tiny: list[Task], args, rows: Rows) -> None:
-    """Run one lever in both phases (resuming what is there) and add its rows; the default lever
+    """Run one lever in both phases (resuming what is there) and add its rows; the random-start lever
     also adds the rank-average ensemble and the baselines."""
     seeds, folder = [int(s) for s in args.seeds.split(",")], Path(args.runs)
     params, validation = {t.name: param_scores(t) for t in tasks}, on_validation(tasks, VALIDATION_SEED)
@@ -250,7 +252,9 @@ def main() -> None:
         "Tasks: AutoFormer and PiT x c100/flower/chaoyang KD accuracies; each space split 50/50 (seed 0). "
         "Statistics: batch 16, seed 0, sketch 32, condition data, scikit-image crops (the `skimage` source: "
         "the same natural photographs for c100 and flowers, the histology image for chaoyang), unless the lever "
-        "changes them: `minibatch` adds the gradient mean and std over 4 slices of the batch; `matched` gives "
+        "changes them: `minibatch` adds the gradient mean and std over 4 slices of the batch; `init2` the "
+        "statistics of a second initialisation on the same batch; `heads` per-head attention entropy, stable rank "
+        "and head similarity (one forward pass); `matched` gives "
         "c100 crops at CIFAR's 32 px (upsampled) and flowers crops of scikit-learn's flower photograph. "
         f"{args.iterations} elitism-preserve steps, population 50, size limit {args.size_limit}, search seeds "
         f"{args.seeds}.",
