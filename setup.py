@@ -22,6 +22,7 @@ setup(
         "scikit-image>=0.21",
         "scikit-learn>=1.2",
         "tqdm>=4.60",
+        "dask[distributed]>=2024.1",
     ],
     package_data={"vit_space": ["benchmarks/*.json", "benchmarks/*.jsonl", "batches/*.npz"]},
     extras_require={

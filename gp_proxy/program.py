@@ -284,7 +284,7 @@ class Evaluator:
                 values[i] = self._recall(keys[i]) or self._compute(tree[i], keys[i], [values[j] for j in children[i]])
         if not isinstance(values[0], Score):
             raise AutoproxError(f"the tree returns {type(values[0]).__name__}, not Score: {keys[0]}")
-        return values[0].data.numpy().copy()
+        return values[0].data.cpu().numpy().copy()
 
     def _terminal(self, name: str) -> Mat:
         if name not in self._terminals:

@@ -82,7 +82,7 @@ class StatsBundle:
 
     def subset(self, index: torch.Tensor | list[int]) -> StatsBundle:
         """The bundle restricted to the architectures at `index` (positions)."""
-        index = torch.as_tensor(index, dtype=torch.long)
+        index = torch.as_tensor(index, dtype=torch.long).to(self.block.device)
         pick = lambda d: {k: v.index_select(0, index) for k, v in d.items()}  # noqa: E731
         return StatsBundle(
             pick(self.tensors),
@@ -91,6 +91,13 @@ class StatsBundle:
             pick(self.groups),
             self.block.index_select(0, index),
             tuple(self.ids[i] for i in index.tolist()),
+        )
+
+    def to(self, device: torch.device | str) -> StatsBundle:
+        """The bundle with every tensor on `device` (programs are then evaluated there)."""
+        move = lambda d: {k: v.to(device) for k, v in d.items()}  # noqa: E731
+        return StatsBundle(
+            move(self.tensors), move(self.numel), move(self.mask), move(self.groups), self.block.to(device), self.ids
         )
 
 

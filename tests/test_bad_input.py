@@ -206,7 +206,7 @@ def test_cli_prints_a_warning_on_one_line(capsys, tmp_path):
 def fake_training(monkeypatch):
     """Training replaced by an instant fake whose accuracy depends on the architecture and seed."""
 
-    def train(space, arch, data, recipe, seed):
+    def train(space, arch, data, recipe, seed, device="cpu"):
         return TrainResult(top1=float(int(space.arch_hash(arch)[:4], 16) % 90) + seed, seconds=0.01, final_loss=1.0)
 
     monkeypatch.setattr(benchbuild, "train", train)

@@ -92,7 +92,7 @@ def test_failed_write_leaves_the_old_file_intact(setup, monkeypatch):
     before = cache.path(key).read_bytes()
 
     def broken_save(obj, f):
-        open(f, "wb").write(b"half")
+        f.write(b"half")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -2,6 +2,7 @@
 
 The layers, each importing only the ones before it:
 
+    device     where networks run: `--device auto|cpu|cuda|cuda:N` (`resolve_device`)
     data       image files, training data sets, proxy batches (`BatchSpec`, `make_batch`, `load_images`)
     spaces     AutoFormer, PiT, small CPU spaces, timm models (`get_space`, `read_archs`)
     bench      benchmark files, training, building benchmarks (`load_bench`, `Recipe`, `build_bench`)
@@ -23,6 +24,7 @@ in [-1, 1]; images are ``(B, C, S, S)`` float32 tensors, labels ``(B,)`` int64.
 from vit_space.bench import Benchmark, BuildPlan, Recipe, TrainResult, build_bench, load_bench, train
 from vit_space.bench.benchmark import field_dataset, field_name
 from vit_space.data import BatchSpec, ImageData, get_dataset, load_images, make_batch
+from vit_space.device import resolve_device
 from vit_space.pipeline import JobResult, run_job
 from vit_space.probe import ProbeSpec, StatsCache, fill, probe_arch
 from vit_space.probe.cache import latex_names
@@ -79,6 +81,7 @@ __all__ = [
     "proxy_scores",
     "rank",
     "read_archs",
+    "resolve_device",
     "resolve_proxy",
     "run_job",
     "sample_within",

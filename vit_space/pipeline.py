@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from gp_proxy.discovery import DiscoveryConfig, DiscoveryResult, discover
 from gp_proxy.store import load_proxy
@@ -69,12 +70,14 @@ def run_job(
     seed: int = 0,
     progress: bool = True,
     on_step: Callable[[str], None] = lambda step: None,
+    device: str | torch.device = "cpu",
 ) -> JobResult:
     """Probe `bench_name`'s architectures, discover proxies on them (seed `seed`, `iterations` steps,
     the first population holding `SEED_PROXIES`),
     export the best, and search its space within `params` (millions, "LO-HI"; default: the
     benchmark's 10th percentile to median) for `search_budget` architectures. `on_step(title)` is
-    called before each step. The statistics use batch seed 0; discovery and search use `seed`."""
+    called before each step. The statistics use batch seed 0; discovery and search use `seed`.
+    Probes run and programs are evaluated on `device`."""
     out, cache = Path(out), cache or StatsCache()
     bench = load_bench(bench_name)
     space, kind = get_space(bench.space), bench.default_kind()
@@ -89,11 +92,12 @@ def run_job(
         [spec.for_dataset(d) for d in datasets],
         cache,
         progress=progress,
+        device=device,
     )
 
     on_step("discovery")
     discover_dir = out / "discover"
-    tasks = tasks_for([bench_name], None, spec, cache)
+    tasks = tasks_for([bench_name], None, spec, cache, device=device)
     discovery = discover(
         tasks,
         DiscoveryConfig(iterations=iterations, seed=seed, seed_proxies=SEED_PROXIES),
@@ -120,6 +124,7 @@ def run_job(
         ProbeSpec(BatchSpec(datasets[0], seed=seed, image_size=None)),
         cache,
         SearchConfig(count=search_budget, seed=seed),
+        device,
     )
     search = searcher.run(search_dir, resume=(search_dir / "checkpoint.json").is_file(), progress=progress)
     return JobResult(stats, discovery, exports, search, params, out)

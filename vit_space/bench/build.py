@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+import torch
 from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
 from gp_proxy.atomic import write_text
 from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.bench.benchmark import field_name
-from vit_space.bench.training import Recipe, train, validate_fits
+from vit_space.bench.training import Recipe, TrainResult, train, validate_fits
 from vit_space.data.images import BUILTIN, ImageData, load_images
 from vit_space.spaces import Arch, Space
 
@@ -80,8 +81,16 @@ def build_bench(
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
     command: str = "",
+    device: str | torch.device = "cpu",
+    client=None,
 ) -> Path:
-    """Train the plan's missing runs of `shard` (i, n): every n-th job from the i-th; return `out`."""
+    """Train the plan's missing runs of `shard` (i, n), every n-th job from the i-th, on `device`; return `out`.
+
+    With a Dask `client` (`vit_space.cluster.connect`) each run is one task on its workers, which
+    load the training data themselves (a data folder must be at the same path there); this
+    process alone appends each result to the journal as it arrives, so an interrupted or
+    resumed build loses at most the runs in flight.
+    """
     if not plan.archs:
         raise AutoproxError("nothing to train: no architectures")
     hashes = [plan.space.arch_hash(a) for a in plan.archs]
@@ -98,29 +107,40 @@ def build_bench(
     done = _open_journal(journal, plan.as_dict(), resume)
     jobs = [job for i, job in enumerate(plan.jobs()) if i % count == index]
     todo = [(a, d, s) for a, d, s in jobs if (plan.space.arch_hash(a), dataset_name(d), s) not in done]
-    with tqdm(
-        todo,
-        desc=f"training {plan.space.name}",
-        unit="run",
-        disable=not progress,
-        initial=len(jobs) - len(todo),
-        total=len(jobs),
-    ) as bar:
-        for arch, dataset, seed in bar:
-            bar.set_postfix_str(f"{dataset_name(dataset)} seed {seed} {plan.space.arch_hash(arch)[:8]}", refresh=False)
-            result = train(plan.space, arch, data[dataset], plan.recipe, seed)
-            line = {
-                "arch": plan.space.arch_hash(arch),
-                "dataset": dataset_name(dataset),
-                "seed": seed,
-                "top1": result.top1,
-                "seconds": round(result.seconds, 3),
-                "final_loss": result.final_loss,
-            }
-            _append(journal, line)
-            write_bench(plan, data, journal, out, command)
+
+    def record(arch: Arch, dataset: str, seed: int, result: TrainResult) -> None:
+        line = {
+            "arch": plan.space.arch_hash(arch),
+            "dataset": dataset_name(dataset),
+            "seed": seed,
+            "top1": result.top1,
+            "seconds": round(result.seconds, 3),
+            "final_loss": result.final_loss,
+        }
+        _append(journal, line)
+        write_bench(plan, data, journal, out, command)
+
+    desc = f"training {plan.space.name}"
+    if client is not None:
+        from vit_space.cluster import run_all
+
+        tasks = [(plan.space, arch, dataset, plan.recipe, seed, str(device)) for arch, dataset, seed in todo]
+        for position, result in run_all(client, _train_task, tasks, desc, progress):
+            record(*todo[position], result)
+    else:
+        bar = tqdm(todo, desc=desc, unit="run", disable=not progress, initial=len(jobs) - len(todo), total=len(jobs))
+        with bar:
+            for arch, dataset, seed in bar:
+                run = f"{dataset_name(dataset)} seed {seed} {plan.space.arch_hash(arch)[:8]}"
+                bar.set_postfix_str(run, refresh=False)
+                record(arch, dataset, seed, train(plan.space, arch, data[dataset], plan.recipe, seed, device))
     write_bench(plan, data, journal, out, command)
     return Path(out)
+
+
+def _train_task(space: Space, arch: Arch, dataset: str, recipe: Recipe, seed: int, device: str) -> TrainResult:
+    """A worker's task: one training run, its data loaded (and kept) in the worker."""
+    return train(space, arch, load_images(dataset, space.img_size), recipe, seed, device)
 
 
 def _open_journal(journal: Path, config: dict, resume: bool) -> set[tuple[str, str, int]]:

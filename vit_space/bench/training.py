@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from gp_proxy.errors import AutoproxError
 from vit_space.data.images import ImageData
+from vit_space.device import resolve_device
 from vit_space.spaces import Arch, Space
 
 
@@ -98,16 +99,21 @@ def subset(images: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[torch
     return images[index], labels[index]
 
 
-def train(space: Space, arch: Arch, data: ImageData, recipe: Recipe, seed: int) -> TrainResult:
-    """Train `arch` from its seeded init on `data` with `recipe`; held-out top-1 in %."""
+def train(
+    space: Space, arch: Arch, data: ImageData, recipe: Recipe, seed: int, device: str | torch.device = "cpu"
+) -> TrainResult:
+    """Train `arch` from its seeded init (drawn on the CPU) on `data` with `recipe`, on `device`;
+    held-out top-1 in %. Batches are drawn and shifted on the CPU, so the order does not depend on
+    the device."""
+    device = resolve_device(device)
     validate_fits(space, data)
     start = time.perf_counter()
     run_seed = space.seeded_init(arch, seed)
     generator = torch.Generator().manual_seed(run_seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run_seed)
-        model = space.build(arch, num_classes=data.num_classes)
-    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in data.mean_std())
+        model = space.build(arch, num_classes=data.num_classes).to(device)
+    mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in data.mean_std())
     images, labels = subset(data.train_images, data.train_labels, recipe.train_size)
     test_images, test_labels = subset(data.test_images, data.test_labels, recipe.test_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -116,8 +122,8 @@ def train(space: Space, arch: Arch, data: ImageData, recipe: Recipe, seed: int) 
     model.train()
     losses = []
     for index in _batches(len(labels), recipe.batch_size, steps, generator):
-        x = (_shift(images[index], recipe.shift, generator).float() / 255 - mean) / std
-        loss = F.cross_entropy(model(x), labels[index], label_smoothing=recipe.label_smoothing)
+        x = (_shift(images[index], recipe.shift, generator).to(device).float() / 255 - mean) / std
+        loss = F.cross_entropy(model(x), labels[index].to(device), label_smoothing=recipe.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -149,12 +155,14 @@ def evaluate(
     std: torch.Tensor,
     batch_size: int = 500,
 ) -> float:
-    """Top-1 accuracy (%) of `model` in eval mode on uint8 `images`."""
+    """Top-1 accuracy (%) of `model` in eval mode on uint8 `images` (CPU), run where `model` is."""
     model.eval()
+    device = mean.device
     correct = sum(
         int(
             (
-                model((images[i : i + batch_size].float() / 255 - mean) / std).argmax(1) == labels[i : i + batch_size]
+                model((images[i : i + batch_size].to(device).float() / 255 - mean) / std).argmax(1).cpu()
+                == labels[i : i + batch_size]
             ).sum()
         )
         for i in range(0, len(labels), batch_size)

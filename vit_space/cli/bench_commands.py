@@ -10,6 +10,7 @@ import numpy as np
 from gp_proxy.errors import AutoproxError
 from vit_space.bench import benchmark as bench_mod
 from vit_space.cli.parser import csv_list
+from vit_space.cli.runtime import cluster_client, work_device
 from vit_space.data.batches import get_dataset
 from vit_space.search.budget import Budget, sample_within
 from vit_space.spaces import get_space, read_archs
@@ -74,14 +75,17 @@ def cmd_bench_build(args: argparse.Namespace) -> None:
     plan = BuildPlan(space, tuple(archs), tuple(csv_list(args.dataset)), recipe, _seeds(args.seeds))
     if not plan.datasets:
         raise AutoproxError("--dataset needs fmnist, digits or a data folder (comma-separated for several)")
-    out = build_bench(
-        plan,
-        args.out,
-        resume=args.resume,
-        shard=_shard(args.shard),
-        progress=not args.quiet,
-        command=_build_command(args),
-    )
+    with cluster_client(args) as client:
+        out = build_bench(
+            plan,
+            args.out,
+            resume=args.resume,
+            shard=_shard(args.shard),
+            progress=not args.quiet,
+            command=_build_command(args),
+            device=work_device(args),
+            client=client,
+        )
     bench = bench_mod.load_bench(out)
     print(f"{out}: {len(bench)} architectures; fields: {', '.join(bench.fields) or 'none complete yet'}")
 

@@ -26,9 +26,11 @@ from gp_proxy.store import SavedProxy, load_proxy, save_proxy
 from vit_space.bench import benchmark as bench_mod
 from vit_space.cli.bench_commands import cmd_bench_build, cmd_bench_fetch, cmd_bench_show, cmd_data_fetch
 from vit_space.cli.parser import csv_list
+from vit_space.cli.runtime import cluster_client, work_device
 from vit_space.data.batches import DATASETS, BatchSpec, get_dataset
+from vit_space.device import resolve_device
 from vit_space.pipeline import default_dataset, run_job
-from vit_space.probe.cache import ProbeSpec, StatsCache, fill
+from vit_space.probe.cache import FillReport, ProbeSpec, StatsCache, fill
 from vit_space.proxies.export import export_file, export_text
 from vit_space.proxies.ranking import FORMATS, bench_fields, format_rankings, rank
 from vit_space.proxies.scores import catalogue, proxy_label, resolve_proxy, saved_proxy_bundles, with_source
@@ -72,18 +74,23 @@ def _targets(args: argparse.Namespace) -> list[tuple[Space, list[Arch], list[str
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
-    cache = StatsCache(args.cache)
+    cache, device = StatsCache(args.cache), work_device(args)
     sources = _data_sources(args.data)
-    for space, archs, default_datasets in _targets(args):
-        archs = archs[: args.limit] if args.limit else archs
-        specs = [_probe_spec(args, d, sources.get(d)) for d in csv_list(args.datasets) or default_datasets]
-        report = fill(space, archs, specs, cache, progress=not args.quiet)
-        per_probe = f", {np.mean(report.probe_seconds):.2f} s per probe" if report.probe_seconds else ""
-        print(
-            f"{space.name}: {report.computed + report.cached} entries "
-            f"({report.computed} probed, {report.cached} already cached) in {report.seconds:.1f} s{per_probe}"
-        )
+    with cluster_client(args) as client:
+        for space, archs, default_datasets in _targets(args):
+            archs = archs[: args.limit] if args.limit else archs
+            specs = [_probe_spec(args, d, sources.get(d)) for d in csv_list(args.datasets) or default_datasets]
+            report = fill(space, archs, specs, cache, progress=not args.quiet, device=device, client=client)
+            _print_fill(space, report)
     print(f"cache {cache.root}: {cache.size_bytes() / 2**20:.1f} MiB")
+
+
+def _print_fill(space: Space, report: FillReport) -> None:
+    per_probe = f", {np.mean(report.probe_seconds):.2f} s per probe" if report.probe_seconds else ""
+    print(
+        f"{space.name}: {report.computed + report.cached} entries "
+        f"({report.computed} probed, {report.cached} already cached) in {report.seconds:.1f} s{per_probe}"
+    )
 
 
 def _probe_spec(args: argparse.Namespace, dataset: str = "c100", source: str | None = None) -> ProbeSpec:
@@ -112,7 +119,9 @@ def cmd_discover(args: argparse.Namespace) -> None:
         validation_seed=args.validation_seed,
     )
     config.validate()
-    spec = _probe_spec(args)
+    spec, device = _probe_spec(args), resolve_device(args.device)
+    if device.type != "cpu" and args.workers > 1:
+        raise AutoproxError(f"--workers {args.workers} evaluates in CPU processes; with --device {device} use 1")
     benches = csv_list(args.bench)
     tasks = tasks_for(
         benches,
@@ -125,6 +134,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
         compute_missing=args.compute_missing,
         sources=_data_sources(args.data),
         limit=args.limit or 0,
+        device=device,
     )
     provenance = {
         "benchmarks": benches,
@@ -183,7 +193,7 @@ def cmd_rank(args: argparse.Namespace) -> None:
     proxies = [_proxy(p, args) for p in csv_list(args.proxy)]
     if not proxies:
         raise AutoproxError("--proxy needs a proxy name or a saved PROXY.json")
-    spec, cache = _probe_spec(args), StatsCache(args.cache)
+    spec, cache, device = _probe_spec(args), StatsCache(args.cache), resolve_device(args.device)
     rankings = []
     for name in csv_list(args.bench):
         bench = bench_mod.load_bench(name)
@@ -206,6 +216,7 @@ def cmd_rank(args: argparse.Namespace) -> None:
                 args.split_seed,
                 compute_missing=not args.cached_only,
                 progress=not args.quiet,
+                device=device,
             )
             for p in proxies
         ]
@@ -236,7 +247,8 @@ def cmd_search(args: argparse.Namespace) -> None:
     )
     space = get_space(args.space)
     args.dataset = args.dataset or default_dataset(space)
-    searcher = Searcher(space, proxies, _budget(args), _probe_spec(args, args.dataset), StatsCache(args.cache), config)
+    spec, cache = _probe_spec(args, args.dataset), StatsCache(args.cache)
+    searcher = Searcher(space, proxies, _budget(args), spec, cache, config, resolve_device(args.device))
     state = searcher.run(args.out, resume=args.resume, progress=not args.quiet)
     best = max(state.evaluated, key=lambda c: (c.fitness, -c.order))
     print(
@@ -253,8 +265,9 @@ def cmd_score(args: argparse.Namespace) -> None:
     archs = candidates(
         space, budget, args.sample or 0, args.seed, read_archs(args.archs, space) if args.archs else None
     )
+    spec, cache = _probe_spec(args, args.dataset), StatsCache(args.cache)
     table = score_archs(
-        proxy, space, archs, _probe_spec(args, args.dataset), StatsCache(args.cache), budget, progress=not args.quiet
+        proxy, space, archs, spec, cache, budget, progress=not args.quiet, device=resolve_device(args.device)
     )
     print(
         f"{proxy_label(proxy)} on {len(table.rows)} {space.name} architectures"
@@ -309,6 +322,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         args.seed,
         progress=not args.quiet,
         on_step=lambda title: print(f"== {title}", flush=True),
+        device=resolve_device(args.device),
     )
     out = job.out
     print(f"statistics: {job.stats.computed} probed, {job.stats.cached} already cached")

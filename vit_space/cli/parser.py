@@ -75,6 +75,23 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=bounded(int, 8), help=IMAGE_SIZE_HELP)
 
 
+def _add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where networks run and programs are evaluated: auto (a GPU when torch sees one, else the CPU; "
+        "default), cpu, cuda or cuda:N",
+    )
+
+
+def _add_cluster_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cluster",
+        help="run the work on Dask: local:N (N one-thread worker processes here) or tcp://HOST:PORT (a running "
+        "`dask scheduler`); default: this process alone",
+    )
+
+
 def _add_cache_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", help="cache folder (default $AUTOPROX_CACHE/stats or ~/.cache/autoprox/stats)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -102,6 +119,7 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
         help="K: slices of the batch whose gradients the minibatch condition compares (>= 2; default %(default)s)",
     )
     _add_cache_args(p)
+    _add_device_arg(p)
     if "--seed" not in p._option_string_actions:
         p.add_argument("--seed", type=SEED, default=0, help="seed of the batch, the init and the sketch (default 0)")
         p.add_argument("--image-size", type=bounded(int, 8), help=IMAGE_SIZE_HELP)
@@ -129,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="real data for one data set")
     p.add_argument("--limit", type=POSITIVE, help="only the first N architectures")
     _add_probe_args(p)
+    _add_cluster_arg(p)
     p.set_defaults(handler="stats")
 
     p = sub.add_parser("discover", help="evolve zero-cost proxies on cached statistics")
@@ -293,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=SEED, default=0, help="seed of the discovery and the search")
     _add_cache_args(p)
+    _add_device_arg(p)
     p.set_defaults(handler="run")
 
     p = sub.add_parser("proxies", help="list the known proxies")
@@ -356,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", help="I/N: train every N-th run from the I-th (parallel processes)")
     p.add_argument("--threads", type=POSITIVE, help="torch threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device_arg(p)
+    _add_cluster_arg(p)
     p.set_defaults(handler="bench_build")
     p = bench.add_parser("show", help="summarise a benchmark")
     p.add_argument("--bench", required=True)

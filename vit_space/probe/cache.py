@@ -24,6 +24,7 @@ from gp_proxy.errors import AutoproxError
 from gp_proxy.stats import StatsBundle, UnitStats, stack
 from vit_space.data.batches import BatchSpec, get_dataset, make_batch
 from vit_space.data.paths import cache_root
+from vit_space.device import float32_matmul, resolve_device
 from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, conditions, probe_conditions
 from vit_space.spaces import Arch, Space
 
@@ -178,8 +179,8 @@ class StatsCache:
             "groups": stats.groups,
             "block": stats.block,
         }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: no temp name inside the archive
+            torch.save(payload, f)
         return path
 
     def size_bytes(self) -> int:
@@ -191,10 +192,10 @@ def batch_of(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
     return make_batch(spec)
 
 
-def build_seeded(space: Space, arch: Arch, batch: BatchSpec) -> nn.Module:
-    """`arch` built for `batch`'s data set with its seeded init under the batch seed, in train mode
-    (the model every probe and pass proxy sees); `AutoproxError` if the data set's channels are not
-    what the space takes."""
+def build_seeded(space: Space, arch: Arch, batch: BatchSpec, device: str | torch.device = "cpu") -> nn.Module:
+    """`arch` built for `batch`'s data set with its seeded init under the batch seed (on the CPU, so
+    the weights do not depend on the device), in train mode, on `device` (the model every probe and
+    pass proxy sees); `AutoproxError` if the data set's channels are not what the space takes."""
     info = get_dataset(batch.dataset)
     if info.channels != space.in_chans:
         raise AutoproxError(
@@ -204,19 +205,27 @@ def build_seeded(space: Space, arch: Arch, batch: BatchSpec) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(space.seeded_init(arch, batch.seed))
         model = space.build(arch, num_classes=info.num_classes, img_size=batch.image_size)
-    return model.train()
+    return model.to(resolve_device(device)).train()
 
 
-def probe_arch(space: Space, arch: Arch, spec: ProbeSpec, only: Sequence[str] | None = None) -> dict[str, UnitStats]:
-    """Build `arch` with its seeded init and probe it under the spec's conditions (or `only` these)."""
-    spec = spec.for_space(space)
-    model = build_seeded(space, arch, spec.batch)
-    images, labels = batch_of(spec.batch)
+def probe_arch(
+    space: Space,
+    arch: Arch,
+    spec: ProbeSpec,
+    only: Sequence[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, UnitStats]:
+    """Build `arch` with its seeded init and probe it on `device` under the spec's conditions (or
+    `only` these); the statistics come back on the CPU."""
+    spec, device = spec.for_space(space), resolve_device(device)
+    model = build_seeded(space, arch, spec.batch, device)
+    images, labels = (t.to(device) for t in batch_of(spec.batch))
     conds = conditions(tuple(only or spec.conditions), images, labels, spec.batch.seed, spec.minibatches)
-    out = probe_conditions(model, [c for c in conds if not c.reinit], spec.sketch_size, spec.batch.seed)
-    for cond in (c for c in conds if c.reinit):  # the init of batch seed + 1, fed the same batch
-        second = build_seeded(space, arch, replace(spec.batch, seed=spec.batch.seed + 1))
-        out |= probe_conditions(second, [replace(cond, reinit=False)], spec.sketch_size, spec.batch.seed)
+    with float32_matmul():
+        out = probe_conditions(model, [c for c in conds if not c.reinit], spec.sketch_size, spec.batch.seed)
+        for cond in (c for c in conds if c.reinit):  # the init of batch seed + 1, fed the same batch
+            second = build_seeded(space, arch, replace(spec.batch, seed=spec.batch.seed + 1), device)
+            out |= probe_conditions(second, [replace(cond, reinit=False)], spec.sketch_size, spec.batch.seed)
     return {c.name: out[c.name] for c in conds}
 
 
@@ -229,27 +238,82 @@ class FillReport:
 
 
 def fill(
-    space: Space, archs: Sequence[Arch], specs: Iterable[ProbeSpec], cache: StatsCache, progress: bool = True
+    space: Space,
+    archs: Sequence[Arch],
+    specs: Iterable[ProbeSpec],
+    cache: StatsCache,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+    client=None,
 ) -> FillReport:
-    """Probe every (architecture, spec) whose statistics are not cached yet, and cache them.
+    """Probe every (architecture, spec) whose statistics are not cached yet, on `device`, and cache them.
 
-    Safe to interrupt: finished entries are on disk, the one in progress is not, and a rerun
-    skips what is there.
+    With a Dask `client` (`vit_space.cluster.connect`) one task per (architecture, spec) runs on
+    its workers: they write into `cache` themselves when they share its folder, else they return
+    the statistics and this process writes them; the entries are the same either way. Safe to
+    interrupt: finished entries are on disk, the ones in progress are not, and a rerun skips what
+    is there.
     """
     jobs = [(arch, spec) for spec in specs for arch in archs]
     report, start = FillReport(), time.perf_counter()
+    if client is not None:
+        return _fill_on(client, space, jobs, cache, progress, device, report)
     with tqdm(jobs, desc="probing", unit="arch", disable=not progress) as bar:
         for arch, spec in bar:
             bar.set_postfix_str(f"{spec.batch.dataset} {space.arch_hash(arch)[:8]}", refresh=False)
-            missing = [c for c in spec.conditions if cache.load(spec.key(space, arch, c)) is None]
+            missing = _missing(space, arch, spec, cache)
             if not missing:
                 report.cached += 1
                 continue
-            t0 = time.perf_counter()
-            for condition, stats in probe_arch(space, arch, spec, missing).items():
-                cache.save(spec.key(space, arch, condition), stats)
-            report.probe_seconds.append(time.perf_counter() - t0)
+            report.probe_seconds.append(probe_into(space, arch, spec, missing, device, cache))
             report.computed += 1
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _missing(space: Space, arch: Arch, spec: ProbeSpec, cache: StatsCache) -> list[str]:
+    return [c for c in spec.conditions if cache.load(spec.key(space, arch, c)) is None]
+
+
+def probe_into(
+    space: Space, arch: Arch, spec: ProbeSpec, conditions: Sequence[str], device: str | torch.device, cache: StatsCache
+) -> float:
+    """Probe `arch` under `conditions` of `spec` on `device` and save each into `cache`; the seconds it took."""
+    start = time.perf_counter()
+    for condition, stats in probe_arch(space, arch, spec, conditions, device).items():
+        cache.save(spec.key(space, arch, condition), stats)
+    return time.perf_counter() - start
+
+
+def _probe_task(space: Space, arch: Arch, spec: ProbeSpec, conditions: list[str], device: str, root: str | None):
+    """A worker's task: probe and save into the shared cache folder `root` (returns the seconds), or,
+    without one, return (seconds, statistics per condition) for the client to save."""
+    if root is not None:
+        return probe_into(space, arch, spec, conditions, device, StatsCache(root)), None
+    start = time.perf_counter()
+    stats = probe_arch(space, arch, spec, conditions, device)
+    return time.perf_counter() - start, stats
+
+
+def _fill_on(client, space: Space, jobs: list, cache: StatsCache, progress: bool, device, report: FillReport):
+    from vit_space.cluster import run_all, shared_folder
+
+    start = time.perf_counter()
+    todo = []
+    for arch, spec in jobs:
+        missing = _missing(space, arch, spec, cache)
+        if missing:
+            todo.append((arch, spec, missing))
+        else:
+            report.cached += 1
+    root = str(cache.root) if todo and shared_folder(client, cache.root) else None
+    tasks = [(space, arch, spec, missing, str(device), root) for arch, spec, missing in todo]
+    for index, (seconds, stats) in run_all(client, _probe_task, tasks, "probing", progress):
+        arch, spec, _ = todo[index]
+        for condition, entry in (stats or {}).items():
+            cache.save(spec.key(space, arch, condition), entry)
+        report.probe_seconds.append(seconds)
+        report.computed += 1
     report.seconds = time.perf_counter() - start
     return report
 

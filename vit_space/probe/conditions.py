@@ -49,14 +49,16 @@ def conditions(
             f"minibatches must be an integer >= 2 (the minibatch condition's slices of the batch), got {minibatches!r}"
         )
     cross_entropy = lambda logits: F.cross_entropy(logits, labels)  # noqa: E731
-    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed + 7919))
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed + 7919)).to(images.device)
     table = {
         "data": Condition("data", images, cross_entropy),
         "noise": Condition("noise", noise, cross_entropy),
         "minibatch": Condition("minibatch", images, cross_entropy, labels=labels, slices=minibatches),
         "init2": Condition("init2", images, cross_entropy, reinit=True),
         "heads": Condition("heads", images, cross_entropy, forward_only=True),
-        "synflow": Condition("synflow", torch.ones(1, *images.shape[1:]), torch.sum, absolute_weights=True),
+        "synflow": Condition(
+            "synflow", torch.ones(1, *images.shape[1:], device=images.device), torch.sum, absolute_weights=True
+        ),
     }
     return [table[n] for n in sorted(set(names), key=CONDITIONS.index)]
 

@@ -197,7 +197,7 @@ def slice_gradients(
     if len(images) < parts:
         raise AutoproxError(f"the minibatch condition splits the batch in {parts}; batch size {len(images)} is smaller")
     grads: list[list[torch.Tensor]] = [[] for _ in linears]
-    for rows in torch.tensor_split(torch.arange(len(images)), parts):
+    for rows in torch.tensor_split(torch.arange(len(images), device=images.device), parts):
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(images[rows]), labels[rows]).backward()
         for unit, linear in enumerate(linears):

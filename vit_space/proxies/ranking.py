@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from gp_proxy.fitness import CORRELATIONS, correlations, jcm
 from gp_proxy.markdown import table
@@ -85,11 +86,13 @@ def rank(
     split_seed: int = 0,
     compute_missing: bool = True,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> Ranking:
     """Score every architecture of `bench` with `proxy` on the batch of each field's data set and
     correlate the scores with the field's accuracies (e.g. c100_kd_acc, imagenet_super_acc).
     Statistics and scores missing from `cache` are computed on the way (or, without
-    `compute_missing`, raise an `AutoproxError` saying how to compute them)."""
+    `compute_missing`, raise an `AutoproxError` saying how to compute them); networks and programs
+    run on `device`."""
     space = get_space(bench.space)
     archs = [space.validate(a) for a in bench.archs]
     accuracies = {field: bench.accuracy(field) for field in fields}
@@ -100,7 +103,7 @@ def rank(
         dataset = field_dataset(field)
         if dataset not in per_dataset:
             per_dataset[dataset] = proxy_scores(
-                proxy, space, archs, spec.for_dataset(dataset), cache, compute_missing, progress
+                proxy, space, archs, spec.for_dataset(dataset), cache, compute_missing, progress, device
             )
         result: Scores = per_dataset[dataset]
         scores[field], seconds[field] = result.values, result.seconds_per_arch

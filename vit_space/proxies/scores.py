@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from gp_proxy.atomic import write_text
@@ -29,6 +30,7 @@ from gp_proxy.stats import StatsBundle
 from gp_proxy.store import SavedProxy, json_safe, load_proxy, read_json
 from vit_space.bench.benchmark import load_bench
 from vit_space.data.batches import BatchSpec, get_dataset
+from vit_space.device import float32_matmul, resolve_device
 from vit_space.probe.cache import (
     ProbeSpec,
     StatsCache,
@@ -133,9 +135,10 @@ def pass_scores(
     cache: StatsCache,
     compute_missing: bool = True,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Scores and seconds, each name -> (A,), of pass proxies `names`; computes and caches what is
-    missing (or raises `AutoproxError` if not `compute_missing`).
+    """Scores and seconds, each name -> (A,), of pass proxies `names`; computes what is missing on
+    `device` and caches it (or raises `AutoproxError` if not `compute_missing`).
 
     Safe to interrupt: every architecture's scores are written as soon as they are computed.
     """
@@ -157,12 +160,13 @@ def pass_scores(
                     "`autoprox rank` without --cached-only"
                 )
             if missing:
-                model = build_seeded(space, arch, batch)
-                images, labels = batch_of(batch)
+                model = build_seeded(space, arch, batch, device)
+                images, labels = (t.to(device) for t in batch_of(batch))
                 for name in missing:
                     bar.set_postfix_str(name, refresh=False)
                     t0 = time.perf_counter()
-                    entry["scores"][name] = float(PASS_PROXIES[name](model, images, labels, batch.seed))
+                    with float32_matmul():
+                        entry["scores"][name] = float(PASS_PROXIES[name](model, images, labels, batch.seed))
                     entry["seconds"][name] = time.perf_counter() - t0
                     model.zero_grad(set_to_none=True)
                 store.save(key, entry)
@@ -188,8 +192,10 @@ def proxy_scores(
     cache: StatsCache,
     compute_missing: bool = True,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> Scores:
-    """Scores of a known proxy name or a saved proxy on `archs`, measured on `spec`'s batch.
+    """Scores of a known proxy name or a saved proxy on `archs`, measured on `spec`'s batch; networks
+    and programs run on `device`.
 
     Saved proxies use their own statistics spec (batch source, size and seed, sketch, conditions)
     on `spec`'s data set, at `spec`'s image size (the scored networks' input). An ensemble's
@@ -197,7 +203,7 @@ def proxy_scores(
     pass scores missing from `cache` are computed (`compute_missing`) or reported as an error.
     """
     if isinstance(proxy, SavedEnsemble):
-        members = [proxy_scores(m, space, archs, spec, cache, compute_missing, progress) for m in proxy.members]
+        members = [proxy_scores(m, space, archs, spec, cache, compute_missing, progress, device) for m in proxy.members]
         return Scores(mean_rank([m.values for m in members]), sum(m.seconds_per_arch for m in members))
     spec = spec.for_space(space)
     classes, size = get_dataset(spec.batch.dataset).num_classes, spec.batch.image_size
@@ -207,7 +213,7 @@ def proxy_scores(
         values = np.array([count(a, classes, size) for a in archs], dtype=np.float64)
         return Scores(values, (time.perf_counter() - t0) / len(archs))
     if isinstance(proxy, str) and proxy in PASS_PROXIES:
-        scores, seconds = pass_scores(space, archs, spec.batch, [proxy], cache, compute_missing, progress)
+        scores, seconds = pass_scores(space, archs, spec.batch, [proxy], cache, compute_missing, progress, device)
         return Scores(scores[proxy], float(np.nanmean(seconds[proxy])))
     if isinstance(proxy, SavedProxy):
         saved = ProbeSpec.from_dict(proxy.probe, spec.batch.dataset)
@@ -216,8 +222,8 @@ def proxy_scores(
     else:
         expression, names, groups = KNOWN_PROXIES[proxy].expression, None, None
     if compute_missing:
-        fill(space, archs, [spec], cache, progress=progress)
-    bundle = load_bundle(space, archs, spec, cache)
+        fill(space, archs, [spec], cache, progress=progress, device=device)
+    bundle = load_bundle(space, archs, spec, cache).to(resolve_device(device))
     lacking = sorted(set(names or []) - set(bundle.names))
     if lacking:
         raise AutoproxError(

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from gp_proxy.errors import AutoproxError
 from gp_proxy.fitness import Task
 from vit_space.bench.benchmark import Benchmark, field_name, load_bench
+from vit_space.device import resolve_device
 from vit_space.probe.cache import ProbeSpec, StatsCache, fill, load_bundle
 from vit_space.spaces import get_space
 
@@ -24,11 +26,13 @@ def bench_tasks(
     compute_missing: bool = False,
     sources: dict[str, str] | None = None,
     split: tuple[np.ndarray, np.ndarray] | None = None,
+    device: str | torch.device = "cpu",
 ) -> list[Task]:
     """One task per data set of `bench`: the statistics probed on that data set's batch (from
     `sources[dataset]` if given, else the spec's source), the accuracies of field `kind` (kd or base;
     default: kd where the benchmark has it), and the same seeded split for every data set (or the
-    given `split`, e.g. a k-fold fold)."""
+    given `split`, e.g. a k-fold fold). Missing statistics are probed on `device`, and the bundles
+    are put there (programs are evaluated where their statistics are)."""
     if len(bench) < 4:
         raise AutoproxError(f"benchmark {bench.name} has {len(bench)} architectures; ranking needs at least 4")
     space = get_space(bench.space)
@@ -46,8 +50,8 @@ def bench_tasks(
         probe_dataset = "imagenet" if field_name(dataset, kind) == "imagenet_super_acc" else dataset
         data_spec = spec.for_dataset(probe_dataset, (sources or {}).get(probe_dataset))
         if compute_missing:
-            fill(space, archs, [data_spec], cache)
-        bundle = load_bundle(space, archs, data_spec, cache)
+            fill(space, archs, [data_spec], cache, device=device)
+        bundle = load_bundle(space, archs, data_spec, cache).to(resolve_device(device))
         tasks.append(Task(f"{bench.name}/{field_name(dataset, kind)}", bundle, accuracy, train, test))
     return tasks
 

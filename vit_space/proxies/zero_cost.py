@@ -48,7 +48,7 @@ def _synflow_grads(model: nn.Module, images: torch.Tensor) -> nn.Module:
     """Linearise `model`, push one all-ones image through it, backpropagate R = sum of logits."""
     model = _linearised(model)
     model.zero_grad(set_to_none=True)
-    model(torch.ones(1, *images.shape[1:], dtype=torch.float64)).sum().backward()
+    model(torch.ones(1, *images.shape[1:], dtype=torch.float64, device=images.device)).sum().backward()
     return model
 
 
@@ -100,7 +100,7 @@ def jacov(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: in
     k = 1e-5. NaN when an image's Jacobian is constant (the correlation is undefined)."""
     x = images.clone().requires_grad_(True)
     model(x).sum().backward()
-    jac = x.grad.reshape(len(x), -1).double().numpy()
+    jac = x.grad.reshape(len(x), -1).double().cpu().numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.corrcoef(jac)
     if not np.isfinite(corr).all():
@@ -113,7 +113,7 @@ def jacov(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: in
 def naswot(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> float:
     """NASWOT (Mellor et al., 2021): log|K| with K = Σ over GELU inputs of c·cᵀ + (1-c)·(1-c)ᵀ,
     c the (B, units) binary codes (input > 0) of each image (Hamming-similarity kernel)."""
-    kernel = torch.zeros(len(images), len(images), dtype=torch.float64)
+    kernel = torch.zeros(len(images), len(images), dtype=torch.float64, device=images.device)
 
     def hook(module: nn.Module, args: tuple) -> None:
         codes = (args[0].detach().reshape(len(images), -1) > 0).double()
@@ -140,8 +140,8 @@ def zen(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int 
     (timm's `forward_features`), x and ε standard Gaussian of the batch's shape drawn from `seed`.
     ViTs have no BatchNorm, so Zen's BN-variance term is zero."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(images.shape, generator=gen)
-    eps = torch.randn(images.shape, generator=gen)
+    x = torch.randn(images.shape, generator=gen).to(images.device)
+    eps = torch.randn(images.shape, generator=gen).to(images.device)
     with torch.no_grad():
         diff = (_features(model, x) - _features(model, x + alpha * eps)).abs()
     return math.log(float(diff.reshape(len(x), -1).sum(dim=1).mean()) + 1e-30)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from gp_proxy.atomic import write_text
 from gp_proxy.errors import AutoproxError
@@ -73,12 +74,13 @@ def score_archs(
     cache: StatsCache,
     budget: Budget = Budget(),
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> ScoreTable:
-    """Score the architectures of `archs` that fit `budget` with `proxy`; rank them, best first."""
+    """Score the architectures of `archs` that fit `budget` with `proxy` on `device`; rank them, best first."""
     fitting = [a for a in archs if budget.fits(space, a)]
     if not fitting:
         raise AutoproxError(f"none of the {len(archs)} architectures fits {budget.describe()}")
-    scores = proxy_scores(proxy, space, fitting, spec, cache, progress=progress).values
+    scores = proxy_scores(proxy, space, fitting, spec, cache, progress=progress, device=device).values
     classes, image_size = budget.num_classes, budget.img_size
     order = sorted(range(len(fitting)), key=lambda i: -scores[i] if np.isfinite(scores[i]) else np.inf)
     rows = [

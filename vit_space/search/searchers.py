@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
@@ -35,6 +36,7 @@ from gp_proxy.ensemble import SavedEnsemble
 from gp_proxy.errors import AutoproxError
 from gp_proxy.markdown import table
 from gp_proxy.store import SavedProxy
+from vit_space.device import resolve_device
 from vit_space.probe.cache import ProbeSpec, StatsCache
 from vit_space.proxies.scores import proxy_label, proxy_scores
 from vit_space.search.budget import Budget, sample_within
@@ -119,8 +121,10 @@ class Searcher:
         spec: ProbeSpec,
         cache: StatsCache,
         config: SearchConfig,
+        device: str | torch.device = "cpu",
     ):
         config.validate()
+        self.device = resolve_device(device)
         self.space, self.proxies, self.budget, self.spec, self.cache, self.config = (
             space,
             [m for p in proxies for m in (p.members if isinstance(p, SavedEnsemble) else [p])],
@@ -133,7 +137,8 @@ class Searcher:
     def evaluate(self, archs: Sequence[Arch], state: SearchState) -> None:
         """Score `archs` with every proxy and append them to the evaluated candidates."""
         scores = [
-            proxy_scores(p, self.space, archs, self.spec, self.cache, progress=False).values for p in self.proxies
+            proxy_scores(p, self.space, archs, self.spec, self.cache, progress=False, device=self.device).values
+            for p in self.proxies
         ]
         b = self.budget
         for i, arch in enumerate(archs):
@@ -340,8 +345,10 @@ def search(
     out_dir: str | Path,
     resume: bool = False,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> SearchState:
     """Search `space` within `budget` for the architectures `proxies` score best (the function form of
     `Searcher(...).run(...)`, as `discover` is for proxies); writes best_arch.json, top.md, evaluated.csv
-    and progress.png in `out_dir`."""
-    return Searcher(space, proxies, budget, spec, cache, config).run(out_dir, resume=resume, progress=progress)
+    and progress.png in `out_dir`; candidates are probed on `device`."""
+    searcher = Searcher(space, proxies, budget, spec, cache, config, device)
+    return searcher.run(out_dir, resume=resume, progress=progress)

@@ -1,0 +1,179 @@
+"""The GPU path in one short run, each figure next to the CPU's from the same run (issue 15).
+
+  probe       data probes per second of AutoFormer and PiT networks at 224 px, batch 16;
+  agreement   Kendall tau between the CPU's and the device's scores of the same networks under
+              programs over the probe statistics and the NASWOT pass proxy (target >= 0.99);
+  cache       a ViT-Bench-101-sized cache on the device: `--scale` AutoFormers and as many PiTs,
+              each probed on the c100, flowers and chaoyang batches (600 probes at the default;
+              target <= 2 min). The CPU figure is the CPU probe time times the probe count: an
+              estimate from the probe row, not run (it would take hours);
+  discovery   candidates per second, random programs scored on all of that cache's statistics held
+              on the device, and on the CPU (target >= 500 per second on the device);
+  training    50 steps of `train` (an af-tiny network on digits), on the device and on the CPU.
+
+The architectures are seeded samples of the spaces, the statistics go to a temporary cache, and
+accuracies for the discovery tasks are stand-ins (speed does not depend on them). Where torch
+sees no GPU it prints one line and exits 0; `--device cpu` runs the same on the CPU (a dry run).
+
+    python benchmarks/device_check.py --out results/device_check.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from gp_proxy import Objective, Task, kendall, table, write_report
+from gp_proxy.discovery import task_pset
+from gp_proxy.errors import AutoproxError
+from gp_proxy.library import KNOWN_PROXIES
+from gp_proxy.program import generate
+from vit_space import BatchSpec, ProbeSpec, StatsCache, fill, get_space, load_images, proxy_scores, resolve_device
+from vit_space.bench.training import Recipe, train
+from vit_space.probe.cache import load_bundle
+
+DATASETS = ("c100", "flowers", "chaoyang")
+AGREEMENT_PROXIES = ("snip", "grad_norm", "weight_l2", "naswot")
+
+
+def timed(fn, *args, **kwargs) -> tuple[object, float]:
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
+def probe_rows(device: torch.device, count: int) -> tuple[list[str], list[str], float]:
+    """Probe rate rows per space, agreement rows, and the CPU's seconds per probe (mean over spaces)."""
+    rows, agree, cpu_seconds = [], [], []
+    for name in ("autoformer", "pit"):
+        space = get_space(name)
+        archs = [space.sample(random.Random(seed)) for seed in range(count)]
+        spec = ProbeSpec(BatchSpec("c100", "skimage", 16, 0))
+        scores = {}
+        seconds = {}
+        for where in (torch.device("cpu"), device):
+            cache = StatsCache(tempfile.mkdtemp(prefix=f"device_check_{where.type}_"))
+            fill(space, archs[:1], [spec], cache, progress=False, device=where)  # warm-up, not timed
+            report, _ = timed(fill, space, archs[1:], [spec], cache, progress=False, device=where)
+            seconds[where.type] = report.seconds / max(len(archs) - 1, 1)
+            scores[where.type] = {
+                p: proxy_scores(p, space, archs, spec, cache, progress=False, device=where).values
+                for p in AGREEMENT_PROXIES
+            }
+        cpu, dev = seconds["cpu"], seconds[device.type]
+        cpu_seconds.append(cpu)
+        rows.append(f"| {name} | {len(archs) - 1} | {1 / cpu:.2f} | {1 / dev:.2f} | {cpu / dev:.1f}x |")
+        for proxy in AGREEMENT_PROXIES:
+            tau = kendall(scores[device.type][proxy], scores["cpu"][proxy])
+            worst = np.max(np.abs(scores[device.type][proxy] / scores["cpu"][proxy] - 1))
+            verdict = "ok" if tau >= 0.99 else "BELOW 0.99"
+            agree.append(f"| {name} | {proxy} | {len(archs)} | {tau:.3f} | {worst:.2e} | {verdict} |")
+    return rows, agree, statistics.mean(cpu_seconds)
+
+
+def cache_tasks(device: torch.device, scale: int) -> tuple[list[Task], float, int]:
+    """The ViT-Bench-101-sized cache probed on `device`: its tasks (stand-in accuracies), wall time, probes."""
+    cache, tasks, probes, start = StatsCache(tempfile.mkdtemp(prefix="device_check_cache_")), [], 0, time.perf_counter()
+    for name in ("autoformer", "pit"):
+        space = get_space(name)
+        archs = [space.sample(random.Random(1000 + seed)) for seed in range(scale)]
+        specs = [ProbeSpec(BatchSpec(d, "skimage", 16, 0)) for d in DATASETS]
+        probes += fill(space, archs, specs, cache, progress=True, device=device).computed
+        params = np.array([space.num_params(a, 100) for a in archs], dtype=np.float64)
+        noise = np.random.default_rng(0).normal(0, params.std() / 2, (len(DATASETS), len(archs)))
+        everything = np.arange(len(archs))
+        for d, spec in enumerate(specs):
+            bundle = load_bundle(space, archs, spec.for_space(space), cache)
+            tasks.append(Task(f"{name}/{spec.batch.dataset}", bundle, params + noise[d], everything, everything[:0]))
+    return tasks, time.perf_counter() - start, probes
+
+
+def discovery_rate(tasks: list[Task], programs: int) -> float:
+    """Random programs scored per second on every task, memo cleared before each (the worst case)."""
+    pset, objective = task_pset(tasks), Objective(tasks)
+    random.seed(0)
+    trees = [generate(pset, 1, 3) for _ in range(programs)]
+    objective(trees[0])  # warm-up
+    start = time.perf_counter()
+    for tree in trees:
+        objective.clear()
+        objective(tree)
+    return programs / (time.perf_counter() - start)
+
+
+def training_row(device: torch.device) -> str:
+    space, data = get_space("af-tiny"), load_images("digits")
+    arch = space.sample(random.Random(0))
+    recipe = Recipe(steps=50, test_size=300)
+    cpu, dev = (train(space, arch, data, recipe, 0, where) for where in (torch.device("cpu"), device))
+    return (
+        f"| af-tiny on digits, 50 steps | {cpu.seconds:.2f} | {dev.seconds:.2f} | {cpu.seconds / dev.seconds:.1f}x | "
+        f"{cpu.top1:.1f} / {dev.top1:.1f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto (default; skips without a GPU), cuda, cuda:N or cpu")
+    parser.add_argument("--archs", type=int, default=8, help="networks per space for the probe and agreement rows")
+    parser.add_argument("--scale", type=int, default=100, help="networks per space in the cache row")
+    parser.add_argument("--programs", type=int, default=500, help="random programs for the discovery row")
+    parser.add_argument("--out", default="results/device_check.md")
+    args = parser.parse_args()
+    try:
+        device = resolve_device(args.device)
+    except AutoproxError as e:
+        sys.exit(f"device_check: {e}")
+    if device.type == "cpu" and args.device == "auto":
+        print(f"device_check: skipped, torch sees no CUDA device (torch {torch.__version__})")
+        return
+    start = time.perf_counter()
+    probe, agree, cpu_probe = probe_rows(device, args.archs)
+    tasks, cache_seconds, probes = cache_tasks(device, args.scale)
+    on_device = discovery_rate(tasks, args.programs)
+    on_cpu = discovery_rate([replace(t, bundle=t.bundle.to("cpu")) for t in tasks], args.programs)
+    training = training_row(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    write_report(
+        args.out,
+        f"Device check: {name} next to the CPU",
+        f"python benchmarks/device_check.py --device {args.device} --archs {args.archs} --scale {args.scale} "
+        f"--programs {args.programs} --out {args.out}",
+        f"(torch {torch.__version__}, CPU with {torch.get_num_threads()} threads; whole check "
+        f"{time.perf_counter() - start:.0f} s)",
+        "Data probe at 224 px, batch 16 (skimage batch, c100), probes per second after one warm-up probe:",
+        table(["space", "networks", "CPU", str(device), "speed-up"], probe),
+        "Scores of the same networks from each device's statistics (Kendall tau, and the largest relative "
+        "difference of a score):",
+        table(["space", "proxy", "networks", "tau", "max relative difference", "target tau >= 0.99"], agree),
+        table(
+            ["workload", "CPU", str(device), "target"],
+            [
+                f"| ViT-Bench-101-sized cache: {probes} probes ({args.scale} AutoFormer + {args.scale} PiT x "
+                f"{len(DATASETS)} data sets) | {cpu_probe * probes / 60:.0f} min (estimated: CPU probe time x "
+                f"{probes}) | {cache_seconds / 60:.2f} min | <= 2 min |",
+                f"| discovery, random programs per second on all {len(tasks)} tasks (memo cleared) | {on_cpu:.1f} | "
+                f"{on_device:.1f} | >= 500 |",
+            ],
+        ),
+        "Training (`train`, seconds; held-out top-1 % CPU / device):",
+        table(["run", "CPU (s)", f"{device} (s)", "speed-up", "top-1 CPU / device"], [training]),
+        "Programs over statistics used in the agreement rows: "
+        + ", ".join(f"{p} = `{KNOWN_PROXIES[p].expression}`" for p in AGREEMENT_PROXIES if p in KNOWN_PROXIES)
+        + ".",
+    )
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+import json
+import os
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+import vit_space.cluster as cluster_mod
+from gp_proxy.errors import AutoproxError
+from vit_space.bench.build import BuildPlan, build_bench, journal_path
+from vit_space.bench.training import Recipe
+from vit_space.cluster import check_versions, connect, parse_cluster
+from vit_space.data.batches import BatchSpec
+from vit_space.probe.cache import ProbeSpec, StatsCache, fill
+from vit_space.spaces import get_space
+
+SPACE = get_space("af-tiny")
+ARCHS = [SPACE.sample(random.Random(s)) for s in range(6)]
+SPECS = [ProbeSpec(BatchSpec(d, image_size=None), conditions=("data", "heads")) for d in ("digits",)]
+
+
+def entries(root) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(root.rglob("*.pt"))}
+
+
+def test_parse_cluster_and_bad_addresses():
+    assert parse_cluster("local:3") == ("local", 3)
+    assert parse_cluster("tcp://10.0.0.5:8786") == ("tcp", "tcp://10.0.0.5:8786")
+    for bad in ("local:0", "local", "local:two", "10.0.0.5:8786", "tcp://host", "ssh://h:1"):
+        with pytest.raises(AutoproxError, match="--cluster"):
+            parse_cluster(bad)
+
+
+def test_an_unreachable_scheduler_is_one_error_within_the_timeout():
+    start = time.perf_counter()
+    with pytest.raises(AutoproxError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9 within 2 s"):
+        with connect("tcp://127.0.0.1:9", timeout=2):
+            pass
+    assert time.perf_counter() - start < 6
+
+
+@pytest.fixture(scope="module")
+def client():
+    with connect("local:2") as client:
+        yield client
+
+
+def test_workers_with_another_version_are_refused(client, monkeypatch):
+    monkeypatch.setattr(cluster_mod, "__version__", "9.9.9")  # this client, as if it were another release
+    with pytest.raises(AutoproxError, match=r"runs autoprox 0\.1\.0 and this client autoprox 9\.9\.9"):
+        check_versions(client)
+
+
+def test_statistics_returned_by_two_workers_are_byte_identical_to_one_process(client, tmp_path, monkeypatch):
+    alone = StatsCache(tmp_path / "alone")
+    fill(SPACE, ARCHS, SPECS, alone, progress=False)
+    monkeypatch.setattr(cluster_mod, "shared_folder", lambda client, folder: False)  # workers return, client writes
+    spread = StatsCache(tmp_path / "spread")
+    fill(SPACE, ARCHS[:2], SPECS, spread, progress=False, client=client)  # two cached before the rest
+    report = fill(SPACE, ARCHS, SPECS, spread, progress=False, client=client)
+    assert (report.computed, report.cached) == (4, 2)
+    assert entries(spread.root) == entries(alone.root) and len(entries(alone.root)) == 12
+
+
+def test_a_worker_killed_mid_probe_loses_nothing(client, tmp_path):
+    """Two workers writing into the shared cache, one killed while it probes: the entries of one process."""
+    space = get_space("autoformer")  # probes long enough to be caught running
+    archs = [space.sample(random.Random(s)) for s in range(4)]
+    specs = [ProbeSpec(BatchSpec("c100", batch_size=4, image_size=32))]
+    alone = StatsCache(tmp_path / "alone")
+    fill(space, archs, specs, alone, progress=False)
+    address, pid = next(iter(client.run(os.getpid).items()))
+    caught = []
+
+    def kill_while_it_probes():
+        deadline = time.time() + 120
+        while time.time() < deadline and not client.processing().get(address):
+            time.sleep(0.01)
+        caught.append(client.processing().get(address))
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_while_it_probes)
+    killer.start()
+    spread = StatsCache(tmp_path / "spread")
+    report = fill(space, archs, specs, spread, progress=False, client=client)
+    killer.join()
+    assert caught and caught[0]  # it was running a probe when it died
+    assert report.computed == 4 and entries(spread.root) == entries(alone.root)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted it
+
+
+def test_a_cache_folder_workers_cannot_write_is_refused(client, tmp_path, monkeypatch):
+    real_run = client.run  # root may write anywhere here, so the workers' answer is told
+    monkeypatch.setattr(client, "run", lambda fn, *a: {"tcp://w1": False} if fn is os.access else real_run(fn, *a))
+    with pytest.raises(AutoproxError, match=r"workers tcp://w1 see the cache folder .* but cannot write into it"):
+        cluster_mod.shared_folder(client, tmp_path)
+
+
+def small_archs(count: int) -> list:
+    archs, rng = [], random.Random(0)
+    while len(archs) < count:
+        arch = SPACE.sample(rng)
+        if SPACE.num_params(arch, 10) < 40_000 and arch not in archs:
+            archs.append(arch)
+    return archs
+
+
+def accuracies(path) -> list[dict]:
+    """The benchmark file's records without their wall times."""
+    records = json.loads(path.read_text())["records"]
+    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in records]
+
+
+PLAN = BuildPlan(SPACE, tuple(small_archs(3)), ("digits",), Recipe(steps=40, batch_size=16, test_size=200), (0, 1))
+
+
+def test_a_worker_killed_mid_training_loses_no_run(client, tmp_path):
+    """A build on two workers, one killed while it trains: the accuracies of a build in one process."""
+    alone = build_bench(PLAN, tmp_path / "alone.json", progress=False)
+    address, pid = next(iter(client.run(os.getpid).items()))
+    caught = []
+
+    def kill_while_it_trains():
+        deadline = time.time() + 120
+        while time.time() < deadline and not client.processing().get(address):
+            time.sleep(0.01)
+        caught.append(client.processing().get(address))
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_while_it_trains)
+    killer.start()
+    spread = build_bench(PLAN, tmp_path / "spread.json", progress=False, client=client)
+    killer.join()
+    assert caught and caught[0]
+    assert accuracies(spread) == accuracies(alone) and all("digits_base_acc" in r for r in accuracies(alone))
+    runs = [json.loads(line) for line in journal_path(spread).read_text().splitlines()[1:]]
+    assert len(runs) == 6  # every run journalled once, none twice
+    client.wait_for_workers(2, timeout=60)

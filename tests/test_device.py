@@ -1,0 +1,92 @@
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gp_proxy import Evaluator, build_pset, parse
+from gp_proxy.errors import AutoproxError
+from vit_space.data.batches import BatchSpec
+from vit_space.device import float32_matmul, resolve_device
+from vit_space.probe.cache import ProbeSpec, StatsCache, fill, load_bundle
+from vit_space.spaces import get_space
+
+NO_GPU = not torch.cuda.is_available()
+
+
+def test_resolve_device_names_and_auto():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    for bad in ("gpu", "cuda:x", "cuda:-1", "CPU", 3):
+        with pytest.raises(AutoproxError, match=r"device must be one of auto, cpu, cuda, cuda:N, got"):
+            resolve_device(bad)
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+def test_cuda_without_a_gpu_names_what_torch_sees():
+    for asked in ("cuda", "cuda:1"):
+        with pytest.raises(AutoproxError, match=rf"device {asked} was asked for, but torch .* it sees no CUDA device"):
+            resolve_device(asked)
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+def test_cli_refuses_cuda_on_one_line(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "vit_space.cli", "stats", "--space", "af-tiny", "--sample", "2", "--datasets",
+         "digits", "--cache", str(tmp_path), "--device", "cuda"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode != 0 and run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1 and "sees no CUDA device" in run.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "vit_space.cli", "score", "params", "--space", "af-tiny", "--sample", "2",
+         "--device", "tpu"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "device must be one of auto, cpu, cuda, cuda:N, got 'tpu'" in bad.stderr
+
+
+def test_float32_matmul_switches_tf32_off_and_restores_it():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        with float32_matmul():
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        with pytest.raises(RuntimeError), float32_matmul():
+            raise RuntimeError("inside")
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _bundle(tmp_path, device):
+    space = get_space("af-tiny")
+    spec = ProbeSpec(BatchSpec("digits", image_size=None), conditions=("data", "heads"))
+    archs = [space.sample(random.Random(s)) for s in range(5)]
+    fill(space, archs, [spec], StatsCache(tmp_path / str(device)), progress=False, device=device)
+    return load_bundle(space, archs, spec, StatsCache(tmp_path / str(device)))
+
+
+@pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU")
+def test_statistics_and_programs_on_the_gpu_match_the_cpu(tmp_path):
+    cpu, gpu = _bundle(tmp_path, "cpu"), _bundle(tmp_path, "cuda")
+    for name in cpu.names:
+        assert gpu.tensors[name].device.type == "cpu"  # the cache holds CPU tensors whatever the device
+        assert torch.allclose(gpu.tensors[name], cpu.tensors[name], rtol=1e-3, atol=1e-5), name
+    program = parse("agg_sum_all(u_mul(fro(gW), mean(h.Ae)))", build_pset(cpu.names, sorted(cpu.groups)))
+    on_cpu, on_gpu = Evaluator(cpu)(program), Evaluator(cpu.to("cuda"))(program)
+    assert np.allclose(on_gpu, on_cpu, rtol=1e-5)
+
+
+def test_a_bundle_moved_and_subset_keeps_its_values(tmp_path):
+    bundle = _bundle(tmp_path, "cpu")
+    moved = bundle.to(resolve_device("auto"))
+    program = parse("agg_mean_msa(mean(h.Ah))", build_pset(bundle.names, sorted(bundle.groups)))
+    assert np.allclose(Evaluator(moved)(program), Evaluator(bundle)(program), rtol=1e-6)
+    picked = moved.subset([3, 1])
+    assert picked.ids == (bundle.ids[3], bundle.ids[1])
+    assert np.allclose(Evaluator(picked)(program), Evaluator(bundle)(program)[[3, 1]], rtol=1e-6)

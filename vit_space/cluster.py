@@ -1,0 +1,136 @@
+"""Dask clusters: `--cluster local:N` (N one-thread worker processes on this machine) or
+`--cluster tcp://HOST:PORT` (a running `dask scheduler` with its `dask worker`s).
+
+    with connect("local:2") as client:
+        for index, result in run_all(client, probe_one, jobs, "probing"):
+            ...  # results arrive as tasks finish, in any order; the caller alone writes them
+
+Tasks are pure functions of their arguments (seeded), so results do not depend on the number of
+workers or the order tasks finish in. A task whose worker dies is run again on another worker
+(Dask reschedules it; up to `distributed.scheduler.allowed-failures` times, 3 by default), and a
+task that raises is retried `RETRIES` times before the error reaches the caller. Without
+`--cluster` this module is not imported and nothing changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from gp_proxy import __version__
+from gp_proxy.errors import AutoproxError
+
+CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
+RETRIES = 2  # reruns of a task that raised, before its error is the caller's
+
+
+def parse_cluster(text: str) -> tuple[str, int | str]:
+    """`local:N` -> ("local", N); `tcp://HOST:PORT` -> ("tcp", the address); AutoproxError otherwise."""
+    if match := re.fullmatch(r"local:(\d+)", text):
+        if int(match[1]) < 1:
+            raise AutoproxError(f"--cluster local:N needs N >= 1 worker processes, got {text!r}")
+        return "local", int(match[1])
+    if re.fullmatch(r"tcp://[^\s:/]+:\d+", text):
+        return "tcp", text
+    raise AutoproxError(f"--cluster must be local:N or tcp://HOST:PORT, got {text!r}")
+
+
+def _worker_version() -> str:
+    return __version__
+
+
+def _limit_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def check_versions(client) -> None:
+    """Refuse workers whose autoprox version is not the client's, naming both."""
+    versions = client.run(_worker_version)
+    other = {address: v for address, v in versions.items() if v != __version__}
+    if other:
+        address, version = next(iter(other.items()))
+        raise AutoproxError(
+            f"worker {address} runs autoprox {version} and this client autoprox {__version__}; "
+            "install the same version everywhere"
+        )
+    if not versions:
+        raise AutoproxError("the Dask cluster has no workers")
+
+
+@contextmanager
+def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
+    """A Dask `Client` for `spec` (see `parse_cluster`), closed after the block; a local cluster is
+    shut down with it. AutoproxError when the scheduler cannot be reached within `timeout` seconds
+    or a worker runs another autoprox version."""
+    from dask.distributed import Client, LocalCluster
+
+    kind, where = parse_cluster(spec)
+    cluster = None
+    if kind == "local":
+        cluster = LocalCluster(
+            n_workers=where,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        client = Client(cluster)
+        client.run(_limit_threads, 1)  # one torch thread per worker: the numbers of a one-thread run
+    else:
+        try:
+            client = Client(where, timeout=timeout)
+        except (OSError, TimeoutError) as e:
+            raise AutoproxError(f"cannot reach the Dask scheduler at {where} within {timeout:g} s ({e})") from None
+    try:
+        check_versions(client)
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_all(client, fn: Callable, jobs: Sequence[tuple], desc: str, progress: bool = True) -> Iterator[tuple[int, Any]]:
+    """Run `fn(*job)` for every job on the cluster; yield (position in `jobs`, result) as each finishes."""
+    from dask.distributed import as_completed
+
+    token = uuid.uuid4().hex[:8]
+    futures = [
+        client.submit(fn, *job, key=f"{desc}-{token}-{i}", pure=False, retries=RETRIES) for i, job in enumerate(jobs)
+    ]
+    position = {f.key: i for i, f in enumerate(futures)}
+    with tqdm(total=len(futures), desc=desc, unit="task", disable=not progress) as bar:
+        for future in as_completed(futures):
+            result = future.result()
+            bar.update()
+            yield position[future.key], result
+            future.release()
+
+
+def shared_folder(client, folder: os.PathLike) -> bool:
+    """Whether every worker sees `folder` as this process does (the same files) and can write into it.
+    AutoproxError naming the folder when a worker sees it but cannot write there."""
+    marker = os.path.join(os.fspath(folder), f".autoprox-shared-{uuid.uuid4().hex}")
+    os.makedirs(os.fspath(folder), exist_ok=True)
+    with open(marker, "w"):
+        pass
+    try:
+        seen = client.run(os.path.exists, marker)
+        writable = client.run(os.access, os.fspath(folder), os.W_OK)
+    finally:
+        os.unlink(marker)
+    if not all(seen.values()):
+        return False
+    unwritable = sorted(address for address, ok in writable.items() if not ok)
+    if unwritable:
+        raise AutoproxError(f"workers {', '.join(unwritable)} see the cache folder {folder} but cannot write into it")
+    return True
