@@ -69,6 +69,7 @@ def discover(
     provenance: dict | None = None,
     workers: int = 1,
     progress: bool = True,
+    client=None,
 ) -> DiscoveryResult:
     """Evolve proxies on `tasks` and save the hall of fame, the logbook and a summary in `out_dir`.
 
@@ -78,7 +79,8 @@ def discover(
     Pareto front ranked by their JCM there (validation JCM), not by the search's own fitness.
     `probe` (how the statistics were measured) and `provenance` go into every saved proxy.
     `workers` > 1 evaluates through a process pool (the (mu + lambda) offspring, or the `batch`
-    children of an elitism step); results do not depend on it. With `resume`, continues from
+    children of an elitism step); a Dask `client` evaluates them on its workers instead, each
+    holding one copy of the tasks' statistics. Results depend on neither. With `resume`, continues from
     `out_dir/checkpoint.json` to the same result as an uninterrupted run with the same
     configuration. `progress` shows a bar (best training JCM, evaluations so far).
     """
@@ -92,7 +94,7 @@ def discover(
     )
     objective = Objective(fit_tasks, config.jcm)
     halloffame = HallOfFame(config.hall_of_fame)
-    with _evaluation_map(objective, workers) as map_fn:
+    with _evaluation_map(objective, workers, client) as map_fn:
         toolbox = make_toolbox(
             pset, objective, config.min_height, config.max_height, config.height_limit, config.size_limit, map_fn
         )
@@ -173,10 +175,46 @@ def _single_threaded() -> None:
 
 
 @contextmanager
-def _evaluation_map(objective: Objective, workers: int) -> Iterator[Callable]:
+def _own_random_state() -> Iterator[None]:
+    """Give Python's `random` state back as it was: Dask draws from it (which worker to gather from,
+    which copies to keep), and the search's own draws must not depend on the cluster."""
+    state = random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+def _evaluate_on_worker(objective: Objective, expressions: list[str]) -> list[tuple[float, int]]:
+    """A Dask worker's share of a step: its copy of the objective scores `expressions`."""
+    pset = task_pset(objective.tasks)
+    return [objective(parse(e, pset)) for e in expressions]
+
+
+@contextmanager
+def _evaluation_map(objective: Objective, workers: int, client=None) -> Iterator[Callable]:
     """`map` for `workers` <= 1, else a forked process pool whose workers share the objective's
-    statistics copy-on-write (only trees and fitnesses cross the process boundary)."""
+    statistics copy-on-write (only trees and fitnesses cross the process boundary); with a Dask
+    `client`, the objective is sent once to each of its workers and every call splits the trees
+    (as expressions) in one batch per worker."""
     global _WORKER_OBJECTIVE
+    if client is not None:
+        with _own_random_state():
+            copies = client.scatter(objective, broadcast=True, hash=False)
+            count = max(len(client.scheduler_info()["workers"]), 1)
+
+        def on_cluster(_evaluate, trees) -> list[tuple[float, int]]:
+            expressions = [str(t) for t in trees]
+            batches = [expressions[i::count] for i in range(count) if expressions[i::count]]
+            with _own_random_state():
+                done = client.gather(client.map(_evaluate_on_worker, [copies] * len(batches), batches, pure=False))
+            out = [None] * len(expressions)
+            for i, values in enumerate(done):
+                out[i::count] = values
+            return out
+
+        yield on_cluster
+        return
     if workers <= 1:
         yield map
         return

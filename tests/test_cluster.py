@@ -4,6 +4,7 @@ import random
 import signal
 import threading
 import time
+from functools import partial
 
 import pytest
 
@@ -138,3 +139,27 @@ def test_a_worker_killed_mid_training_loses_no_run(client, tmp_path):
     runs = [json.loads(line) for line in journal_path(spread).read_text().splitlines()[1:]]
     assert len(runs) == 6  # every run journalled once, none twice
     client.wait_for_workers(2, timeout=60)
+
+
+def test_discovery_on_the_cluster_finds_what_one_process_finds(client, tmp_path):
+    from synthetic import planted_tasks
+
+    from gp_proxy.discovery import DiscoveryConfig, discover
+
+    tasks, config = planted_tasks(), DiscoveryConfig(iterations=12, population=20, hall_of_fame=5, seed=5)
+    alone = discover(tasks, config, tmp_path / "alone", progress=False)
+    spread = discover(tasks, config, tmp_path / "spread", progress=False, client=client)
+    assert [str(i) for i in spread.halloffame] == [str(i) for i in alone.halloffame]
+    assert list(spread.logbook) == list(alone.logbook) and spread.evaluations == alone.evaluations
+
+
+def test_a_search_probes_its_candidates_on_the_cluster(client, tmp_path):
+    from vit_space.search.budget import Budget
+    from vit_space.search.searchers import SearchConfig, search
+
+    spec, config = SPECS[0], SearchConfig(count=8, population=4, parents=2, seed=1)
+    run = partial(search, SPACE, ["snip"], Budget(), spec, config=config, progress=False)
+    alone = run(StatsCache(tmp_path / "a"), out_dir=tmp_path / "alone")
+    spread = run(StatsCache(tmp_path / "s"), out_dir=tmp_path / "spread", client=client)
+    assert [(c.arch, c.fitness) for c in spread.evaluated] == [(c.arch, c.fitness) for c in alone.evaluated]
+    assert entries(tmp_path / "s") == entries(tmp_path / "a") and len(entries(tmp_path / "a")) == 16

@@ -119,9 +119,10 @@ def cmd_discover(args: argparse.Namespace) -> None:
         validation_seed=args.validation_seed,
     )
     config.validate()
-    spec, device = _probe_spec(args), resolve_device(args.device)
-    if device.type != "cpu" and args.workers > 1:
-        raise AutoproxError(f"--workers {args.workers} evaluates in CPU processes; with --device {device} use 1")
+    spec, device = _probe_spec(args), resolve_device("cpu" if args.cluster else args.device)
+    if args.workers > 1 and (args.cluster or device.type != "cpu"):
+        where = f"--cluster {args.cluster}" if args.cluster else f"--device {device}"
+        raise AutoproxError(f"--workers {args.workers} evaluates in local CPU processes; with {where} leave it at 1")
     benches = csv_list(args.bench)
     tasks = tasks_for(
         benches,
@@ -142,16 +143,18 @@ def cmd_discover(args: argparse.Namespace) -> None:
         "holdout": args.holdout,
         "split_seed": args.split_seed,
     }
-    result = discover(
-        tasks,
-        config,
-        args.out,
-        resume=args.resume,
-        probe=spec.as_dict(),
-        provenance=provenance,
-        workers=args.workers,
-        progress=not args.quiet,
-    )
+    with cluster_client(args) as client:
+        result = discover(
+            tasks,
+            config,
+            args.out,
+            resume=args.resume,
+            probe=spec.as_dict(),
+            provenance=provenance,
+            workers=args.workers,
+            progress=not args.quiet,
+            client=client,
+        )
     best = result.saved[0]
     print(f"{result.evaluations} programs evaluated in {result.seconds:.0f} s; best proxy: {best}")
     print_front(args.out)
@@ -248,8 +251,9 @@ def cmd_search(args: argparse.Namespace) -> None:
     space = get_space(args.space)
     args.dataset = args.dataset or default_dataset(space)
     spec, cache = _probe_spec(args, args.dataset), StatsCache(args.cache)
-    searcher = Searcher(space, proxies, _budget(args), spec, cache, config, resolve_device(args.device))
-    state = searcher.run(args.out, resume=args.resume, progress=not args.quiet)
+    with cluster_client(args) as client:
+        searcher = Searcher(space, proxies, _budget(args), spec, cache, config, work_device(args), client)
+        state = searcher.run(args.out, resume=args.resume, progress=not args.quiet)
     best = max(state.evaluated, key=lambda c: (c.fitness, -c.order))
     print(
         f"{len(state.evaluated)} architectures evaluated; best: {json.dumps(best.arch)} "

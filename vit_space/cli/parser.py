@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=POSITIVE, help="only the first N architectures of each benchmark")
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="real data for one data set")
     _add_probe_args(p)
+    _add_cluster_arg(p)
     p.set_defaults(handler="discover")
 
     p = sub.add_parser("rank", help="correlate a proxy's scores with a benchmark's accuracies")
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
     _add_probe_args(p)
+    _add_cluster_arg(p)
     p.set_defaults(handler="search")
 
     p = sub.add_parser("run", help="the whole job on a benchmark: statistics, discovery, export, search")

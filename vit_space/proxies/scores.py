@@ -193,9 +193,10 @@ def proxy_scores(
     compute_missing: bool = True,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    client=None,
 ) -> Scores:
     """Scores of a known proxy name or a saved proxy on `archs`, measured on `spec`'s batch; networks
-    and programs run on `device`.
+    and programs run on `device` (with a Dask `client`, missing statistics are probed on its workers).
 
     Saved proxies use their own statistics spec (batch source, size and seed, sketch, conditions)
     on `spec`'s data set, at `spec`'s image size (the scored networks' input). An ensemble's
@@ -203,7 +204,9 @@ def proxy_scores(
     pass scores missing from `cache` are computed (`compute_missing`) or reported as an error.
     """
     if isinstance(proxy, SavedEnsemble):
-        members = [proxy_scores(m, space, archs, spec, cache, compute_missing, progress, device) for m in proxy.members]
+        members = [
+            proxy_scores(m, space, archs, spec, cache, compute_missing, progress, device, client) for m in proxy.members
+        ]
         return Scores(mean_rank([m.values for m in members]), sum(m.seconds_per_arch for m in members))
     spec = spec.for_space(space)
     classes, size = get_dataset(spec.batch.dataset).num_classes, spec.batch.image_size
@@ -222,8 +225,8 @@ def proxy_scores(
     else:
         expression, names, groups = KNOWN_PROXIES[proxy].expression, None, None
     if compute_missing:
-        fill(space, archs, [spec], cache, progress=progress, device=device)
-    bundle = load_bundle(space, archs, spec, cache).to(resolve_device(device))
+        fill(space, archs, [spec], cache, progress=progress, device=device, client=client)
+    bundle = load_bundle(space, archs, spec, cache).to(resolve_device("cpu" if client is not None else device))
     lacking = sorted(set(names or []) - set(bundle.names))
     if lacking:
         raise AutoproxError(

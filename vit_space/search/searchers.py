@@ -122,9 +122,10 @@ class Searcher:
         cache: StatsCache,
         config: SearchConfig,
         device: str | torch.device = "cpu",
+        client=None,
     ):
         config.validate()
-        self.device = resolve_device(device)
+        self.device, self.client = device if client is not None else resolve_device(device), client
         self.space, self.proxies, self.budget, self.spec, self.cache, self.config = (
             space,
             [m for p in proxies for m in (p.members if isinstance(p, SavedEnsemble) else [p])],
@@ -137,7 +138,9 @@ class Searcher:
     def evaluate(self, archs: Sequence[Arch], state: SearchState) -> None:
         """Score `archs` with every proxy and append them to the evaluated candidates."""
         scores = [
-            proxy_scores(p, self.space, archs, self.spec, self.cache, progress=False, device=self.device).values
+            proxy_scores(
+                p, self.space, archs, self.spec, self.cache, progress=False, device=self.device, client=self.client
+            ).values
             for p in self.proxies
         ]
         b = self.budget
@@ -346,9 +349,10 @@ def search(
     resume: bool = False,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    client=None,
 ) -> SearchState:
     """Search `space` within `budget` for the architectures `proxies` score best (the function form of
     `Searcher(...).run(...)`, as `discover` is for proxies); writes best_arch.json, top.md, evaluated.csv
-    and progress.png in `out_dir`; candidates are probed on `device`."""
-    searcher = Searcher(space, proxies, budget, spec, cache, config, device)
+    and progress.png in `out_dir`; candidates are probed on `device`, or on the workers of a Dask `client`."""
+    searcher = Searcher(space, proxies, budget, spec, cache, config, device, client)
     return searcher.run(out_dir, resume=resume, progress=progress)
