@@ -1,0 +1,167 @@
+"""Dask scaling on this machine: `stats` and `bench build` on af-tiny in one process and on 1 and 2
+workers, the scheduler's overhead per task, and a paper estimate of a ViT-Bench-101-sized build.
+
+  stats       `--archs` af-tiny networks probed on digits (one task each), into an empty cache;
+  build       `--runs` af-tiny networks trained `--steps` steps on digits (one task per run);
+  overhead    `--tasks` empty tasks through `run_all` on 2 workers: wall time per task;
+  estimate    100 architectures x 3 data sets x 300 epochs, from a measured AutoFormer-Ti step
+              (224 px, batch `--batch`, this CPU, one thread) and CIFAR-100's 50,000 training
+              images per epoch: CPU-years in one process, and on N workers at the measured
+              2-worker efficiency of `build` (for GPU workers, divide by the CPU/GPU step ratio
+              that `benchmarks/device_check.py` measures).
+
+Speed-up = one process's time / the cluster's; efficiency = speed-up / workers. Every worker runs
+one torch thread, and so does the one process.
+
+    python benchmarks/scaling.py --out results/scaling.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from gp_proxy import table, write_report
+from vit_space import BatchSpec, BuildPlan, ProbeSpec, Recipe, StatsCache, build_bench, fill, get_space
+from vit_space.cluster import connect, run_all
+
+EPOCH_IMAGES = 50_000  # CIFAR-100's training set
+RUNS, EPOCHS = 100 * 3, 300  # ViT-Bench-101: 100 architectures per space x 3 data sets, 300 epochs
+
+
+def small_archs(count: int) -> list[dict]:
+    space, rng, archs = get_space("af-tiny"), random.Random(0), []
+    while len(archs) < count:
+        arch = space.sample(rng)
+        if arch not in archs:
+            archs.append(arch)
+    return archs
+
+
+def timed_stats(archs: list[dict], client) -> float:
+    cache = StatsCache(tempfile.mkdtemp(prefix="scaling_stats_"))
+    spec = ProbeSpec(BatchSpec("digits", image_size=None))
+    start = time.perf_counter()
+    fill(get_space("af-tiny"), archs, [spec], cache, progress=False, client=client)
+    return time.perf_counter() - start
+
+
+def timed_build(archs: list[dict], steps: int, client) -> float:
+    plan = BuildPlan(get_space("af-tiny"), tuple(archs), ("digits",), Recipe(steps=steps, test_size=500), (0,))
+    out = Path(tempfile.mkdtemp(prefix="scaling_build_")) / "bench.json"
+    start = time.perf_counter()
+    build_bench(plan, out, progress=False, client=client)
+    return time.perf_counter() - start
+
+
+def _nothing(index: int) -> int:
+    return index
+
+
+def overhead(client, tasks: int) -> float:
+    start = time.perf_counter()
+    for _ in run_all(client, _nothing, [(i,) for i in range(tasks)], "empty", progress=False):
+        pass
+    return (time.perf_counter() - start) / tasks
+
+
+def autoformer_step(batch: int, reps: int = 3) -> float:
+    """Seconds of one AdamW training step of an AutoFormer-Ti (mid-sized sample) at 224 px."""
+    space = get_space("autoformer")
+    torch.manual_seed(0)
+    model = space.build(space.sample(random.Random(0)), num_classes=100).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    images, labels = torch.randn(batch, 3, 224, 224), torch.randint(0, 100, (batch,))
+    seconds = []
+    for _ in range(reps + 1):
+        start = time.perf_counter()
+        F.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds.append(time.perf_counter() - start)
+    return min(seconds[1:])
+
+
+def row(name: str, alone: float, by_workers: dict[int, float]) -> str:
+    cells = [f"{alone:.1f}"]
+    for workers, seconds in by_workers.items():
+        speed_up = alone / seconds
+        cells += [f"{seconds:.1f}", f"{speed_up:.2f}x", f"{speed_up / workers:.0%}"]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", type=int, default=100, help="af-tiny networks for the stats row")
+    parser.add_argument("--runs", type=int, default=12, help="training runs for the build row")
+    parser.add_argument("--steps", type=int, default=150, help="training steps per run")
+    parser.add_argument("--tasks", type=int, default=500, help="empty tasks for the overhead row")
+    parser.add_argument("--batch", type=int, default=32, help="batch of the AutoFormer step in the estimate")
+    parser.add_argument("--out", default="results/scaling.md")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    load = os.getloadavg()[0]
+    probe_archs, build_archs = small_archs(args.archs), small_archs(args.runs)
+    stats, build = {}, {}
+    for workers in (0, 1, 2):  # 0: one process, no cluster
+        with connect(f"local:{workers}") if workers else nullcontext() as client:
+            timed_stats(probe_archs[:2], client)  # warm-up: imports, the batch, the training data
+            timed_build(build_archs[:1], 5, client)
+            stats[workers] = timed_stats(probe_archs, client)
+            build[workers] = timed_build(build_archs, args.steps, client)
+            if workers == 2:
+                per_task = overhead(client, args.tasks)
+    stats_alone, build_alone = stats.pop(0), build.pop(0)
+    step = autoformer_step(args.batch)
+    steps_per_run = EPOCHS * EPOCH_IMAGES // args.batch
+    cpu_seconds = RUNS * steps_per_run * step
+    efficiency = build_alone / build[2] / 2
+    estimate = [
+        f"| {n} | {cpu_seconds / (n * min(efficiency, 1.0)) / 86400:,.0f} |" for n in (1, 2, 8, 64, 512) if n > 1
+    ]
+    write_report(
+        args.out,
+        "Dask scaling on this machine, and a ViT-Bench-101-sized estimate",
+        f"python benchmarks/scaling.py --archs {args.archs} --runs {args.runs} --steps {args.steps} "
+        f"--tasks {args.tasks} --batch {args.batch} --out {args.out}",
+        f"({os.cpu_count()} cores, torch {torch.__version__}, one torch thread per process; load average "
+        f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; workers warmed up before timing)",
+        table(
+            [
+                "workload",
+                "one process (s)",
+                "1 worker (s)",
+                "speed-up",
+                "efficiency",
+                "2 workers (s)",
+                "speed-up",
+                "efficiency",
+            ],
+            [
+                row(f"`stats`: {args.archs} af-tiny probes on digits", stats_alone, stats),
+                row(f"`bench build`: {args.runs} af-tiny runs of {args.steps} steps on digits", build_alone, build),
+            ],
+        ),
+        f"Scheduler overhead: {per_task * 1e3:.2f} ms per task ({args.tasks} empty tasks on 2 workers, "
+        "submission to result in this process).",
+        f"Estimate for ViT-Bench-101's scale ({RUNS} runs of {EPOCHS} epochs of {EPOCH_IMAGES:,} images, "
+        f"{steps_per_run:,} steps of batch {args.batch} each): an AutoFormer-Ti step takes {step:.2f} s on one "
+        f"CPU thread here, so {cpu_seconds / 86400:,.0f} CPU-days in one process; on N such workers at the "
+        f"2-worker efficiency measured above ({min(efficiency, 1.0):.0%}):",
+        table(["workers", "days"], estimate),
+        "On GPU workers, divide by the CPU/GPU ratio of a training step (`benchmarks/device_check.py`; not yet "
+        "measured: no GPU has been lent to this project's sessions).",
+    )
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
