@@ -55,6 +55,10 @@ LEVERS = {  # options of DiscoveryConfig, or of the statistics (PROBE_OPTIONS)
     "conditions data + minibatch": {"conditions": ("data", "minibatch")},
     "conditions data + init2": {"conditions": ("data", "init2")},
     "conditions data + heads": {"conditions": ("data", "heads")},
+    "seeded and conditions data + heads": {
+        "seed_proxies": ("depth_width", "weight_l2"),
+        "conditions": ("data", "heads"),
+    },
     "batches matched to each data set": {"source": "matched"},
 }
 PROBE_OPTIONS = ("conditions", "source")
