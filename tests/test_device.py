@@ -1,6 +1,4 @@
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -8,6 +6,7 @@ import torch
 
 from gp_proxy import Evaluator, build_pset, parse
 from gp_proxy.errors import AutoproxError
+from vit_space.cli import main
 from vit_space.data.batches import BatchSpec
 from vit_space.device import float32_matmul, resolve_device
 from vit_space.probe.cache import ProbeSpec, StatsCache, fill, load_bundle
@@ -33,20 +32,12 @@ def test_cuda_without_a_gpu_names_what_torch_sees():
 
 
 @pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
-def test_cli_refuses_cuda_on_one_line(tmp_path):
-    run = subprocess.run(
-        [sys.executable, "-m", "vit_space.cli", "stats", "--space", "af-tiny", "--sample", "2", "--datasets",
-         "digits", "--cache", str(tmp_path), "--device", "cuda"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert run.returncode != 0 and run.stdout == ""
-    assert len(run.stderr.strip().splitlines()) == 1 and "sees no CUDA device" in run.stderr
-    bad = subprocess.run(
-        [sys.executable, "-m", "vit_space.cli", "score", "params", "--space", "af-tiny", "--sample", "2",
-         "--device", "tpu"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert bad.returncode != 0 and "device must be one of auto, cpu, cuda, cuda:N, got 'tpu'" in bad.stderr
+def test_cli_refuses_cuda_on_one_line(tmp_path, capsys):
+    argv = ["stats", "--space", "af-tiny", "--sample", "2", "--datasets", "digits", "--cache", str(tmp_path)]
+    code = main([*argv, "--device", "cuda"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "sees no CUDA device" in err
+    assert not list(tmp_path.rglob("*.pt"))
 
 
 def test_float32_matmul_switches_tf32_off_and_restores_it():
