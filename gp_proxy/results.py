@@ -3,6 +3,8 @@ among several runs.
 
     out_dir/proxies/rank01.json ...  the hall of fame, simplified, each with train and held-out
                                      correlations on every task (`gp_proxy.store` format)
+    out_dir/halloffame.csv           the same proxies as a table: rank, expression, size, depth, JCMs,
+                                     held-out tau per task, LaTeX, whether simplification changed it
     out_dir/pareto.csv               the Pareto front: the best training JCM at each program size
     out_dir/logbook.csv              per step: evaluations so far, children kept, best/median JCM,
                                      share valid, distinct programs and distinct JCMs
@@ -34,6 +36,7 @@ from gp_proxy.fitness import Task
 from gp_proxy.program import Evaluator
 from gp_proxy.simplification import simplify
 from gp_proxy.store import SavedProxy, load_proxy, save_proxy
+from gp_proxy.symbolic import to_latex
 
 
 @dataclass
@@ -84,7 +87,7 @@ def save_results(
     groups = sorted(set.intersection(*(set(t.bundle.groups) for t in tasks)))
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     chosen = _ranked(result, validation, config.hall_of_fame)
-    rows, paths = [], []
+    rows, paths, table_rows = [], [], []
     evaluators = [Evaluator(b, memo_bytes=1 << 28) for b in {id(t.bundle): t.bundle for t in tasks}.values()]
     for rank, (ind, checked) in enumerate(chosen, start=1):
         simple = simplify(ind, evaluators)
@@ -96,6 +99,7 @@ def save_results(
         about |= {"evaluations": result.evaluations, "rank": rank, "size": len(simple.tree)}
         proxy = SavedProxy(simple.expression, names, groups, probe, fitness, about, simple.as_dict())
         paths.append(save_proxy(out_dir / "proxies" / f"rank{rank:02d}.json", proxy))
+        table_rows.append(_halloffame_row(proxy, simple.tree, str(ind), tasks))
         shown = f"`{simple.expression}`" + (f" (found as `{ind}`)" if simple.expression != str(ind) else "")
         taus = [report.test.get(t.name, {}).get("kendall", float("nan")) for t in tasks]
         rows.append(
@@ -105,6 +109,7 @@ def save_results(
             + " | ".join(f"{tau:.3f}" for tau in taus)
             + " |"
         )
+    _write_csv(out_dir / "halloffame.csv", table_rows)
     front = _save_front(result.front, reporter, validation, out_dir / "pareto.csv")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=result.logbook.header)
@@ -160,12 +165,44 @@ def save_results(
     return paths
 
 
+def _halloffame_row(proxy: SavedProxy, tree, found: str, tasks: Sequence[Task]) -> dict:
+    """One row of `halloffame.csv` (NaN where a JCM is undefined or not measured)."""
+    fitness = proxy.fitness
+    row = {
+        "rank": proxy.provenance["rank"],
+        "expression": proxy.expression,
+        "size": len(tree),
+        "depth": tree.height,
+        "jcm_train": _number(fitness.get("jcm_train")),
+        "jcm_validation": _number(fitness.get("jcm_validation")),
+        "jcm_test": _number(fitness.get("jcm_test")),
+    }
+    row |= {f"tau_test:{t.name}": _number(fitness.get("test", {}).get(t.name, {}).get("kendall")) for t in tasks}
+    return row | {"latex": to_latex(tree), "simplified": proxy.expression != found, "found_as": found}
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["rank"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+RESULTS_LAYOUT = 2  # bump when save_results writes other files: a finished run resumed is then saved again
+
+
 def results_key(
     result: DiscoveryResult, tasks: Sequence[Task], config: DiscoveryConfig, probe: dict, provenance: dict
 ) -> str:
     """SHA-256 of what `save_results` writes from: the hall of fame and front as found, the
     configuration, each task's name, architectures, accuracies and split, the probe and provenance."""
     payload = {
+        "layout": RESULTS_LAYOUT,
         "halloffame": [str(ind) for ind in result.halloffame],
         "front": [str(ind) for ind in result.front],
         "evaluations": result.evaluations,

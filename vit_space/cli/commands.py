@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gp_proxy.atomic import write_text
 from gp_proxy.discovery import DiscoveryConfig, discover
 from gp_proxy.ensemble import ensemble_of_run, save_ensemble
 from gp_proxy.errors import AutoproxError
@@ -31,7 +32,7 @@ from vit_space.data.batches import DATASETS, BatchSpec, get_dataset
 from vit_space.device import resolve_device
 from vit_space.pipeline import default_dataset, run_job
 from vit_space.probe.cache import FillReport, ProbeSpec, StatsCache, fill
-from vit_space.proxies.export import export_file, export_text
+from vit_space.proxies.export import export_file, export_text, latex_table
 from vit_space.proxies.ranking import FORMATS, bench_fields, format_rankings, rank
 from vit_space.proxies.scores import catalogue, proxy_label, resolve_proxy, saved_proxy_bundles, with_source
 from vit_space.proxies.tasks import tasks_for
@@ -227,6 +228,12 @@ def cmd_rank(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    if args.format == "latex-table":
+        text = latex_table(args.proxy)
+        if args.out:
+            write_text(args.out, text)
+        print(args.out or text.rstrip("\n"))
+        return
     proxy = load_proxy(args.proxy)
     if args.format == "png" or args.out:
         print(export_file(proxy, args.format, args.out or Path(args.proxy).with_suffix(".png")))

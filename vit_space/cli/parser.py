@@ -229,8 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_args(p)
     p.set_defaults(handler="rank")
 
-    p = sub.add_parser("export", help="write a saved proxy as LaTeX, Python, GraphML, DOT, PNG or JSON")
-    p.add_argument("proxy", help="a saved PROXY.json")
+    p = sub.add_parser(
+        "export", help="write a saved proxy as LaTeX, Python, sympy, GraphML, DOT, PNG or JSON; a run as a LaTeX table"
+    )
+    p.add_argument("proxy", help="a saved PROXY.json (latex-table: a discover --out folder)")
     p.add_argument("--format", required=True, choices=EXPORTS)
     p.add_argument("--out", help="output file (default: standard output; png: next to the proxy file)")
     p.set_defaults(handler="export")
