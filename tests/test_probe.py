@@ -1,4 +1,5 @@
 import random
+import warnings
 
 import pytest
 import torch
@@ -231,3 +232,38 @@ def test_init2_condition_probes_a_second_initialisation_on_the_same_batch():
     for kind in ("W", "gW", "X"):
         assert torch.equal(second[kind], expected[kind]), kind
     assert torch.equal(probe_arch(space, ARCH, spec)["init2"].tensors["gW"], second["gW"])  # seeded
+
+
+TIMM_FAMILIES = {  # tiny configurations of timm's other transformer families, and their probed blocks
+    "swin_tiny_patch4_window7_224": (dict(embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4)), 4),
+    "cait_xxs24_224": (dict(depth=2, depth_token_only=1, embed_dim=48, num_heads=2), 2),
+    "deit3_small_patch16_224": (dict(depth=2, embed_dim=48, num_heads=2), 2),
+    "eva02_tiny_patch14_224": (dict(depth=2, embed_dim=48, num_heads=2), 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIMM_FAMILIES))
+def test_timm_transformer_families_are_probed(name):
+    import timm
+
+    from gp_proxy.errors import AutoproxWarning
+    from vit_space.probe.heads import probe_heads
+
+    kwargs, count = TIMM_FAMILIES[name]
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=10, **kwargs).train()
+    images, labels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)), torch.tensor([1, 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stats = probe(model, images, lambda logits: F.cross_entropy(logits, labels), S, 0)
+    skipped = [w for w in caught if issubclass(w.category, AutoproxWarning)]
+    if name.startswith("cait"):  # its class-attention block has q, k, v linears: named, not probed
+        assert skipped and "1 blocks (LayerScaleBlockClassAttn)" in str(skipped[0].message)
+    else:
+        assert not skipped
+    assert stats.tensors["W"].shape == (4 * count, S, S) and len(find_blocks(model)) == count
+    attention = stats.numel["A"] > 0
+    assert attention.tolist() == [True, True, False, False] * count  # qkv and proj units carry A
+    assert all(torch.isfinite(t).all() for t in stats.tensors.values()) and (stats.numel["gW"] > 0).all()
+    heads = probe_heads(model, images, S, 0)
+    assert torch.equal(heads.numel["Ae"] > 0, attention)

@@ -12,6 +12,7 @@ training step. Other attention modules run unfused and are read at `attn.attn_dr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from timm.layers.attention import Attention
 from torch import nn
 
-from gp_proxy.errors import AutoproxError
+from gp_proxy.errors import AutoproxError, AutoproxWarning
 from gp_proxy.stats import UnitStats
 from vit_space.probe.sketch import sketch, sketch_indices
 
@@ -34,19 +35,31 @@ GROUPS = {
 
 
 def find_blocks(model: nn.Module) -> list[nn.Module]:
-    """Transformer blocks in forward order: modules with attn.{qkv,proj} and mlp.{fc1,fc2} linears."""
-    blocks = [
-        m
-        for m in model.modules()
+    """Transformer blocks in forward order: modules with attn.{qkv,proj} and mlp.{fc1,fc2} linears
+    (timm's ViT, DeiT-III, PiT, Swin, EVA and CaiT's self-attention blocks). Other modules with an
+    `attn` and an `mlp` (CaiT's class-attention blocks: separate q, k, v linears) are not probed,
+    with an `AutoproxWarning` naming them; a model with no block at all is refused."""
+    blocks, skipped = [], []
+    for m in model.modules():
         if all(
             isinstance(getattr(getattr(m, part, None), name, None), nn.Linear)
             for part, name in (("attn", "qkv"), ("attn", "proj"), ("mlp", "fc1"), ("mlp", "fc2"))
-        )
-    ]
+        ):
+            blocks.append(m)
+        elif isinstance(getattr(m, "attn", None), nn.Module) and isinstance(getattr(m, "mlp", None), nn.Module):
+            skipped.append(type(m).__name__)
     if not blocks:
         raise AutoproxError(
             f"{type(model).__name__} has no transformer blocks with attn.qkv, attn.proj, "
             "mlp.fc1 and mlp.fc2 linears; the probe needs a ViT-style model"
+        )
+    if skipped:
+        names = ", ".join(sorted(set(skipped)))
+        warnings.warn(
+            f"{type(model).__name__}: {len(skipped)} blocks ({names}) lack attn.qkv, attn.proj, mlp.fc1 or "
+            "mlp.fc2 linears and are not probed",
+            AutoproxWarning,
+            stacklevel=2,
         )
     return blocks
 
