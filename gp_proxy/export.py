@@ -11,7 +11,7 @@ import ast
 import inspect
 import json
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import networkx as nx
@@ -47,21 +47,37 @@ import torch
 '''
 
 
-def _engine_source() -> str:
-    """The constants, value types and kernels of `gp_proxy.primitives`, as source text."""
-    source = inspect.getsource(primitives)
-    keep = []
-    for stmt in ast.parse(source).body:
-        if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)) and stmt.name not in _NOT_EXPORTED:
-            keep.append(stmt)
-        elif isinstance(stmt, ast.Assign) and {getattr(t, "id", None) for t in stmt.targets} <= _CONSTANTS:
-            keep.append(stmt)
+def source_of(module, keep: Callable[[ast.stmt], bool]) -> str:
+    """The top-level statements of `module` that `keep` accepts (decorators included), as source text."""
+    source = inspect.getsource(module)
     lines = source.splitlines()
     chunks = []
-    for stmt in keep:
-        start = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))])
-        chunks.append("\n".join(lines[start - 1 : stmt.end_lineno]))
+    for stmt in ast.parse(source).body:
+        if keep(stmt):
+            start = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))])
+            chunks.append("\n".join(lines[start - 1 : stmt.end_lineno]))
     return "\n\n\n".join(chunks)
+
+
+def defined_names(stmt: ast.stmt) -> set[str]:
+    """The names a top-level function, class or assignment defines."""
+    if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+        return {stmt.name}
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        return {t.id for t in targets if isinstance(t, ast.Name)}
+    return set()
+
+
+def _engine_source() -> str:
+    """The constants, value types and kernels of `gp_proxy.primitives`, as source text."""
+
+    def keep(stmt: ast.stmt) -> bool:
+        if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+            return stmt.name not in _NOT_EXPORTED
+        return isinstance(stmt, ast.Assign) and bool(defined_names(stmt)) and defined_names(stmt) <= _CONSTANTS
+
+    return source_of(primitives, keep)
 
 
 def _kernel(fn) -> str:

@@ -13,6 +13,7 @@ from gp_proxy.errors import AutoproxError
 from gp_proxy.store import SavedProxy, load_proxy
 from gp_proxy.symbolic import to_latex, to_sympy
 from vit_space.probe.cache import latex_names
+from vit_space.proxies.scorer import scorer_source
 
 EXPORTS = ("latex", "python", "sympy", "graphml", "dot", "png", "json", "latex-table")
 
@@ -24,7 +25,7 @@ def export_text(proxy: SavedProxy, fmt: str) -> str:
     tree = proxy.tree()
     makers = {
         "latex": lambda: to_latex(tree, latex_names(proxy.names)),
-        "python": lambda: export.to_python(tree, proxy.groups, proxy.probe),
+        "python": lambda: export.to_python(tree, proxy.groups, proxy.probe) + scorer_source(proxy.probe),
         "sympy": lambda: sympy.srepr(to_sympy(tree)),
         "graphml": lambda: export.to_graphml(tree),
         "dot": lambda: export.to_dot(tree),

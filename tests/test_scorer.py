@@ -1,0 +1,56 @@
+"""The exported Python proxy's standalone `score(model, images, labels)`: autoprox's scores, without autoprox.
+
+A small run of `experiments/scorer_check.py` (whose full run, 20 ViT-Bench-101 networks and 5 timm
+models at 224 px, is `results/scorer_check.md`).
+"""
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gp_proxy.errors import AutoproxError
+from vit_space.probe.cache import StatsCache
+from vit_space.spaces import get_space
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from scorer_check import PROXIES, autoprox_scores, exported_proxies, fresh_scores  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exported")
+    return (folder, *exported_proxies(folder, batch=4))
+
+
+def test_the_exported_file_scores_networks_as_autoprox_does_without_importing_it(exported):
+    folder, proxies, files = exported
+    for module in files.values():
+        source = module.read_text()
+        assert "import gp_proxy" not in source and "from vit_space" not in source and "def score(" in source
+    archs = [get_space("autoformer").sample(random.Random(s)) for s in range(4)]
+    timm = ["deit_tiny_patch16_224", "pit_ti_224"]
+    targets = [
+        ("main", "autoformer", archs, 32, 4),
+        ("main", f"timm:{','.join(timm)}", [{"timm": name} for name in timm], 64, 4),
+        ("others", "autoformer", archs[:2], 32, 4),
+    ]
+    scores = fresh_scores(files, targets)
+    assert set(PROXIES) == {t[0] for t in targets}  # every exportable condition is read
+    for target in targets:
+        expected = autoprox_scores(proxies[target[0]], target, StatsCache(folder / "cache"))
+        assert scores[f"{target[0]} {target[1]}"] == pytest.approx(list(expected), rel=1e-6), target[:2]
+
+
+def test_the_exported_scorer_refuses_a_model_without_transformer_blocks(exported):
+    _, _, files = exported
+    spec = importlib.util.spec_from_file_location("exported_refusal", files["main"])
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules["exported_refusal"] = loaded
+    spec.loader.exec_module(loaded)
+    with pytest.raises(loaded.AutoproxError, match="has no transformer blocks with attn.qkv"):
+        loaded.score(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)), torch.randn(4, 3, 2, 2))
+    assert not issubclass(loaded.AutoproxError, AutoproxError)  # its own error class: no autoprox inside
