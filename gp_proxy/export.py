@@ -8,6 +8,7 @@ nothing but torch. Graphs merge shared subexpressions: every distinct subtree is
 from __future__ import annotations
 
 import ast
+import hashlib
 import inspect
 import json
 import textwrap
@@ -144,6 +145,33 @@ def to_python(tree: gp.PrimitiveTree, groups: list[str], spec: dict | None = Non
 
 
 _TYPE_NAMES = {Mat: "Mat", Unit: "Unit", Score: "Score"}
+
+
+CHECKSUM_PREFIX = "# sha256 of the rest of this file, written by autoprox: "
+_SELF_CHECK = '''
+
+
+def _unedited() -> None:
+    """Refuse to load this file if it was changed after autoprox wrote it (its first line's checksum)."""
+    import hashlib
+
+    if not globals().get("__file__"):
+        return
+    with open(__file__, encoding="utf-8", newline="") as f:
+        first, _, rest = f.read().partition("\\n")
+    if hashlib.sha256(rest.encode()).hexdigest() != first.rpartition(" ")[2]:
+        raise ImportError(f"{__file__} was edited after autoprox exported it (its checksum line no longer matches)")
+
+
+_unedited()
+'''
+
+
+def sealed(source: str) -> str:
+    """`source` (a module) with a first line holding the sha256 of the rest and, at its end, code that
+    refuses to import the file once it is edited."""
+    body = source.rstrip("\n") + "\n" + _SELF_CHECK
+    return CHECKSUM_PREFIX + hashlib.sha256(body.encode()).hexdigest() + "\n" + body
 
 
 def to_graph(tree: gp.PrimitiveTree) -> nx.MultiDiGraph:

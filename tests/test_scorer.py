@@ -54,3 +54,16 @@ def test_the_exported_scorer_refuses_a_model_without_transformer_blocks(exported
     with pytest.raises(loaded.AutoproxError, match="has no transformer blocks with attn.qkv"):
         loaded.score(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)), torch.randn(4, 3, 2, 2))
     assert not issubclass(loaded.AutoproxError, AutoproxError)  # its own error class: no autoprox inside
+
+
+def test_an_exported_file_edited_by_hand_refuses_to_load(exported, tmp_path):
+    _, _, files = exported
+    text = files["main"].read_text()
+    assert text.startswith("# sha256 of the rest of this file, written by autoprox: ")
+    edited = tmp_path / "edited.py"
+    edited.write_text(text.replace("PROBE = json.loads(", "PROBE = json.loads(  "))
+    spec = importlib.util.spec_from_file_location("exported_edited", edited)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["exported_edited"] = module
+    with pytest.raises(ImportError, match="was edited after autoprox exported it"):
+        spec.loader.exec_module(module)

@@ -25,7 +25,7 @@ def export_text(proxy: SavedProxy, fmt: str) -> str:
     tree = proxy.tree()
     makers = {
         "latex": lambda: to_latex(tree, latex_names(proxy.names)),
-        "python": lambda: export.to_python(tree, proxy.groups, proxy.probe) + scorer_source(proxy.probe),
+        "python": lambda: export.sealed(export.to_python(tree, proxy.groups, proxy.probe) + scorer_source(proxy.probe)),
         "sympy": lambda: sympy.srepr(to_sympy(tree)),
         "graphml": lambda: export.to_graphml(tree),
         "dot": lambda: export.to_dot(tree),
