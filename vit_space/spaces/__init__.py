@@ -1,4 +1,5 @@
-"""Search spaces: AutoFormer and PiT as ViT-Bench-101 defines them, and fixed timm models by name."""
+"""Search spaces: AutoFormer and PiT as ViT-Bench-101 defines them, fixed timm models by name, and a
+user's own space by `package.module:ClassName`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from vit_space.spaces.autoformer import AutoFormerSpace
 from vit_space.spaces.base import Arch, Space, count_params, disable_fused_attention, measure_macs
 from vit_space.spaces.pit import PiTSpace
 from vit_space.spaces.timm_models import TimmSpace
+from vit_space.spaces.user import PROTOCOL, UserSpace, user_space
 
 
 def tiny_autoformer(in_chans: int = 1, img_size: int = 28) -> AutoFormerSpace:
@@ -53,7 +55,8 @@ SMALL_SPACES = ("af-tiny", "pit-tiny")
 
 
 def get_space(name: str) -> Space:
-    """`autoformer`, `pit`, `af-tiny[@CxS]`, `pit-tiny[@CxS]` or `timm:NAME[,NAME...]`.
+    """`autoformer`, `pit`, `af-tiny[@CxS]`, `pit-tiny[@CxS]`, `timm:NAME[,NAME...]`, or a user's own
+    space `package.module:ClassName` (`vit_space.spaces.user`: the space protocol).
 
     The small spaces take 1-channel 28x28 images unless a suffix says otherwise: `af-tiny@3x32`
     is the same space for 3-channel 32x32 images (CIFAR). The `timm:` prefix may repeat on each name.
@@ -67,9 +70,11 @@ def get_space(name: str) -> Space:
         return SPACES[name]()
     if name.startswith("timm:"):
         return TimmSpace([n.strip().removeprefix("timm:") for n in name[len("timm:") :].split(",") if n.strip()])
+    if ":" in name:
+        return user_space(name)
     raise AutoproxError(
         f"unknown space {name!r}; known: {', '.join(SPACES)} (the small ones also as NAME@CxS, "
-        "e.g. af-tiny@3x32), timm:MODEL_NAME[,MODEL_NAME...]"
+        "e.g. af-tiny@3x32), timm:MODEL_NAME[,MODEL_NAME...], or package.module:ClassName (your own space)"
     )
 
 
@@ -91,6 +96,8 @@ __all__ = [
     "tiny_autoformer",
     "tiny_pit",
     "TimmSpace",
+    "PROTOCOL",
+    "UserSpace",
     "count_params",
     "disable_fused_attention",
     "get_space",
