@@ -5,7 +5,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # vit_space's layers, lowest first: a module may import its own layer and the ones before it
-LAYERS = ["data", "spaces", "bench", "probe", "proxies", "search", "pipeline", "cli"]
+LAYERS = ["device", "cluster", "data", "spaces", "bench", "probe", "proxies", "search", "pipeline", "cli"]
 
 
 def modules(package: str) -> dict[str, Path]:
