@@ -4,6 +4,7 @@ import random
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from functools import partial
 
 import pytest
@@ -24,6 +25,28 @@ SPECS = [ProbeSpec(BatchSpec(d, image_size=None), conditions=("data", "heads")) 
 
 def entries(root) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(root.rglob("*.pt"))}
+
+
+@contextmanager
+def killed_while_busy(client):
+    """Within the block, SIGKILL one worker as soon as it runs a task; yields the list that gets the
+    keys it was running (empty if it never ran one within two minutes)."""
+    address, pid = next(iter(client.run(os.getpid).items()))
+    caught: list = []
+
+    def kill() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and not client.processing().get(address):
+            time.sleep(0.01)
+        caught.append(client.processing().get(address))
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill)
+    killer.start()
+    try:
+        yield caught
+    finally:
+        killer.join()
 
 
 def test_parse_cluster_and_bad_addresses():
@@ -72,21 +95,9 @@ def test_a_worker_killed_mid_probe_loses_nothing(client, tmp_path):
     specs = [ProbeSpec(BatchSpec("c100", batch_size=4, image_size=32))]
     alone = StatsCache(tmp_path / "alone")
     fill(space, archs, specs, alone, progress=False)
-    address, pid = next(iter(client.run(os.getpid).items()))
-    caught = []
-
-    def kill_while_it_probes():
-        deadline = time.time() + 120
-        while time.time() < deadline and not client.processing().get(address):
-            time.sleep(0.01)
-        caught.append(client.processing().get(address))
-        os.kill(pid, signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_while_it_probes)
-    killer.start()
     spread = StatsCache(tmp_path / "spread")
-    report = fill(space, archs, specs, spread, progress=False, client=client)
-    killer.join()
+    with killed_while_busy(client) as caught:
+        report = fill(space, archs, specs, spread, progress=False, client=client)
     assert caught and caught[0]  # it was running a probe when it died
     assert report.computed == 4 and entries(spread.root) == entries(alone.root)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
@@ -120,21 +131,9 @@ PLAN = BuildPlan(SPACE, tuple(small_archs(3)), ("digits",), Recipe(steps=40, bat
 def test_a_worker_killed_mid_training_loses_no_run(client, tmp_path):
     """A build on two workers, one killed while it trains: the accuracies of a build in one process."""
     alone = build_bench(PLAN, tmp_path / "alone.json", progress=False)
-    address, pid = next(iter(client.run(os.getpid).items()))
-    caught = []
-
-    def kill_while_it_trains():
-        deadline = time.time() + 120
-        while time.time() < deadline and not client.processing().get(address):
-            time.sleep(0.01)
-        caught.append(client.processing().get(address))
-        os.kill(pid, signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_while_it_trains)
-    killer.start()
-    spread = build_bench(PLAN, tmp_path / "spread.json", progress=False, client=client)
-    killer.join()
-    assert caught and caught[0]
+    with killed_while_busy(client) as caught:
+        spread = build_bench(PLAN, tmp_path / "spread.json", progress=False, client=client)
+    assert caught and caught[0]  # it was running a training run when it died
     assert accuracies(spread) == accuracies(alone) and all("digits_base_acc" in r for r in accuracies(alone))
     runs = [json.loads(line) for line in journal_path(spread).read_text().splitlines()[1:]]
     assert len(runs) == 6  # every run journalled once, none twice
