@@ -27,12 +27,12 @@ from gp_proxy import kendall, table, write_report
 from vit_space import BatchSpec, get_space, make_batch
 from vit_space.probe.conditions import MINIBATCHES
 from vit_space.probe.heads import HEAD_KINDS, head_statistics, probe_heads
-from vit_space.probe.hooks import find_blocks, probe, probe_minibatches, slice_gradients, unit_linears
+from vit_space.probe.hooks import find_blocks, probe, probe_minibatches, slice_gradients
 
 
 def snr_full(model, images, labels) -> float:
     """Σ over units of the mean over weights of |mean g| / std g, on full gradient tensors."""
-    linears = [lin for block in find_blocks(model) for lin in unit_linears(block)]
+    linears = [lin for block in find_blocks(model) for lin in block.linears]
     total = 0.0
     for s in slice_gradients(model, linears, images, labels, MINIBATCHES):
         s = s.double()

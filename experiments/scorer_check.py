@@ -22,6 +22,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from gp_proxy import SavedProxy, table, write_report
 from vit_space import BatchSpec, ProbeSpec, StatsCache, fill, get_space, load_bench, proxy_scores
@@ -51,6 +52,8 @@ del sys.modules["gp_proxy"], sys.modules["vit_space"]  # autoprox only builds th
 from vit_space.data.batches import BatchSpec
 from vit_space.probe.cache import batch_of, build_seeded
 from vit_space.spaces import get_space
+import torch
+torch.set_num_threads(json.loads(sys.argv[3]))  # the caller's: float32 sums depend on the thread count
 out = {}
 for key, name, archs, size, batch_size in json.loads(sys.argv[2]):
     space, batch = get_space(name), BatchSpec("c100", "skimage", batch_size, 0, size)
@@ -75,10 +78,11 @@ def exported_proxies(folder: Path, batch: int) -> tuple[dict[str, SavedProxy], d
 
 def fresh_scores(files: dict[str, Path], targets: list[tuple]) -> dict[str, list[float]]:
     """Scores by the exported files in a fresh interpreter that cannot import autoprox: per target
-    (proxy key, space name, architectures, image size, batch size), under "KEY SPACE"."""
+    (proxy key, space name, architectures, image size, batch size), under "KEY SPACE". It runs with
+    this process's torch thread count, as float32 sums (synflow's above all) change with it."""
     run = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(FRESH), json.dumps({k: str(v) for k, v in files.items()}),
-         json.dumps(targets)],
+         json.dumps(targets), json.dumps(torch.get_num_threads())],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return json.loads(run.stdout.splitlines()[-1])
@@ -122,7 +126,8 @@ def main() -> None:
         f"--batch {args.batch} --out {args.out}",
         f"Networks: {where} {args.archs} AutoFormers and {len(names)} timm models, {args.image_size} px, the c100 "
         f"skimage batch of {args.batch} images. The exported files ran in a fresh interpreter in which importing "
-        "autoprox fails; autoprox scored the same networks with `proxy_scores`.",
+        "autoprox fails; autoprox scored the same networks with `proxy_scores`; both with "
+        f"{torch.get_num_threads()} torch threads.",
         table(["proxy", "conditions", "networks", "count", "largest relative difference"], rows),
     )
     print(f"written: {args.out}")

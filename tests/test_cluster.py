@@ -162,3 +162,32 @@ def test_a_search_probes_its_candidates_on_the_cluster(client, tmp_path):
     spread = run(StatsCache(tmp_path / "s"), out_dir=tmp_path / "spread", client=client)
     assert [(c.arch, c.fitness) for c in spread.evaluated] == [(c.arch, c.fitness) for c in alone.evaluated]
     assert entries(tmp_path / "s") == entries(tmp_path / "a") and len(entries(tmp_path / "a")) == 16
+
+
+def test_the_main_job_on_the_cluster_gives_the_results_of_one_process(client, tmp_path):
+    from vit_space.bench.benchmark import SHIPPED_DIR
+    from vit_space.pipeline import run_job
+
+    bench = json.loads((SHIPPED_DIR / "af-tiny.json").read_text())
+    bench["records"] = bench["records"][:8]
+    (tmp_path / "tiny.json").write_text(json.dumps(bench))
+    run = partial(run_job, str(tmp_path / "tiny.json"), iterations=3, search_budget=4, progress=False)
+    alone = run(tmp_path / "alone", StatsCache(tmp_path / "a"))
+    spread = run(tmp_path / "spread", StatsCache(tmp_path / "s"), client=client)
+    assert spread.stats.computed == alone.stats.computed == 16  # 8 architectures x 2 data sets
+    assert entries(tmp_path / "s") == entries(tmp_path / "a")
+    assert [str(i) for i in spread.discovery.halloffame] == [str(i) for i in alone.discovery.halloffame]
+    found = [[(c.arch, c.fitness) for c in job.search.evaluated] for job in (alone, spread)]
+    assert found[0] == found[1]
+
+
+def test_pass_proxies_scored_on_the_cluster_equal_one_process(client, tmp_path):
+    from vit_space.proxies.scores import pass_scores
+
+    names, batch = ["zico", "naswot"], SPECS[0].for_space(SPACE).batch
+    alone, _ = pass_scores(SPACE, ARCHS, batch, names, StatsCache(tmp_path / "a"), progress=False)
+    spread, seconds = pass_scores(SPACE, ARCHS, batch, names, StatsCache(tmp_path / "s"), progress=False, client=client)
+    assert {n: v.tolist() for n, v in spread.items()} == {n: v.tolist() for n, v in alone.items()}
+    assert all((s > 0).all() for s in seconds.values())
+    saved, _ = pass_scores(SPACE, ARCHS, batch, names, StatsCache(tmp_path / "s"), compute_missing=False)
+    assert {n: v.tolist() for n, v in saved.items()} == {n: v.tolist() for n, v in alone.items()}  # the client saved

@@ -47,13 +47,13 @@ def vit_and_images():
 
 def test_probe_heads_reads_the_attention_of_each_block(vit_and_images):
     model, images = vit_and_images
-    blocks = find_blocks(model)
+    block = find_blocks(model)[1].module
     inputs = {}
-    handle = blocks[1].register_forward_pre_hook(lambda module, args: inputs.setdefault("x", args[0]))
+    handle = block.register_forward_pre_hook(lambda module, args: inputs.setdefault("x", args[0]))
     stats = probe_heads(model, images, size=8, seed=3)
     handle.remove()
-    attn = blocks[1].attn  # block 1's probabilities by hand, from its input: 4 heads
-    qkv = attn.qkv(blocks[1].norm1(inputs["x"])).reshape(2, -1, 3, 4, attn.head_dim).permute(2, 0, 3, 1, 4)
+    attn = block.attn  # block 1's probabilities by hand, from its input: 4 heads
+    qkv = attn.qkv(block.norm1(inputs["x"])).reshape(2, -1, 3, 4, attn.head_dim).permute(2, 0, 3, 1, 4)
     probs = ((qkv[0] * attn.scale) @ qkv[1].mT).softmax(-1)
     for kind, full in head_statistics(probs).items():
         for unit in (4, 5):  # block 1's qkv and proj units

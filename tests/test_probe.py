@@ -27,7 +27,7 @@ def model_and_batch():
 
 def full_capture(model, images, loss_fn):
     """Full tensors of block 0's fc1: weight, grad, input and output with their gradients."""
-    fc1, store = find_blocks(model)[0].mlp.fc1, {}
+    fc1, store = find_blocks(model)[0].linears[2], {}
 
     def hook(module, args, out):
         store["X"], store["Y"] = args[0], out
@@ -146,7 +146,7 @@ def test_minibatch_condition_is_the_mean_and_std_of_slice_gradients():
     labels = torch.tensor([3, 7, 1, 0, 9, 2, 5, 5])
     stats = probe_minibatches(model, images, labels, parts=4, size=S, seed=0)
     assert all(p.grad is None for p in model.parameters())  # gradients cleared after
-    fc1 = find_blocks(model)[0].mlp.fc1
+    fc1 = find_blocks(model)[0].linears[2]
     slices = []
     for rows in ([0, 1], [2, 3], [4, 5], [6, 7]):  # by hand: one backward pass per slice of 2
         model.zero_grad()
@@ -267,3 +267,27 @@ def test_timm_transformer_families_are_probed(name):
     assert all(torch.isfinite(t).all() for t in stats.tensors.values()) and (stats.numel["gW"] > 0).all()
     heads = probe_heads(model, images, S, 0)
     assert torch.equal(heads.numel["Ae"] > 0, attention)
+
+
+def test_units_map_other_module_names_to_the_same_statistics():
+    from renamed import NEOX, NEOX_UNITS, TIMM, PatchTransformer
+
+    from vit_space.probe.conditions import conditions, probe_conditions
+
+    images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 3])
+    conds = conditions(("data", "minibatch", "heads"), images, labels, seed=0, minibatches=2)
+    timm_named = probe_conditions(PatchTransformer(TIMM), conds, S, 0)
+    neox = PatchTransformer(NEOX)
+    renamed = probe_conditions(neox, conds, S, 0, units=NEOX_UNITS)
+    for name, stats in timm_named.items():
+        assert stats.tensors.keys() == renamed[name].tensors.keys()
+        for kind, tensor in stats.tensors.items():
+            assert torch.equal(tensor, renamed[name].tensors[kind]), (name, kind)
+    assert (timm_named["data"].numel["A"] > 0).tolist() == [True, True, False, False] * 2  # read at attn_drop
+    with pytest.raises(AutoproxError, match=r"attn\.qkv, attn\.proj, mlp\.fc1, mlp\.fc2 linears.*units="):
+        find_blocks(neox)
+    with pytest.raises(AutoproxError, match=r"no transformer blocks with attention\.query_key_value, attn\.proj"):
+        find_blocks(neox, {"qkv": "attention.query_key_value"})  # the others keep timm's names
+    with pytest.raises(AutoproxError, match=r"unknown unit names \['q'\]; allowed: qkv, proj, fc1, fc2"):
+        find_blocks(neox, {"q": "attention.query_key_value"})

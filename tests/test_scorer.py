@@ -45,15 +45,30 @@ def test_the_exported_file_scores_networks_as_autoprox_does_without_importing_it
         assert scores[f"{target[0]} {target[1]}"] == pytest.approx(list(expected), rel=1e-6), target[:2]
 
 
+def load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_exported_scorer_refuses_a_model_without_transformer_blocks(exported):
-    _, _, files = exported
-    spec = importlib.util.spec_from_file_location("exported_refusal", files["main"])
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules["exported_refusal"] = loaded
-    spec.loader.exec_module(loaded)
+    loaded = load(exported[2]["main"], "exported_refusal")
     with pytest.raises(loaded.AutoproxError, match="has no transformer blocks with attn.qkv"):
         loaded.score(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)), torch.randn(4, 3, 2, 2))
     assert not issubclass(loaded.AutoproxError, AutoproxError)  # its own error class: no autoprox inside
+
+
+def test_the_exported_scorer_reads_other_module_names_through_units(exported):
+    from renamed import NEOX, NEOX_UNITS, TIMM, PatchTransformer
+
+    loaded = load(exported[2]["main"], "exported_units")
+    images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    expected = loaded.score(PatchTransformer(TIMM), images)
+    assert loaded.score(PatchTransformer(NEOX), images, units=NEOX_UNITS) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(loaded.AutoproxError, match="units= maps other module names"):
+        loaded.score(PatchTransformer(NEOX), images)
 
 
 def test_an_exported_file_edited_by_hand_refuses_to_load(exported, tmp_path):
@@ -62,8 +77,5 @@ def test_an_exported_file_edited_by_hand_refuses_to_load(exported, tmp_path):
     assert text.startswith("# sha256 of the rest of this file, written by autoprox: ")
     edited = tmp_path / "edited.py"
     edited.write_text(text.replace("PROBE = json.loads(", "PROBE = json.loads(  "))
-    spec = importlib.util.spec_from_file_location("exported_edited", edited)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["exported_edited"] = module
     with pytest.raises(ImportError, match="was edited after autoprox exported it"):
-        spec.loader.exec_module(module)
+        load(edited, "exported_edited")

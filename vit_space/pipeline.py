@@ -71,13 +71,16 @@ def run_job(
     progress: bool = True,
     on_step: Callable[[str], None] = lambda step: None,
     device: str | torch.device = "cpu",
+    client=None,
 ) -> JobResult:
     """Probe `bench_name`'s architectures, discover proxies on them (seed `seed`, `iterations` steps,
     the first population holding `SEED_PROXIES`),
     export the best, and search its space within `params` (millions, "LO-HI"; default: the
     benchmark's 10th percentile to median) for `search_budget` architectures. `on_step(title)` is
     called before each step. The statistics use batch seed 0; discovery and search use `seed`.
-    Probes run and programs are evaluated on `device`."""
+    Probes run and programs are evaluated on `device`; with a Dask `client` (`vit_space.cluster.connect`)
+    the probes, the discovery's evaluations and the search's candidates run on its workers, with the
+    same results."""
     out, cache = Path(out), cache or StatsCache()
     bench = load_bench(bench_name)
     space, kind = get_space(bench.space), bench.default_kind()
@@ -93,11 +96,12 @@ def run_job(
         cache,
         progress=progress,
         device=device,
+        client=client,
     )
 
     on_step("discovery")
     discover_dir = out / "discover"
-    tasks = tasks_for([bench_name], None, spec, cache, device=device)
+    tasks = tasks_for([bench_name], None, spec, cache, device="cpu" if client is not None else device)
     discovery = discover(
         tasks,
         DiscoveryConfig(iterations=iterations, seed=seed, seed_proxies=SEED_PROXIES),
@@ -106,6 +110,7 @@ def run_job(
         probe=spec.as_dict(),
         provenance={"benchmarks": [bench_name], "tasks": [t.name for t in tasks], "holdout": 0.5, "split_seed": 0},
         progress=progress,
+        client=client,
     )
     best = load_proxy(discovery.saved[0])
 
@@ -125,6 +130,7 @@ def run_job(
         cache,
         SearchConfig(count=search_budget, seed=seed),
         device,
+        client,
     )
     search = searcher.run(search_dir, resume=(search_dir / "checkpoint.json").is_file(), progress=progress)
     return JobResult(stats, discovery, exports, search, params, out)

@@ -323,18 +323,20 @@ def cmd_simplify(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     """The whole job on one benchmark: statistics, discovery, export, search; each step resumable."""
-    job = run_job(
-        args.bench,
-        args.out,
-        StatsCache(args.cache),
-        args.iterations,
-        args.search_budget,
-        args.params,
-        args.seed,
-        progress=not args.quiet,
-        on_step=lambda title: print(f"== {title}", flush=True),
-        device=resolve_device(args.device),
-    )
+    with cluster_client(args) as client:
+        job = run_job(
+            args.bench,
+            args.out,
+            StatsCache(args.cache),
+            args.iterations,
+            args.search_budget,
+            args.params,
+            args.seed,
+            progress=not args.quiet,
+            on_step=lambda title: print(f"== {title}", flush=True),
+            device=work_device(args),
+            client=client,
+        )
     out = job.out
     print(f"statistics: {job.stats.computed} probed, {job.stats.cached} already cached")
     print(f"discovery: {job.discovery.evaluations} programs evaluated in {job.discovery.seconds:.0f} s")

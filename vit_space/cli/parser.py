@@ -317,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=0, help="seed of the discovery and the search")
     _add_cache_args(p)
     _add_device_arg(p)
+    _add_cluster_arg(p)
     p.set_defaults(handler="run")
 
     p = sub.add_parser("proxies", help="list the known proxies")

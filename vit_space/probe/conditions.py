@@ -63,8 +63,11 @@ def conditions(
     return [table[n] for n in sorted(set(names), key=CONDITIONS.index)]
 
 
-def probe_conditions(model: nn.Module, conds: list[Condition], size: int, seed: int) -> dict[str, UnitStats]:
-    """Probe `model` under each condition in order (absolute-weight conditions modify the model)."""
+def probe_conditions(
+    model: nn.Module, conds: list[Condition], size: int, seed: int, units: dict[str, str] | None = None
+) -> dict[str, UnitStats]:
+    """Probe `model` under each condition in order (absolute-weight conditions modify the model);
+    `units` maps unit names to other module paths (`hooks.unit_paths`)."""
     out = {}
     for cond in conds:
         if cond.reinit:
@@ -74,9 +77,9 @@ def probe_conditions(model: nn.Module, conds: list[Condition], size: int, seed: 
                 for p in model.parameters():
                     p.abs_()
         if cond.slices:
-            out[cond.name] = probe_minibatches(model, cond.images, cond.labels, cond.slices, size, seed)
+            out[cond.name] = probe_minibatches(model, cond.images, cond.labels, cond.slices, size, seed, units)
         elif cond.forward_only:
-            out[cond.name] = probe_heads(model, cond.images, size, seed)
+            out[cond.name] = probe_heads(model, cond.images, size, seed, units)
         else:
-            out[cond.name] = probe(model, cond.images, cond.loss_fn, size, seed)
+            out[cond.name] = probe(model, cond.images, cond.loss_fn, size, seed, units)
     return out

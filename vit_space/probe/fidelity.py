@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from gp_proxy.stats import UnitStats
-from vit_space.probe.hooks import find_blocks, unit_linears
+from vit_space.probe.hooks import find_blocks
 
 PROXIES = ("snip", "grad_norm", "weight_l2")
 
@@ -34,7 +34,7 @@ def full_proxies(
     """The same three proxies on the full weights and gradients of the same units."""
     model.zero_grad(set_to_none=True)
     loss_fn(model(images)).backward()
-    linears = [lin for block in find_blocks(model) for lin in unit_linears(block)]
+    linears = [lin for block in find_blocks(model) for lin in block.linears]
     out = {
         "snip": sum(float((lin.weight.detach() * lin.weight.grad).abs().double().sum()) for lin in linears),
         "grad_norm": sum(float(lin.weight.grad.double().norm()) for lin in linears),

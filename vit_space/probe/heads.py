@@ -24,7 +24,7 @@ from torch import nn
 
 from gp_proxy.errors import AutoproxError
 from gp_proxy.stats import UnitStats
-from vit_space.probe.hooks import find_blocks, unit_stats
+from vit_space.probe.hooks import Block, find_blocks, unit_stats
 from vit_space.probe.sketch import sketch
 
 HEAD_KINDS = ("Ae", "Ar", "Ah")
@@ -66,7 +66,7 @@ def head_statistics(probs: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-def _attention_dropout(block: nn.Module) -> nn.Module:
+def _attention_dropout(block: Block) -> nn.Module:
     drop = getattr(block.attn, "attn_drop", None)
     if not isinstance(drop, nn.Module):
         raise AutoproxError(
@@ -76,10 +76,13 @@ def _attention_dropout(block: nn.Module) -> nn.Module:
     return drop
 
 
-def probe_heads(model: nn.Module, images: torch.Tensor, size: int = 32, seed: int = 0) -> UnitStats:
+def probe_heads(
+    model: nn.Module, images: torch.Tensor, size: int = 32, seed: int = 0, units: dict[str, str] | None = None
+) -> UnitStats:
     """One forward pass of `model` on `images` (B, 3, H, W) without gradients; per attention unit the
-    sketches of `Ae`, `Ar` and `Ah`. Fused attention is switched off for the pass and restored."""
-    blocks = find_blocks(model)
+    sketches of `Ae`, `Ar` and `Ah`. Fused attention is switched off for the pass and restored.
+    `units` maps unit names to other module paths (`hooks.unit_paths`)."""
+    blocks = find_blocks(model, units)
     units = 4 * len(blocks)
     sketches = {k: [torch.zeros(size, size) for _ in range(units)] for k in HEAD_KINDS}
     numel = {k: torch.zeros(units, dtype=torch.float64) for k in HEAD_KINDS}

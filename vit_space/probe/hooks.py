@@ -1,19 +1,21 @@
 """The statistics probe: one forward and one backward pass, sketches of what proxies read.
 
-For every transformer block (a module with `attn.qkv`, `attn.proj`, `mlp.fc1`, `mlp.fc2`) and
-each of its four linears (a *unit*), the probe records sketches of the weight `W` and its
-gradient `gW`, the input activation `X` and its gradient `gX`, the output `Y` and its gradient
-`gY`; and, on the two attention units, the attention probabilities `A`.
+For every transformer block (a module with `attn.qkv`, `attn.proj`, `mlp.fc1`, `mlp.fc2`, or the
+paths a `units` mapping names) and each of its four linears (a *unit*), the probe records
+sketches of the weight `W` and its gradient `gW`, the input activation `X` and its gradient
+`gX`, the output `Y` and its gradient `gY`; and, on the two attention units, the attention
+probabilities `A`.
 
 Attention probabilities of timm's `Attention` are recomputed for the sketched rows only from
 the qkv output, so the model keeps its fused attention and the probe costs about one plain
-training step. Other attention modules run unfused and are read at `attn.attn_drop`.
+training step. Other attention modules run unfused and are read at their `attn_drop`.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -34,38 +36,69 @@ GROUPS = {
 }
 
 
-def find_blocks(model: nn.Module) -> list[nn.Module]:
-    """Transformer blocks in forward order: modules with attn.{qkv,proj} and mlp.{fc1,fc2} linears
-    (timm's ViT, DeiT-III, PiT, Swin, EVA and CaiT's self-attention blocks). Other modules with an
-    `attn` and an `mlp` (CaiT's class-attention blocks: separate q, k, v linears) are not probed,
-    with an `AutoproxWarning` naming them; a model with no block at all is refused."""
+UNITS = {"qkv": "attn.qkv", "proj": "attn.proj", "fc1": "mlp.fc1", "fc2": "mlp.fc2"}  # timm's names
+
+
+@dataclass(frozen=True)
+class Block:
+    """A transformer block as the probe sees it: the block module, its four unit linears in the
+    order of `LINEARS` (qkv, proj, fc1, fc2) and its attention module (the parent of qkv)."""
+
+    module: nn.Module
+    linears: tuple[nn.Linear, ...]
+    attn: nn.Module
+
+
+def unit_paths(units: dict[str, str] | None = None) -> dict[str, str]:
+    """Where each unit linear sits in a block: `UNITS` updated with `units` (e.g. ``{"qkv":
+    "attention.query_key_value"}``), dotted paths relative to the block."""
+    unknown = sorted(set(units or {}) - set(LINEARS))
+    if unknown:
+        raise AutoproxError(f"units: unknown unit names {unknown}; allowed: {', '.join(LINEARS)}")
+    bad = {k: v for k, v in (units or {}).items() if not isinstance(v, str) or not v}
+    if bad:
+        raise AutoproxError(f"units: paths must be non-empty dotted module names, got {bad}")
+    return {**UNITS, **(units or {})}
+
+
+def _submodule(module: nn.Module, path: str) -> nn.Module | None:
+    for part in path.split(".") if path else ():
+        module = getattr(module, part, None)
+        if not isinstance(module, nn.Module):
+            return None
+    return module
+
+
+def find_blocks(model: nn.Module, units: dict[str, str] | None = None) -> list[Block]:
+    """Transformer blocks in forward order: modules with linears at the paths of `unit_paths(units)`
+    (by default attn.qkv, attn.proj, mlp.fc1, mlp.fc2: timm's ViT, DeiT-III, PiT, Swin, EVA and
+    CaiT's self-attention blocks). Other modules with both the attention and the MLP parent (CaiT's
+    class-attention blocks: separate q, k, v linears) are not probed, with an `AutoproxWarning`
+    naming them; a model with no block at all is refused, naming the paths looked for."""
+    paths = unit_paths(units)
+    parents = {paths[name].rpartition(".")[0] for name in ("qkv", "fc1")}
     blocks, skipped = [], []
     for m in model.modules():
-        if all(
-            isinstance(getattr(getattr(m, part, None), name, None), nn.Linear)
-            for part, name in (("attn", "qkv"), ("attn", "proj"), ("mlp", "fc1"), ("mlp", "fc2"))
-        ):
-            blocks.append(m)
-        elif isinstance(getattr(m, "attn", None), nn.Module) and isinstance(getattr(m, "mlp", None), nn.Module):
+        linears = tuple(_submodule(m, paths[name]) for name in LINEARS)
+        if all(isinstance(linear, nn.Linear) for linear in linears):
+            blocks.append(Block(m, linears, _submodule(m, paths["qkv"].rpartition(".")[0])))
+        elif all(parent and _submodule(m, parent) is not None for parent in parents):
             skipped.append(type(m).__name__)
     if not blocks:
+        looked = ", ".join(paths[name] for name in LINEARS)
         raise AutoproxError(
-            f"{type(model).__name__} has no transformer blocks with attn.qkv, attn.proj, "
-            "mlp.fc1 and mlp.fc2 linears; the probe needs a ViT-style model"
+            f"{type(model).__name__} has no transformer blocks with {looked} linears; the probe needs a "
+            "ViT-style model (units= maps other module names)"
         )
     if skipped:
         names = ", ".join(sorted(set(skipped)))
         warnings.warn(
-            f"{type(model).__name__}: {len(skipped)} blocks ({names}) lack attn.qkv, attn.proj, mlp.fc1 or "
-            "mlp.fc2 linears and are not probed",
+            f"{type(model).__name__}: {len(skipped)} blocks ({names}) lack linears at "
+            f"{', '.join(paths[name] for name in LINEARS)} and are not probed",
             AutoproxWarning,
             stacklevel=2,
         )
     return blocks
-
-
-def unit_linears(block: nn.Module) -> list[nn.Linear]:
-    return [block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2]
 
 
 def unit_stats(tensors: dict[str, torch.Tensor], numel: dict[str, torch.Tensor], blocks: int) -> UnitStats:
@@ -98,7 +131,7 @@ def attention_sketch(attn: nn.Module, qkv: torch.Tensor, size: int, seed: int) -
 class _Recorder:
     """Hooks that fill `sketches[kind][unit]` and `numel[kind][unit]` during one pass."""
 
-    def __init__(self, blocks: list[nn.Module], size: int, seed: int):
+    def __init__(self, blocks: list[Block], size: int, seed: int):
         self.blocks, self.size, self.seed = blocks, size, seed
         units = 4 * len(blocks)
         self.sketches = {k: [torch.zeros(size, size) for _ in range(units)] for k in KINDS}
@@ -112,10 +145,10 @@ class _Recorder:
 
     def __enter__(self) -> _Recorder:
         for b, block in enumerate(self.blocks):
-            for j, linear in enumerate(unit_linears(block)):
+            for j, linear in enumerate(block.linears):
                 self.handles.append(linear.register_forward_hook(self._linear_hook(4 * b + j)))
             if _fast_attention(block.attn):
-                self.handles.append(block.attn.qkv.register_forward_hook(self._fast_attn_hook(block.attn, 4 * b)))
+                self.handles.append(block.linears[0].register_forward_hook(self._fast_attn_hook(block.attn, 4 * b)))
             elif isinstance(getattr(block.attn, "attn_drop", None), nn.Module):
                 if hasattr(block.attn, "fused_attn"):
                     self.fused.append((block.attn, block.attn.fused_attn))
@@ -169,7 +202,7 @@ class _Recorder:
     def weights(self) -> None:
         """Record W and gW (call after the backward pass)."""
         for b, block in enumerate(self.blocks):
-            for j, linear in enumerate(unit_linears(block)):
+            for j, linear in enumerate(block.linears):
                 self.record("W", 4 * b + j, linear.weight)
                 if linear.weight.grad is not None:
                     self.record("gW", 4 * b + j, linear.weight.grad)
@@ -184,12 +217,14 @@ def probe(
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
     size: int = 32,
     seed: int = 0,
+    units: dict[str, str] | None = None,
 ) -> UnitStats:
     """One forward and backward pass of `model` on `images` (B, 3, H, W) with `loss_fn(logits)`.
 
     Returns the sketched statistics of every unit; hooks are removed and gradients cleared after.
+    `units` maps unit names to other module paths (`unit_paths`).
     """
-    blocks = find_blocks(model)
+    blocks = find_blocks(model, units)
     model.zero_grad(set_to_none=True)
     with _Recorder(blocks, size, seed) as recorder:
         loss_fn(model(images)).backward()
@@ -220,7 +255,13 @@ def slice_gradients(
 
 
 def probe_minibatches(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, parts: int, size: int = 32, seed: int = 0
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    parts: int,
+    size: int = 32,
+    seed: int = 0,
+    units: dict[str, str] | None = None,
 ) -> UnitStats:
     """Weight gradients of `parts` equal slices of the batch, one backward pass each (cross-entropy).
 
@@ -228,8 +269,8 @@ def probe_minibatches(
     elementwise standard deviation (population std over the slices), both taken from the full
     tensors before sketching, so `mean(abs(gW)) / mean(sgW)` is a gradient signal-to-noise ratio.
     """
-    blocks = find_blocks(model)
-    linears = [linear for block in blocks for linear in unit_linears(block)]
+    blocks = find_blocks(model, units)
+    linears = [linear for block in blocks for linear in block.linears]
     stacks = slice_gradients(model, linears, images, labels, parts)
     tensors = {
         "gW": torch.stack([sketch(s.mean(0), size, seed) for s in stacks]),

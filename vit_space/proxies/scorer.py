@@ -26,8 +26,11 @@ STITCHED = (  # module, the top-level names the scorer copies from it (with what
             "LINEARS",
             "KINDS",
             "GROUPS",
+            "UNITS",
+            "Block",
+            "unit_paths",
+            "_submodule",
             "find_blocks",
-            "unit_linears",
             "unit_stats",
             "_fast_attention",
             "attention_sketch",
@@ -88,14 +91,17 @@ PROBE = json.loads({probe!r})  # how autoprox measured the statistics this proxy
 PREFIX = {prefix!r}
 
 
-def score(model, images, labels=None, *, seed=None):
+def score(model, images, labels=None, *, seed=None, units=None):
     """The proxy's score of `model` (higher: higher predicted accuracy), probed as autoprox does.
 
     images: (B, C, H, W) float batch, normalised as the model expects; labels: (B,) int64 classes
     (default: uniform seeded labels over the model's outputs); seed: the sketch's (and noise's)
     seed, default the proxy's own ({seed}). The model runs in train mode, as in autoprox, and is
     given back in its own mode; the `synflow` condition probes a copy. Conditions: {conditions}.
-    Raises AutoproxError for a model with no attn.qkv/attn.proj/mlp.fc1/mlp.fc2 blocks.
+    units: where a block keeps its four linears, for models that name them otherwise than timm, e.g.
+    {{"qkv": "attention.query_key_value", "proj": "attention.dense", "fc1": "mlp.dense_h_to_4h",
+    "fc2": "mlp.dense_4h_to_h"}} (paths relative to the block; unnamed units keep timm's names).
+    Raises AutoproxError for a model with no blocks with those linears, naming the paths.
     """
     seed = PROBE["seed"] if seed is None else seed
     names = tuple(PROBE["conditions"])
@@ -110,7 +116,7 @@ def score(model, images, labels=None, *, seed=None):
             labels = torch.randint(classes, (len(images),), generator=torch.Generator().manual_seed(seed))
         conds = conditions(names, images, labels.to(images.device), seed, PROBE.get("minibatches", MINIBATCHES))
         target = copy.deepcopy(model) if "synflow" in names else model
-        per_condition = probe_conditions(target, conds, PROBE["sketch_size"], seed)
+        per_condition = probe_conditions(target, conds, PROBE["sketch_size"], seed, units)
     finally:
         model.train(training)
     first = next(iter(per_condition.values()))

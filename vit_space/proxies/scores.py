@@ -127,6 +127,23 @@ class ScoreCache:
         write_text(self.path(key), json.dumps(payload, sort_keys=True) + "\n")
 
 
+def measure_pass(
+    space: Space, arch: Arch, batch: BatchSpec, names: Sequence[str], device: str | torch.device
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One architecture's scores and seconds of the pass proxies `names`, on `device` (also a Dask task)."""
+    device = resolve_device(device)
+    model = build_seeded(space, arch, batch, device)
+    images, labels = (t.to(device) for t in batch_of(batch))
+    scores, seconds = {}, {}
+    for name in names:
+        t0 = time.perf_counter()
+        with float32_matmul():
+            scores[name] = float(PASS_PROXIES[name](model, images, labels, batch.seed))
+        seconds[name] = time.perf_counter() - t0
+        model.zero_grad(set_to_none=True)
+    return scores, seconds
+
+
 def pass_scores(
     space: Space,
     archs: Sequence[Arch],
@@ -136,43 +153,44 @@ def pass_scores(
     compute_missing: bool = True,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    client=None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Scores and seconds, each name -> (A,), of pass proxies `names`; computes what is missing on
-    `device` and caches it (or raises `AutoproxError` if not `compute_missing`).
+    `device`, or on the workers of a Dask `client` (one task per architecture), and caches it (or
+    raises `AutoproxError` if not `compute_missing`).
 
-    Safe to interrupt: every architecture's scores are written as soon as they are computed.
+    Safe to interrupt: every architecture's scores are written (by this process) as soon as they are computed.
     """
     unknown = [n for n in names if n not in PASS_PROXIES]
     if unknown:
         raise AutoproxError(f"unknown pass proxies {unknown}; known: {', '.join(PASS_PROXIES)}")
     store = ScoreCache(cache)
-    scores = {n: np.full(len(archs), np.nan) for n in names}
-    seconds = {n: np.full(len(archs), np.nan) for n in names}
-    with tqdm(archs, desc=f"proxies {batch.dataset}", unit="arch", disable=not progress) as bar:
-        for i, arch in enumerate(bar):
-            key = store.key(space, arch, batch)
-            entry = store.load(key)
-            missing = [n for n in names if n not in entry["scores"]]
-            if missing and not compute_missing:
-                raise AutoproxError(
-                    f"architecture {space.arch_hash(arch)} has no cached {', '.join(missing)} "
-                    f"scores for {batch.key()} in {store.root}; compute them with "
-                    "`autoprox rank` without --cached-only"
-                )
-            if missing:
-                model = build_seeded(space, arch, batch, device)
-                images, labels = (t.to(device) for t in batch_of(batch))
-                for name in missing:
-                    bar.set_postfix_str(name, refresh=False)
-                    t0 = time.perf_counter()
-                    with float32_matmul():
-                        entry["scores"][name] = float(PASS_PROXIES[name](model, images, labels, batch.seed))
-                    entry["seconds"][name] = time.perf_counter() - t0
-                    model.zero_grad(set_to_none=True)
-                store.save(key, entry)
-            for n in names:
-                scores[n][i], seconds[n][i] = entry["scores"][n], entry["seconds"][n]
-    return scores, seconds
+    keys = [store.key(space, arch, batch) for arch in archs]
+    entries = [store.load(key) for key in keys]
+    todo = [(i, [n for n in names if n not in e["scores"]]) for i, e in enumerate(entries)]
+    todo = [(i, missing) for i, missing in todo if missing]
+    if todo and not compute_missing:
+        i, missing = todo[0]
+        raise AutoproxError(
+            f"architecture {space.arch_hash(archs[i])} has no cached {', '.join(missing)} "
+            f"scores for {batch.key()} in {store.root}; compute them with `autoprox rank` without --cached-only"
+        )
+    jobs = [(space, archs[i], batch, missing, str(device) if client is not None else device) for i, missing in todo]
+    if client is not None:
+        from vit_space.cluster import run_all
+
+        results = ((todo[j][0], result) for j, result in run_all(client, measure_pass, jobs, "proxies", progress))
+    else:
+        bar = tqdm(jobs, desc=f"proxies {batch.dataset}", unit="arch", disable=not progress)
+        results = ((i, measure_pass(*job)) for (i, _), job in zip(todo, bar))
+    for i, (scores, seconds) in results:
+        entries[i]["scores"] |= scores
+        entries[i]["seconds"] |= seconds
+        store.save(keys[i], entries[i])
+    return (
+        {n: np.array([e["scores"][n] for e in entries], dtype=np.float64) for n in names},
+        {n: np.array([e["seconds"][n] for e in entries], dtype=np.float64) for n in names},
+    )
 
 
 @dataclass(frozen=True)
@@ -216,7 +234,9 @@ def proxy_scores(
         values = np.array([count(a, classes, size) for a in archs], dtype=np.float64)
         return Scores(values, (time.perf_counter() - t0) / len(archs))
     if isinstance(proxy, str) and proxy in PASS_PROXIES:
-        scores, seconds = pass_scores(space, archs, spec.batch, [proxy], cache, compute_missing, progress, device)
+        scores, seconds = pass_scores(
+            space, archs, spec.batch, [proxy], cache, compute_missing, progress, device, client
+        )
         return Scores(scores[proxy], float(np.nanmean(seconds[proxy])))
     if isinstance(proxy, SavedProxy):
         saved = ProbeSpec.from_dict(proxy.probe, spec.batch.dataset)

@@ -74,9 +74,10 @@ def dss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int 
     score = 0.0
     with torch.no_grad():
         for block in find_blocks(model):
-            for w in (block.attn.qkv.weight, block.attn.proj.weight):
+            qkv, proj, fc1, fc2 = (linear.weight for linear in block.linears)
+            for w in (qkv, proj):
                 score += float(torch.linalg.matrix_norm(w, "nuc") * torch.linalg.matrix_norm(w.grad, "nuc"))
-            for w in (block.mlp.fc1.weight, block.mlp.fc2.weight):
+            for w in (fc1, fc2):
                 score += float((w * w.grad).abs().sum())
     return score
 
