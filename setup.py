@@ -26,7 +26,7 @@ setup(
     ],
     package_data={"vit_space": ["benchmarks/*.json", "benchmarks/*.jsonl", "batches/*.npz"]},
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "ruff==0.17.6"],
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "hypothesis>=6", "ruff==0.17.6"],
     },
     entry_points={"console_scripts": ["autoprox=vit_space.cli:main"]},
 )
