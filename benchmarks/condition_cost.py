@@ -27,7 +27,7 @@ from gp_proxy import kendall, table, write_report
 from vit_space import BatchSpec, get_space, make_batch
 from vit_space.probe.conditions import MINIBATCHES
 from vit_space.probe.heads import HEAD_KINDS, head_statistics, probe_heads
-from vit_space.probe.hooks import find_blocks, probe, probe_minibatches, slice_gradients
+from vit_space.probe.hooks import find_blocks, probability_site, probe, probe_minibatches, slice_gradients
 
 
 def snr_full(model, images, labels) -> float:
@@ -50,12 +50,17 @@ def heads_full(model, images) -> dict[str, float]:
     """Per head statistic, its mean over the attention modules, from the full tensors."""
     means: dict[str, list[float]] = {kind: [] for kind in HEAD_KINDS}
 
-    def hook(module, args, output):
-        for kind, full in head_statistics(args[0]).items():
-            means[kind].append(float(full.double().mean()))
+    def hook_for(read):
+        def hook(module, args, output):
+            for kind, full in head_statistics(read(args)).items():
+                means[kind].append(float(full.double().mean()))
+
+        return hook
 
     blocks = find_blocks(model)
-    handles = [block.attn.attn_drop.register_forward_hook(hook) for block in blocks]
+    handles = [
+        site.register_forward_hook(hook_for(read)) for site, read in map(probability_site, (b.attn for b in blocks))
+    ]
     fused = [(block.attn, block.attn.fused_attn) for block in blocks]
     for attn, _ in fused:
         attn.fused_attn = False

@@ -264,6 +264,8 @@ def test_timm_transformer_families_are_probed(name):
     assert stats.tensors["W"].shape == (4 * count, S, S) and len(find_blocks(model)) == count
     attention = stats.numel["A"] > 0
     assert attention.tolist() == [True, True, False, False] * count  # qkv and proj units carry A
+    probs = stats.tensors["A"][attention]  # softmax probabilities (CaiT: before talking heads mix them)
+    assert (probs >= 0).all() and (probs <= 1).all() and probs.amax() > 0
     assert all(torch.isfinite(t).all() for t in stats.tensors.values()) and (stats.numel["gW"] > 0).all()
     heads = probe_heads(model, images, S, 0)
     assert torch.equal(heads.numel["Ae"] > 0, attention)

@@ -18,13 +18,14 @@ a block's attention (qkv, proj) carry them, as they carry `A`; the MLP units hav
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from gp_proxy.errors import AutoproxError
 from gp_proxy.stats import UnitStats
-from vit_space.probe.hooks import Block, find_blocks, unit_stats
+from vit_space.probe.hooks import Block, find_blocks, probability_site, unit_stats
 from vit_space.probe.sketch import sketch
 
 HEAD_KINDS = ("Ae", "Ar", "Ah")
@@ -66,14 +67,14 @@ def head_statistics(probs: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-def _attention_dropout(block: Block) -> nn.Module:
-    drop = getattr(block.attn, "attn_drop", None)
-    if not isinstance(drop, nn.Module):
+def _probability_site(block: Block) -> tuple[nn.Module, Callable]:
+    site = probability_site(block.attn)
+    if site is None:
         raise AutoproxError(
-            f"{type(block.attn).__name__} has no attn_drop module, where the heads condition reads the "
-            "attention probabilities; it needs timm-style attention (softmax, then attn_drop)"
+            f"{type(block.attn).__name__} has no attn_drop module (nor talking heads' proj_w), where the heads "
+            "condition reads the attention probabilities; it needs timm-style attention (softmax, then attn_drop)"
         )
-    return drop
+    return site
 
 
 def probe_heads(
@@ -87,16 +88,17 @@ def probe_heads(
     sketches = {k: [torch.zeros(size, size) for _ in range(units)] for k in HEAD_KINDS}
     numel = {k: torch.zeros(units, dtype=torch.float64) for k in HEAD_KINDS}
 
-    def hook_for(unit: int):
+    def hook_for(read: Callable[[tuple], torch.Tensor], unit: int):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            for kind, full in head_statistics(args[0]).items():
+            for kind, full in head_statistics(read(args)).items():
                 sketches[kind][unit] = sketches[kind][unit + 1] = sketch(full, size, seed)
                 numel[kind][unit] = numel[kind][unit + 1] = full.numel()
 
         return hook
 
     fused = [(b.attn, b.attn.fused_attn) for b in blocks if hasattr(b.attn, "fused_attn")]
-    handles = [_attention_dropout(b).register_forward_hook(hook_for(4 * i)) for i, b in enumerate(blocks)]
+    sites = [_probability_site(b) for b in blocks]
+    handles = [module.register_forward_hook(hook_for(read, 4 * i)) for i, (module, read) in enumerate(sites)]
     try:
         for attn, _ in fused:
             attn.fused_attn = False
@@ -111,7 +113,7 @@ def probe_heads(
     if missing:
         raise AutoproxError(
             f"the heads condition saw no attention probabilities in blocks {missing}: their attention "
-            "does not pass its softmax through attn_drop"
+            "does not pass its softmax through attn_drop (or talking heads' proj_w)"
         )
     tensors = {k: torch.stack(v) for k, v in sketches.items()}
     if not all(torch.isfinite(t).all() for t in tensors.values()):

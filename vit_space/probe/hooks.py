@@ -8,7 +8,8 @@ probabilities `A`.
 
 Attention probabilities of timm's `Attention` are recomputed for the sketched rows only from
 the qkv output, so the model keeps its fused attention and the probe costs about one plain
-training step. Other attention modules run unfused and are read at their `attn_drop`.
+training step. Other attention modules run unfused and are read where `probability_site` says
+(the input of `attn_drop`, or of talking heads' `proj_w` in CaiT).
 """
 
 from __future__ import annotations
@@ -109,6 +110,20 @@ def unit_stats(tensors: dict[str, torch.Tensor], numel: dict[str, torch.Tensor],
     return UnitStats(tensors, numel, groups, torch.arange(units, dtype=torch.long) // 4)
 
 
+def probability_site(attn: nn.Module) -> tuple[nn.Module, Callable] | None:
+    """Where an unfused attention module's softmax probabilities (B, H, N, N) pass: a module to hook
+    and `read(args) -> probabilities` of its forward input. Talking-heads attention (CaiT: mixes the
+    heads' maps before and after the softmax with `proj_l` and `proj_w`) is read at the input of
+    `proj_w`; other attention at the input of `attn_drop`; None when there is neither."""
+    mix = getattr(attn, "proj_w", None)
+    if isinstance(mix, nn.Linear) and isinstance(getattr(attn, "proj_l", None), nn.Linear):
+        return mix, lambda args: args[0].permute(0, 3, 1, 2)
+    drop = getattr(attn, "attn_drop", None)
+    if isinstance(drop, nn.Module):
+        return drop, lambda args: args[0]
+    return None
+
+
 def _fast_attention(attn: nn.Module) -> bool:
     return type(attn) is Attention and getattr(attn, "gate", None) is None
 
@@ -149,11 +164,11 @@ class _Recorder:
                 self.handles.append(linear.register_forward_hook(self._linear_hook(4 * b + j)))
             if _fast_attention(block.attn):
                 self.handles.append(block.linears[0].register_forward_hook(self._fast_attn_hook(block.attn, 4 * b)))
-            elif isinstance(getattr(block.attn, "attn_drop", None), nn.Module):
+            elif (site := probability_site(block.attn)) is not None:
                 if hasattr(block.attn, "fused_attn"):
                     self.fused.append((block.attn, block.attn.fused_attn))
                     block.attn.fused_attn = False
-                self.handles.append(block.attn.attn_drop.register_forward_hook(self._probs_hook(4 * b)))
+                self.handles.append(site[0].register_forward_hook(self._probs_hook(site[1], 4 * b)))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -185,12 +200,13 @@ class _Recorder:
 
         return hook
 
-    def _probs_hook(self, unit: int):
+    def _probs_hook(self, read: Callable[[tuple], torch.Tensor], unit: int):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            probs = read(args)
             self.sketches["A"][unit] = self.sketches["A"][unit + 1] = sketch(
-                output, self.size, self.seed, match_rms=False
+                probs, self.size, self.seed, match_rms=False
             )
-            self.numel["A"][unit] = self.numel["A"][unit + 1] = output.numel()
+            self.numel["A"][unit] = self.numel["A"][unit + 1] = probs.numel()
 
         return hook
 

@@ -32,6 +32,7 @@ STITCHED = (  # module, the top-level names the scorer copies from it (with what
             "_submodule",
             "find_blocks",
             "unit_stats",
+            "probability_site",
             "_fast_attention",
             "attention_sketch",
             "_Recorder",
@@ -43,7 +44,7 @@ STITCHED = (  # module, the top-level names the scorer copies from it (with what
     (
         heads,
         {"HEAD_KINDS", "POWER_STEPS", "POWER_TOL", "spectral_norm", "head_statistics"}
-        | {"_attention_dropout", "probe_heads"},
+        | {"_probability_site", "probe_heads"},
     ),
     (conditions, {"CONDITIONS", "MINIBATCHES", "Condition", "conditions", "probe_conditions"}),
 )
