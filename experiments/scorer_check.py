@@ -59,6 +59,7 @@ for key, name, archs, size, batch_size in json.loads(sys.argv[2]):
     space, batch = get_space(name), BatchSpec("c100", "skimage", batch_size, 0, size)
     images, labels = batch_of(batch)
     out[f"{key} {name}"] = [modules[key].score(build_seeded(space, a, batch), images, labels) for a in archs]
+    print(f"exported {key}: scored {len(archs)} {name} networks", file=sys.stderr, flush=True)
 print(json.dumps(out))
 """
 
@@ -79,11 +80,12 @@ def exported_proxies(folder: Path, batch: int) -> tuple[dict[str, SavedProxy], d
 def fresh_scores(files: dict[str, Path], targets: list[tuple]) -> dict[str, list[float]]:
     """Scores by the exported files in a fresh interpreter that cannot import autoprox: per target
     (proxy key, space name, architectures, image size, batch size), under "KEY SPACE". It runs with
-    this process's torch thread count, as float32 sums (synflow's above all) change with it."""
+    this process's torch thread count, as float32 sums (synflow's above all) change with it; its
+    progress lines go to stderr."""
     run = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(FRESH), json.dumps({k: str(v) for k, v in files.items()}),
          json.dumps(targets), json.dumps(torch.get_num_threads())],
-        capture_output=True, text=True, check=True,
+        stdout=subprocess.PIPE, text=True, check=True,
     )  # fmt: skip
     return json.loads(run.stdout.splitlines()[-1])
 
@@ -117,6 +119,7 @@ def main() -> None:
     for target in targets:
         key, name = target[0], target[1]
         expected = autoprox_scores(proxies[key], target, cache)
+        print(f"autoprox {key}: scored {len(target[2])} {name} networks", flush=True)
         worst = float(np.max(np.abs(np.array(scores[f"{key} {name}"]) / expected - 1)))
         rows.append(f"| `{PROXIES[key][0]}` | {', '.join(PROXIES[key][1])} | {name} | {len(target[2])} | {worst:.1e} |")
     write_report(
