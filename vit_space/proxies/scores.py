@@ -175,7 +175,7 @@ def pass_scores(
             f"architecture {space.arch_hash(archs[i])} has no cached {', '.join(missing)} "
             f"scores for {batch.key()} in {store.root}; compute them with `autoprox rank` without --cached-only"
         )
-    jobs = [(space, archs[i], batch, missing, str(device) if client is not None else device) for i, missing in todo]
+    jobs = [(space, archs[i], batch, missing, device) for i, missing in todo]
     if client is not None:
         from vit_space.cluster import run_all
 
