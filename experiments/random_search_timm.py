@@ -26,14 +26,10 @@ spec.loader.exec_module(proxy)
 rng, best = random.Random(args.seed), None
 images = torch.randn(16, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(args.seed))
 for trial in range(args.trials):
-    heads = rng.choice([3, 4])
-    config = dict(
-        depth=rng.choice([10, 12, 14]), embed_dim=64 * heads, num_heads=heads, mlp_ratio=rng.choice([3.0, 3.5, 4.0])
-    )
+    heads, depth, mlp_ratio = rng.choice([3, 4]), rng.choice([10, 12, 14]), rng.choice([3.0, 3.5, 4.0])
+    config = dict(depth=depth, embed_dim=64 * heads, num_heads=heads, mlp_ratio=mlp_ratio)
     torch.manual_seed(trial)
-    model = timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, num_classes=100, img_size=args.image_size, **config
-    )
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=100, img_size=args.image_size, **config)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     if params > args.max_params:
         continue

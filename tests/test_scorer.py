@@ -79,3 +79,20 @@ def test_an_exported_file_edited_by_hand_refuses_to_load(exported, tmp_path):
     edited.write_text(text.replace("PROBE = json.loads(", "PROBE = json.loads(  "))
     with pytest.raises(ImportError, match="was edited after autoprox exported it"):
         load(edited, "exported_edited")
+
+
+def test_the_random_search_example_runs_on_an_exported_file_alone(exported):
+    import subprocess
+
+    example = Path(__file__).resolve().parents[1] / "experiments" / "random_search_timm.py"
+    blocked = "import runpy, sys; sys.modules['gp_proxy'] = sys.modules['vit_space'] = None; sys.argv = sys.argv[1:]; "
+    run = subprocess.run(  # the example as __main__, in an interpreter that cannot import autoprox
+        [sys.executable, "-c", blocked + f"runpy.run_path({str(example)!r}, run_name='__main__')", str(example)]
+        + [str(exported[2]["main"]), "--trials", "3", "--image-size", "32"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) >= 2 and lines[-1].startswith("best: {'depth'") and "parameters, score" in lines[-1]
