@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -59,3 +60,38 @@ def test_bad_user_spaces_are_one_line_naming_what_is_wrong(monkeypatch, tmp_path
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "does not import" in err
     assert "no_such_module" not in sys.modules
+
+
+TINY_SPACE = '''
+from vit_space.spaces import get_space
+
+AF_TINY = get_space("af-tiny")
+
+
+class TinySpace:
+    """af-tiny's architectures and networks, as a user's own space would give them."""
+
+    in_chans, img_size = AF_TINY.in_chans, AF_TINY.img_size
+
+    def validate(self, arch): return AF_TINY.validate(arch)
+    def sample(self, rng): return AF_TINY.sample(rng)
+    def mutate(self, arch, rng, prob=0.2): return AF_TINY.mutate(arch, rng, prob)
+    def crossover(self, a, b, rng): return AF_TINY.crossover(a, b, rng)
+    def build(self, arch, num_classes=1000, img_size=None): return AF_TINY.build(arch, num_classes, img_size)
+    def num_params(self, arch, num_classes=1000, img_size=None): return AF_TINY.num_params(arch, num_classes, img_size)
+    def macs(self, arch, num_classes=1000, img_size=None): return AF_TINY.macs(arch, num_classes, img_size)
+'''
+
+
+def test_a_benchmark_of_a_user_space_is_built_and_ranked(monkeypatch, tmp_path, capsys):
+    (tmp_path / "tiny_user_space.py").write_text(TINY_SPACE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out, cache = tmp_path / "bench.json", str(tmp_path / "cache")
+    build = ["bench", "build", "--space", "tiny_user_space:TinySpace", "--dataset", "digits", "--archs", "4"]
+    assert main([*build, "--seeds", "1", "--steps", "5", "--test-size", "50", "--out", str(out), "--quiet"]) == 0
+    assert "4 architectures; fields: digits_base_acc" in capsys.readouterr().out
+    assert json.loads(out.read_text())["space"] == "tiny_user_space:TinySpace"
+    assert main(["rank", "--bench", str(out), "--proxy", "snip,params", "--holdout", "0", "--cache", cache]) == 0
+    printed = capsys.readouterr().out  # each proxy's Kendall tau over the 4 networks (probed for snip)
+    for proxy in ("snip", "params"):
+        assert re.search(rf"^{proxy}\s+\S+\s+all\s+digits_base_acc\s+-?[01]\.\d{{3}}\s+\S+\s+\S+\s+4\s", printed, re.M)
