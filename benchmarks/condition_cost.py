@@ -58,9 +58,8 @@ def heads_full(model, images) -> dict[str, float]:
         return hook
 
     blocks = find_blocks(model)
-    handles = [
-        site.register_forward_hook(hook_for(read)) for site, read in map(probability_site, (b.attn for b in blocks))
-    ]
+    sites = [probability_site(block.attn) for block in blocks]
+    handles = [module.register_forward_hook(hook_for(read)) for module, read in sites]
     fused = [(block.attn, block.attn.fused_attn) for block in blocks]
     for attn, _ in fused:
         attn.fused_attn = False

@@ -84,9 +84,9 @@ def probe_heads(
     sketches of `Ae`, `Ar` and `Ah`. Fused attention is switched off for the pass and restored.
     `units` maps unit names to other module paths (`hooks.unit_paths`)."""
     blocks = find_blocks(model, units)
-    units = 4 * len(blocks)
-    sketches = {k: [torch.zeros(size, size) for _ in range(units)] for k in HEAD_KINDS}
-    numel = {k: torch.zeros(units, dtype=torch.float64) for k in HEAD_KINDS}
+    count = 4 * len(blocks)
+    sketches = {k: [torch.zeros(size, size) for _ in range(count)] for k in HEAD_KINDS}
+    numel = {k: torch.zeros(count, dtype=torch.float64) for k in HEAD_KINDS}
 
     def hook_for(read: Callable[[tuple], torch.Tensor], unit: int):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
