@@ -47,12 +47,16 @@ def encoding(archs: list[dict]) -> tuple[list[str], np.ndarray]:
     return names, np.log(np.array(values, dtype=np.float64))
 
 
-def fitted_monomial(features: np.ndarray, tasks: list[np.ndarray], train: np.ndarray, directions: int, seed: int):
+def fitted_monomial(
+    features: np.ndarray, tasks: list[np.ndarray], train: np.ndarray, directions: int, seed: int
+) -> tuple[np.ndarray, float]:
     """The unit exponent vector w (over log features) whose score ``features @ w`` has the highest mean
     Kendall tau over `tasks` on `train`: candidates are every subset of features with equal exponents
     and `directions` seeded random unit vectors. Returns (w, training mean tau)."""
     width = features.shape[1]
-    subsets = [np.isin(np.arange(width), c).astype(float) for k in range(1, width + 1) for c in combinations(range(width), k)]
+    subsets = [
+        np.isin(np.arange(width), c).astype(float) for k in range(1, width + 1) for c in combinations(range(width), k)
+    ]
     random = np.random.default_rng(seed).normal(size=(directions, width))
     candidates = [w / np.linalg.norm(w) for w in [*subsets, *random]]
     fits = [np.mean([kendall(features[train] @ w, t[train]) for t in tasks]) for w in candidates]
