@@ -194,8 +194,11 @@ def chosen(runs: list[dict[str, Path]]) -> dict[str, tuple[str, str]]:
     return {name: (proxy.expression, folder.name) for name, (folder, proxy) in picks.items()}
 
 
-def per_task(expressions: dict[str, str]) -> Scorer:
-    """Scores of each task's own program; a task without one (af-tiny's, for a proxy per data set) gets NaN."""
+def scorer(expressions: dict[str, str], joint: bool) -> Scorer:
+    """Scores of a lever's proxies: with `joint` the one program every task shares, on any task (af-tiny's
+    too); else each task's own program, NaN for a task without one (af-tiny's)."""
+    if joint:
+        return program(next(iter(expressions.values())))
 
     def score(task: Task) -> np.ndarray:
         if task.name not in expressions:
@@ -206,7 +209,7 @@ def per_task(expressions: dict[str, str]) -> Scorer:
 
 
 def shown(proxies: dict[str, str]) -> str:
-    """One proxy (the same for every task) as itself, else `data set: proxy` per task."""
+    """One proxy (the same for every task) as itself, else `space data set: proxy` per task."""
     if len(set(proxies.values())) == 1:
         return next(iter(proxies.values()))
     return "; ".join(
@@ -233,19 +236,20 @@ def evaluate(lever: str, options: dict, tasks: list[Task], tiny: list[Task], arg
     also adds the rank-average ensemble and the baselines."""
     seeds, folder = [int(s) for s in args.seeds.split(",")], Path(args.runs)
     params, validation = {t.name: param_scores(t) for t in tasks}, on_validation(tasks, VALIDATION_SEED)
+    joint = not options.get("per_task")
     runs = run_lever(validation, options, seeds, folder / "validation" / slug(lever), args.iterations, args.size_limit)
-    rows.checked.append(validation_row(lever, [per_task(seed_proxies(r)) for r in runs], validation))
+    rows.checked.append(validation_row(lever, [scorer(seed_proxies(r), joint) for r in runs], validation))
     run_dirs = run_lever(tasks, options, seeds, folder / slug(lever), args.iterations, args.size_limit)
     for seed, run in zip(seeds, run_dirs):
         proxies = seed_proxies(run)
-        scores = {t.name: per_task(proxies)(t) for t in tasks}
+        scores = {t.name: scorer(proxies, joint)(t) for t in tasks}
         label = shown({name: f"`{e}`" for name, e in proxies.items()})
         rows.per_seed.append(
             f"| {lever} | {seed} | {label} | " + " | ".join(tau(scores, tasks, s) for s in SPACES) + " |"
         )
     best = chosen(run_dirs)
     label = shown({name: f"`{e}` ({run})" for name, (e, run) in best.items()})
-    rows.held_out.append(row(lever, label, per_task({n: e for n, (e, _) in best.items()}), tasks, tiny, params))
+    rows.held_out.append(row(lever, label, scorer({n: e for n, (e, _) in best.items()}, joint), tasks, tiny, params))
     if options:
         return
     run_dir = best_of_runs([r[tasks[0].name] for r in run_dirs])[0]  # one run for all tasks here
