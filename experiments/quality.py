@@ -61,6 +61,10 @@ LEVERS = {  # options of DiscoveryConfig, of the statistics (PROBE_OPTIONS), or 
     },
     "batches matched to each data set": {"source": "matched"},
     "one proxy per data set": {"per_task": True},
+    "one proxy per data set with data + minibatch + heads": {
+        "per_task": True,
+        "conditions": ("data", "minibatch", "heads"),
+    },
 }
 PROBE_OPTIONS = ("conditions", "source")
 PASS_BASELINES = {"ZiCo": "zico", "NASWOT": "naswot"}
