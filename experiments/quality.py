@@ -1,7 +1,8 @@
 """Levers on proxy quality, chosen on validation data and judged on architectures the search never saw.
 
 Each lever is a discovery setting (search options, or the statistics it reads: probe conditions
-and proxy batch), or a way to combine a run's proxies; each runs with three search seeds. Two
+and proxy batch), a way to combine a run's proxies, or one search per task instead of one for
+all (`per_task`: a proxy per data set); each runs with three search seeds. Two
 phases, one split each, the held-out half (split seed 0) never used to choose:
 
 1. validation: every lever searches one seeded half of each space's training half and its runs'
