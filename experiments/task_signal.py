@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 from common import SPACES, depth_width, param_scores, program_scores, versus, vitbench_tasks
 
-from gp_proxy import DiscoveryConfig, best_of_runs, discover, kendall, table, write_report
+from gp_proxy import DiscoveryConfig, Task, best_of_runs, discover, kendall, table, write_report
 from vit_space import load_bench
 
 
-def searched(task, seeds: list[int], folder: Path, iterations: int, size: int) -> tuple[str, np.ndarray]:
+def searched(task: Task, seeds: list[int], folder: Path, iterations: int, size: int) -> tuple[str, np.ndarray]:
     """The chosen proxy of `seeds` random-start runs on `task` alone (resumed where checkpointed): its
     expression and its scores of every architecture."""
     runs = []
