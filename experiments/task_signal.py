@@ -11,7 +11,10 @@ depth x width and parameter count, with the paired bootstrap interval (1000 resa
 held-out difference to depth x width.
 
     python experiments/task_signal.py --cache DIR --seeds 0,1,2 --iterations 1000 \
-        --conditions data,minibatch,heads --runs results/task_signal --out results/task_signal.md
+        --conditions data,minibatch,heads --out results/task_signal.md
+
+The default `--runs` folder is that of `quality.py`'s lever "one proxy per data set with data +
+minibatch + heads", the same searches: where they are there, they are read, not rerun.
 """
 
 from __future__ import annotations
@@ -21,22 +24,19 @@ from pathlib import Path
 
 import numpy as np
 from common import SPACES, depth_width, param_scores, program_scores, versus, vitbench_tasks
+from quality import chosen, run_lever
 
-from gp_proxy import DiscoveryConfig, Task, best_of_runs, discover, kendall, table, write_report
+from gp_proxy import Task, kendall, table, write_report
 from vit_space import load_bench
 
 
 def searched(task: Task, seeds: list[int], folder: Path, iterations: int, size: int) -> tuple[str, np.ndarray]:
-    """The chosen proxy of `seeds` random-start runs on `task` alone (resumed where checkpointed): its
-    expression and its scores of every architecture."""
-    runs = []
-    for seed in seeds:
-        out = folder / f"seed{seed}"
-        config = DiscoveryConfig(iterations=iterations, seed=seed, size_limit=size)
-        discover([task], config, out, resume=(out / "checkpoint.json").exists())
-        runs.append(out)
-    _, proxy = best_of_runs(runs)
-    return proxy.expression, program_scores(proxy.expression, task)
+    """The chosen proxy of `seeds` random-start runs on `task` alone, in `folder / task.name / seed<N>`
+    (resumed where checkpointed; the layout of `quality.py`'s per-task levers): its expression and its
+    scores of every architecture."""
+    runs = run_lever([task], {"per_task": True}, seeds, folder, iterations, size)
+    expression = chosen(runs)[task.name][0]
+    return expression, program_scores(expression, task)
 
 
 def main() -> None:
@@ -46,17 +46,25 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--size-limit", type=int, default=12)
     parser.add_argument("--conditions", default="data,minibatch,heads", help="probe conditions the programs read")
-    parser.add_argument("--runs", default="results/task_signal")
+    parser.add_argument(
+        "--runs",
+        default="results/quality/one-proxy-per-data-set-with-data-+-minibatch-+-heads",
+        help="run folders (default: those of quality.py's lever with the same setting, reused)",
+    )
     parser.add_argument("--out", default="results/task_signal.md")
     args = parser.parse_args()
     seeds, conditions = [int(s) for s in args.seeds.split(",")], tuple(args.conditions.split(","))
+    if args.runs == parser.get_default("runs") and args.conditions != parser.get_default("conditions"):
+        parser.error(
+            f"--runs: the default folder holds searches on data,minibatch,heads; "
+            f"name a new one for --conditions {args.conditions}"
+        )
     rows, means = [], []
     for space in SPACES:
         held = []
         for dataset in load_bench(space).datasets("kd"):
             (task,) = vitbench_tasks(args.cache, spaces=(space,), datasets=[dataset], conditions=conditions)
-            folder = Path(args.runs) / space / dataset
-            expression, found = searched(task, seeds, folder, args.iterations, args.size_limit)
+            expression, found = searched(task, seeds, Path(args.runs), args.iterations, args.size_limit)
             size, params = depth_width(task), param_scores(task)
             cells = [
                 kendall(s[part], task.accuracy[part]) for s in (found, size, params) for part in (task.train, task.test)
