@@ -121,7 +121,13 @@ def space_tau(scores: dict[str, np.ndarray], tasks: list[Task], space: str, part
 def versus(scores: dict[str, np.ndarray], base: dict[str, np.ndarray], tasks: list[Task], space: str) -> str:
     """Held-out difference to `base` with its 95% paired-bootstrap interval."""
     mine = [t for t in tasks if t.name.startswith(space + "/")]
-    b = bootstrap_difference(
-        [scores[t.name] for t in mine], [base[t.name] for t in mine], [t.accuracy for t in mine], mine[0].test
+    return interval(
+        bootstrap_difference(
+            [scores[t.name] for t in mine], [base[t.name] for t in mine], [t.accuracy for t in mine], mine[0].test
+        )
     )
-    return f"{b['difference']:+.3f} [{b['low']:+.3f}, {b['high']:+.3f}]"
+
+
+def interval(difference: dict[str, float]) -> str:
+    """A `bootstrap_difference` as "+0.046 [+0.017, +0.084]"."""
+    return f"{difference['difference']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"

@@ -2,7 +2,8 @@
 
 Each lever is a discovery setting (search options, or the statistics it reads: probe conditions
 and proxy batch), a way to combine a run's proxies, or one search per task instead of one for
-all (`per_task`: a proxy per data set); each runs with three search seeds. Two
+all (`per_task`: a proxy per data set, and those proxies rank-averaged into one for every
+task); each runs with three search seeds. Two
 phases, one split each, the held-out half (split seed 0) never used to choose:
 
 1. validation: every lever searches one seeded half of each space's training half and its runs'
@@ -255,6 +256,11 @@ def evaluate(lever: str, options: dict, tasks: list[Task], tiny: list[Task], arg
     best = chosen(run_dirs)
     label = shown({name: f"`{e}` ({run})" for name, (e, run) in best.items()})
     rows.held_out.append(row(lever, label, scorer({n: e for n, (e, _) in best.items()}, joint), tasks, tiny, params))
+    if not joint:  # the per-task proxies rank-averaged: one proxy again, for every task (af-tiny's too)
+        name = f"{lever}, rank-averaged into one"
+        rows.checked.append(validation_row(name, [ensemble(list(seed_proxies(r).values())) for r in runs], validation))
+        every = ensemble([e for e, _ in best.values()])
+        rows.held_out.append(row(name, f"rank average of the {len(best)} above", every, tasks, tiny, params))
     if options:
         return
     run_dir = best_of_runs([r[tasks[0].name] for r in run_dirs])[0]  # one run for all tasks here
@@ -311,7 +317,8 @@ def main() -> None:
         "and head similarity (one forward pass); `matched` gives "
         "c100 crops at CIFAR's 32 px (upsampled) and flowers crops of scikit-learn's flower photograph. "
         "`one proxy per data set` runs one search per task (the proxy a user who targets one data set gets; "
-        "no proxy for af-tiny's data sets, so its transfer is n/a). "
+        "no proxy for af-tiny's data sets, so its transfer is n/a); `rank-averaged into one` is the mean rank of "
+        "all six per-data-set proxies' scores, one proxy for every task again. "
         f"{args.iterations} elitism-preserve steps, population 50, size limit {args.size_limit}, search seeds "
         f"{args.seeds}.",
         "## 1. Validation: which lever to use (the held-out half untouched)",

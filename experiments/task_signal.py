@@ -1,14 +1,15 @@
 """Do the statistics rank one task better than counting the architecture? A search per ViT-Bench-101 task.
 
-`ceiling.py` shows that no single ranking serves a space's tasks at once, and that the best
-product of powers of the architecture description is depth x width (AutoFormer) or parameter
-count's equal (PiT). This script asks the next question: with one task at a time, so the tasks'
-disagreement no longer binds, do the probe's statistics hold signal beyond size that generalises?
-For every (space, task) it runs discovery on that task alone (training half, split seed 0; random
-start, so the search is not handed a size count), `--seeds` runs each, and gives the proxy of the
-run with the best training tau (`gp_proxy.best_of_runs`), scored on the held-out half, next to
-depth x width and parameter count, with the paired bootstrap interval (1000 resamples) of its
-held-out difference to depth x width.
+`ceiling.py` shows that no single ranking serves a space's tasks at once, and fits the best product
+of powers of the architecture description (a count) for each task alone. This script asks whether,
+with one task at a time so that the tasks' disagreement no longer binds, the probe's statistics
+hold signal beyond such a count that generalises. For every (space, task) it runs discovery on
+that task alone (training half, split seed 0; random start, so the search is not handed a size
+count), `--seeds` runs each, and gives the proxy of the run with the best training tau
+(`gp_proxy.best_of_runs`), scored on the held-out half next to the task's own count (the monomial
+`ceiling.fitted_monomial` fits on the same training half), depth x width and parameter count, with
+the paired bootstrap interval (1000 resamples) of the held-out difference between search and count,
+per task and over a space's three tasks.
 
     python experiments/task_signal.py --cache DIR --seeds 0,1,2 --iterations 1000 \
         --conditions data,minibatch,heads --out results/task_signal.md
@@ -23,10 +24,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import SPACES, depth_width, param_scores, program_scores, versus, vitbench_tasks
+from ceiling import encoding, fitted_monomial
+from common import SPACES, depth_width, interval, param_scores, program_scores, vitbench_tasks
 from quality import chosen, run_lever
 
-from gp_proxy import Task, kendall, table, write_report
+from gp_proxy import Task, bootstrap_difference, kendall, table, write_report
 from vit_space import load_bench
 
 
@@ -51,6 +53,7 @@ def main() -> None:
         default="results/quality/one-proxy-per-data-set-with-data-+-minibatch-+-heads",
         help="run folders (default: those of quality.py's lever with the same setting, reused)",
     )
+    parser.add_argument("--directions", type=int, default=3000, help="random exponent vectors of the count")
     parser.add_argument("--out", default="results/task_signal.md")
     args = parser.parse_args()
     seeds, conditions = [int(s) for s in args.seeds.split(",")], tuple(args.conditions.split(","))
@@ -61,21 +64,27 @@ def main() -> None:
         )
     rows, means = [], []
     for space in SPACES:
-        held = []
+        held, found, counted, accuracies = [], [], [], []
+        features, values = encoding(load_bench(space).archs)
         for dataset in load_bench(space).datasets("kd"):
             (task,) = vitbench_tasks(args.cache, spaces=(space,), datasets=[dataset], conditions=conditions)
-            expression, found = searched(task, seeds, Path(args.runs), args.iterations, args.size_limit)
-            size, params = depth_width(task), param_scores(task)
-            cells = [
-                kendall(s[part], task.accuracy[part]) for s in (found, size, params) for part in (task.train, task.test)
-            ]
-            gain = versus({task.name: found}, {task.name: size}, [task], space)
+            expression, scores = searched(task, seeds, Path(args.runs), args.iterations, args.size_limit)
+            w, _ = fitted_monomial(values, [task.accuracy], task.train, args.directions, 0)
+            monomial = " x ".join(f"{f}^{e:.2f}" for f, e in zip(features, w) if abs(e) >= 0.005)
+            count = values @ w
+            found, counted, accuracies = [*found, scores], [*counted, count], [*accuracies, task.accuracy]
+            cells = [kendall(s[part], task.accuracy[part]) for part in (task.train, task.test) for s in (scores, count)]
+            cells += [kendall(s(task)[task.test], task.accuracy[task.test]) for s in (depth_width, param_scores)]
+            gain = interval(bootstrap_difference([scores], [count], [task.accuracy], task.test))
             rows.append(
-                f"| {space} | {dataset} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {gain} | `{expression}` |"
+                f"| {space} | {dataset} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {gain} | {monomial} "
+                f"| `{expression}` |"
             )
-            held.append(cells[1::2])
+            held.append(cells[2:])
+            test = task.test
             del task  # one task's statistics at a time
-        means.append(f"| {space} | " + " | ".join(f"{m:.3f}" for m in np.mean(held, axis=0)) + " |")
+        gain = interval(bootstrap_difference(found, counted, accuracies, test))
+        means.append(f"| {space} | " + " | ".join(f"{m:.3f}" for m in np.mean(held, axis=0)) + f" | {gain} |")
     write_report(
         args.out,
         "Signal beyond size: one discovery per ViT-Bench-101 task",
@@ -84,26 +93,33 @@ def main() -> None:
         f"Each row: discovery on that task alone (its training half, 50 architectures, split seed 0; conditions "
         f"{', '.join(conditions)}; scikit-image crops, batch 16, sketch 32; random start, {args.iterations} elitism "
         f"steps, size limit {args.size_limit}, search seeds {args.seeds}), the proxy of the run with the best "
-        "training Kendall tau, and Kendall tau on the training and held-out halves; the same for depth x width and "
-        "parameter count; 'vs depth x width' = the held-out difference with the 95% interval of a paired bootstrap "
-        "over the held-out architectures (1000 resamples). Nothing here was chosen by held-out numbers.",
+        "training Kendall tau; the task's count, the product of powers of the architecture description with the "
+        "best training tau (`ceiling.py`'s fit: every exponent vector in {-1, -1/2, 0, 1/2, 1} and "
+        f"{args.directions} seeded random ones); Kendall tau of both on the training and held-out halves, and of "
+        "depth x width and parameter count held out; 'search vs count' = the held-out difference with the 95% "
+        "interval of a paired bootstrap over the held-out architectures (1000 resamples). Nothing here was chosen "
+        "by held-out numbers.",
         table(
             [
                 "space",
                 "task",
                 "search train",
+                "count train",
                 "search held out",
-                "depth x width train",
+                "count held out",
                 "depth x width held out",
-                "params train",
                 "params held out",
-                "search vs depth x width (held out)",
+                "search vs count (held out)",
+                "count",
                 "proxy",
             ],
             rows,
         ),
-        "Mean held-out Kendall tau over a space's three tasks, each ranked by its own search's proxy:",
-        table(["space", "per-task searches", "depth x width", "params"], means),
+        "Mean held-out Kendall tau over a space's three tasks, each ranked by its own search's proxy or its own "
+        "count, and the paired bootstrap of the difference (the same draw for the three tasks):",
+        table(
+            ["space", "per-task searches", "per-task counts", "depth x width", "params", "searches vs counts"], means
+        ),
     )
 
 
