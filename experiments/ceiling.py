@@ -69,8 +69,15 @@ def best_ranking(tasks: list[np.ndarray]) -> np.ndarray:
     signs = np.tile([1.0, 1.0, -1.0], len(triples))  # 0 <= x_ij + x_jk - x_ik <= 1
     transitive = coo_matrix((signs, (rows, cols)), shape=(len(triples), len(pairs)))
     result = milp(-gain, constraints=LinearConstraint(transitive, 0, 1), integrality=1, bounds=Bounds(0, 1))
+    if not result.success:
+        raise RuntimeError(f"best_ranking: the integer programme over {count} architectures failed: {result.message}")
     above = np.round(result.x).astype(bool)
     return np.bincount(np.where(above, pairs[:, 0], pairs[:, 1]), minlength=count)  # pairs won = rank
+
+
+def monomial(features: list[str], w: np.ndarray) -> str:
+    """An exponent vector as text, e.g. "hidden_dim^0.45 x depth^0.89" (exponents below 0.005 left out)."""
+    return " x ".join(f"{f}^{e:.2f}" for f, e in zip(features, w) if abs(e) >= 0.005)
 
 
 def fitted_monomial(
@@ -118,10 +125,9 @@ def main() -> None:
         features, values = encoding(bench.archs)
         for fitted, group in [("all three", list(kd.values())), *[(d, [a]) for d, a in kd.items()]]:
             w, fit = fitted_monomial(values, group, train, args.directions, args.split_seed)
-            monomial = " x ".join(f"{f}^{e:.2f}" for f, e in zip(features, w) if abs(e) >= 0.005)
             held = np.mean([kendall(values[held_out] @ w, a[held_out]) for a in group])
             _, oracle = fitted_monomial(values, group, held_out, args.directions, args.split_seed)
-            counts.append(f"| {name} | {fitted} | {monomial} | {fit:.3f} | {held:.3f} | {oracle:.3f} |")
+            counts.append(f"| {name} | {fitted} | {monomial(features, w)} | {fit:.3f} | {held:.3f} | {oracle:.3f} |")
         names = list(kd)
         for i, a in enumerate(names):
             for b in names[i + 1 :]:

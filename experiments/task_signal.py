@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from ceiling import encoding, fitted_monomial
+from ceiling import encoding, fitted_monomial, monomial
 from common import SPACES, depth_width, interval, param_scores, program_scores, vitbench_tasks
 from quality import chosen, run_lever
 
@@ -70,15 +70,15 @@ def main() -> None:
             (task,) = vitbench_tasks(args.cache, spaces=(space,), datasets=[dataset], conditions=conditions)
             expression, scores = searched(task, seeds, Path(args.runs), args.iterations, args.size_limit)
             w, _ = fitted_monomial(values, [task.accuracy], task.train, args.directions, 0)
-            monomial = " x ".join(f"{f}^{e:.2f}" for f, e in zip(features, w) if abs(e) >= 0.005)
             count = values @ w
             found, counted, accuracies = [*found, scores], [*counted, count], [*accuracies, task.accuracy]
             cells = [kendall(s[part], task.accuracy[part]) for part in (task.train, task.test) for s in (scores, count)]
             cells += [kendall(s(task)[task.test], task.accuracy[task.test]) for s in (depth_width, param_scores)]
             gain = interval(bootstrap_difference([scores], [count], [task.accuracy], task.test))
             rows.append(
-                f"| {space} | {dataset} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {gain} | {monomial} "
-                f"| `{expression}` |"
+                f"| {space} | {dataset} | "
+                + " | ".join(f"{c:.3f}" for c in cells)
+                + f" | {gain} | {monomial(features, w)} | `{expression}` |"
             )
             held.append(cells[2:])
             test = task.test
@@ -89,7 +89,8 @@ def main() -> None:
         args.out,
         "Signal beyond size: one discovery per ViT-Bench-101 task",
         f"python experiments/task_signal.py --cache {args.cache} --seeds {args.seeds} --iterations {args.iterations} "
-        f"--size-limit {args.size_limit} --conditions {args.conditions} --runs {args.runs} --out {args.out}",
+        f"--size-limit {args.size_limit} --conditions {args.conditions} --runs {args.runs} "
+        f"--directions {args.directions} --out {args.out}",
         f"Each row: discovery on that task alone (its training half, 50 architectures, split seed 0; conditions "
         f"{', '.join(conditions)}; scikit-image crops, batch 16, sketch 32; random start, {args.iterations} elitism "
         f"steps, size limit {args.size_limit}, search seeds {args.seeds}), the proxy of the run with the best "
