@@ -4,7 +4,7 @@
 of powers of the architecture description (a count) for each task alone. This script asks whether,
 with one task at a time so that the tasks' disagreement no longer binds, the probe's statistics
 hold signal beyond such a count that generalises. For every (space, task) it runs discovery on
-that task alone (training half, split seed 0; random start, so the search is not handed a size
+that task alone (training half, split seed 0 or `--split-seed`; random start, so the search is not handed a size
 count), `--seeds` runs each, and gives the proxy of the run with the best training tau
 (`gp_proxy.best_of_runs`), scored on the held-out half next to the task's own count (the monomial
 `ceiling.fitted_monomial` fits on the same training half), depth x width and parameter count, with
@@ -54,22 +54,27 @@ def main() -> None:
         help="run folders (default: those of quality.py's lever with the same setting, reused)",
     )
     parser.add_argument("--directions", type=int, default=3000, help="random exponent vectors of the count")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 50/50 split (default 0)")
     parser.add_argument("--out", default="results/task_signal.md")
     args = parser.parse_args()
     seeds, conditions = [int(s) for s in args.seeds.split(",")], tuple(args.conditions.split(","))
-    if args.runs == parser.get_default("runs") and args.conditions != parser.get_default("conditions"):
+    if args.runs == parser.get_default("runs") and (
+        args.conditions != parser.get_default("conditions") or args.split_seed != 0
+    ):
         parser.error(
-            f"--runs: the default folder holds searches on data,minibatch,heads; "
-            f"name a new one for --conditions {args.conditions}"
+            "--runs: the default folder holds searches on data,minibatch,heads with split seed 0; "
+            f"name a new one for --conditions {args.conditions} --split-seed {args.split_seed}"
         )
     rows, means = [], []
     for space in SPACES:
         held, found, counted, accuracies = [], [], [], []
         features, values = encoding(load_bench(space).archs)
         for dataset in load_bench(space).datasets("kd"):
-            (task,) = vitbench_tasks(args.cache, spaces=(space,), datasets=[dataset], conditions=conditions)
+            (task,) = vitbench_tasks(
+                args.cache, spaces=(space,), datasets=[dataset], conditions=conditions, split_seed=args.split_seed
+            )
             expression, scores = searched(task, seeds, Path(args.runs), args.iterations, args.size_limit)
-            w, _ = fitted_monomial(values, [task.accuracy], task.train, args.directions, 0)
+            w, _ = fitted_monomial(values, [task.accuracy], task.train, args.directions, args.split_seed)
             count = values @ w
             found, counted, accuracies = [*found, scores], [*counted, count], [*accuracies, task.accuracy]
             cells = [kendall(s[part], task.accuracy[part]) for part in (task.train, task.test) for s in (scores, count)]
@@ -90,10 +95,11 @@ def main() -> None:
         "Signal beyond size: one discovery per ViT-Bench-101 task",
         f"python experiments/task_signal.py --cache {args.cache} --seeds {args.seeds} --iterations {args.iterations} "
         f"--size-limit {args.size_limit} --conditions {args.conditions} --runs {args.runs} "
-        f"--directions {args.directions} --out {args.out}",
-        f"Each row: discovery on that task alone (its training half, 50 architectures, split seed 0; conditions "
-        f"{', '.join(conditions)}; scikit-image crops, batch 16, sketch 32; random start, {args.iterations} elitism "
-        f"steps, size limit {args.size_limit}, search seeds {args.seeds}), the proxy of the run with the best "
+        f"--directions {args.directions} --split-seed {args.split_seed} --out {args.out}",
+        "Each row: discovery on that task alone (its training half, 50 architectures, split seed "
+        f"{args.split_seed}; conditions {', '.join(conditions)}; scikit-image crops, batch 16, sketch 32; "
+        f"random start, {args.iterations} elitism steps, size limit {args.size_limit}, search seeds "
+        f"{args.seeds}), the proxy of the run with the best "
         "training Kendall tau; the task's count, the product of powers of the architecture description with the "
         "best training tau (`ceiling.py`'s fit: every exponent vector in {-1, -1/2, 0, 1/2, 1} and "
         f"{args.directions} seeded random ones); Kendall tau of both on the training and held-out halves, and of "
