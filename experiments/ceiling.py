@@ -119,6 +119,7 @@ def main() -> None:
         train, held_out = bench.split(0.5, args.split_seed)
         params = np.array([space.num_params(a, 100) for a in bench.archs], dtype=np.float64)
         kd = {d: bench.accuracy(d, "kd") for d in bench.datasets("kd")}
+        means = {}
         for part, index in (("training half", train), ("held-out half", held_out)):
             for dataset, accuracy in kd.items():
                 others = mean_rank([kd[o][index] for o in kd if o != dataset])
@@ -129,26 +130,24 @@ def main() -> None:
                     kendall(params[index], accuracy[index]),
                 ]
                 rows.append(f"| {name} | {part} | {dataset} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
-            means = single_rankings(params[index], [kd[d][index] for d in kd])
-            bounds.append(f"| {name} | {part} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+            means[part] = single_rankings(params[index], [kd[d][index] for d in kd])
+            bounds.append(f"| {name} | {part} | " + " | ".join(f"{m:.3f}" for m in means[part]) + " |")
         features, values = encoding(bench.archs)
         for fitted, group in [("all three", list(kd.values())), *[(d, [a]) for d, a in kd.items()]]:
             w, fit = fitted_monomial(values, group, train, args.directions, args.split_seed)
             held = np.mean([kendall(values[held_out] @ w, a[held_out]) for a in group])
             _, oracle = fitted_monomial(values, group, held_out, args.directions, args.split_seed)
             counts.append(f"| {name} | {fitted} | {monomial(features, w)} | {fit:.3f} | {held:.3f} | {oracle:.3f} |")
-        spread = []
-        for seed in [args.split_seed, *other_splits]:  # how much the held-out figures move with the split
-            fit_on, held = bench.split(0.5, seed)
+            if fitted == "all three":
+                spread = [[*means["held-out half"], held, oracle]]  # this split's row of the spread table
+        for seed in other_splits:  # how much the held-out figures move with the split
+            fit_on, held_part = bench.split(0.5, seed)
             w, _ = fitted_monomial(values, list(kd.values()), fit_on, args.directions, seed)
-            _, oracle = fitted_monomial(values, list(kd.values()), held, args.directions, seed)
-            cells = [
-                *single_rankings(params[held], [a[held] for a in kd.values()]),
-                np.mean([kendall(values[held] @ w, a[held]) for a in kd.values()]),
-                oracle,
-            ]
+            _, oracle = fitted_monomial(values, list(kd.values()), held_part, args.directions, seed)
+            fit_held = np.mean([kendall(values[held_part] @ w, a[held_part]) for a in kd.values()])
+            spread.append([*single_rankings(params[held_part], [a[held_part] for a in kd.values()]), fit_held, oracle])
+        for seed, cells in zip([args.split_seed, *other_splits], spread):
             splits.append(f"| {name} | {seed} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
-            spread.append(cells)
         splits.append(f"| {name} | mean | " + " | ".join(f"{c:.3f}" for c in np.mean(spread, axis=0)) + " |")
         names = list(kd)
         for i, a in enumerate(names):

@@ -4,8 +4,8 @@
 of powers of the architecture description (a count) for each task alone. This script asks whether,
 with one task at a time so that the tasks' disagreement no longer binds, the probe's statistics
 hold signal beyond such a count that generalises. For every (space, task) it runs discovery on
-that task alone (training half, split seed 0 or `--split-seed`; random start, so the search is not handed a size
-count), `--seeds` runs each, and gives the proxy of the run with the best training tau
+that task alone (training half, split seed 0 or `--split-seed`; random start, so the search is not
+handed a size count), `--seeds` runs each, and gives the proxy of the run with the best training tau
 (`gp_proxy.best_of_runs`), scored on the held-out half next to the task's own count (the monomial
 `ceiling.fitted_monomial` fits on the same training half), depth x width and parameter count, with
 the paired bootstrap interval (1000 resamples) of the held-out difference between search and count,

@@ -1,13 +1,12 @@
 """`experiments/ceiling.py`: the architecture-count ceiling (its full run is `results/ceiling.md`)."""
 
 import sys
+from itertools import permutations
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from itertools import permutations  # noqa: E402
-
 from ceiling import best_ranking, encoding, fitted_monomial  # noqa: E402
 
 from gp_proxy import kendall  # noqa: E402
