@@ -3,6 +3,9 @@
   probe       data probes per second of AutoFormer and PiT networks at 224 px, batch 16;
   agreement   Kendall tau between the CPU's and the device's scores of the same networks under
               programs over the probe statistics and the NASWOT pass proxy (target >= 0.99);
+  fidelity    the sketch fidelity check on the device: SNIP, grad-norm and weight-L2 from 32x32
+              sketches vs full tensors, Kendall tau over `--fidelity-archs` networks per space
+              (target >= 0.95, as on the CPU in results/sketch_fidelity.md);
   cache       a ViT-Bench-101-sized cache on the device: `--scale` AutoFormers and as many PiTs,
               each probed on the c100, flowers and chaoyang batches (600 probes at the default;
               target <= 2 min). The CPU figure is the CPU probe time times the probe count: an
@@ -11,9 +14,10 @@
               on the device, and on the CPU (target >= 500 per second on the device);
   training    50 steps of `train` (an af-tiny network on digits), on the device and on the CPU.
 
-The architectures are seeded samples of the spaces, the statistics go to a temporary cache, and
-accuracies for the discovery tasks are stand-ins (speed does not depend on them). Where torch
-sees no GPU it prints one line and exits 0; `--device cpu` runs the same on the CPU (a dry run).
+The architectures are seeded samples of the spaces, the statistics go to a temporary folder
+(removed at the end), and accuracies for the discovery tasks are stand-ins (speed does not depend
+on them). Where torch sees no GPU it prints one line and exits 0; `--device cpu` runs the same on
+the CPU (a dry run).
 
     python benchmarks/device_check.py --out results/device_check.md
 """
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +44,7 @@ from gp_proxy.program import generate
 from vit_space import BatchSpec, ProbeSpec, StatsCache, fill, get_space, load_images, proxy_scores, resolve_device
 from vit_space.bench.training import Recipe, train
 from vit_space.probe.cache import load_bundle
+from vit_space.probe.fidelity import PROXIES, both_ways
 
 DATASETS = ("c100", "flowers", "chaoyang")
 AGREEMENT_PROXIES = ("snip", "grad_norm", "weight_l2", "naswot")
@@ -52,8 +58,9 @@ def timed(fn, *args, **kwargs) -> tuple[object, float]:
     return out, time.perf_counter() - start
 
 
-def probe_rows(device: torch.device, count: int) -> tuple[list[str], list[str], float]:
-    """Probe rate rows per space, agreement rows, and the CPU's seconds per probe (mean over spaces)."""
+def probe_rows(device: torch.device, count: int, folder: Path) -> tuple[list[str], list[str], float]:
+    """Probe rate rows per space, agreement rows, and the CPU's seconds per probe (mean over spaces);
+    the statistics go to caches under `folder`."""
     rows, agree, cpu_seconds = [], [], []
     for name in ("autoformer", "pit"):
         space = get_space(name)
@@ -61,29 +68,43 @@ def probe_rows(device: torch.device, count: int) -> tuple[list[str], list[str], 
         spec = ProbeSpec(BatchSpec("c100", "skimage", 16, 0))
         scores = {}
         seconds = {}
-        for where in (torch.device("cpu"), device):
-            cache = StatsCache(tempfile.mkdtemp(prefix=f"device_check_{where.type}_"))
+        for side, where in (("cpu", torch.device("cpu")), ("device", device)):
+            cache = StatsCache(folder / f"{name}_{side}")
             fill(space, archs[:1], [spec], cache, progress=False, device=where)  # warm-up, not timed
             report, _ = timed(fill, space, archs[1:], [spec], cache, progress=False, device=where)
-            seconds[where.type] = report.seconds / max(len(archs) - 1, 1)
-            scores[where.type] = {
+            seconds[side] = report.seconds / max(len(archs) - 1, 1)
+            scores[side] = {
                 p: proxy_scores(p, space, archs, spec, cache, progress=False, device=where).values
                 for p in AGREEMENT_PROXIES
             }
-        cpu, dev = seconds["cpu"], seconds[device.type]
+        cpu, dev = seconds["cpu"], seconds["device"]
         cpu_seconds.append(cpu)
         rows.append(f"| {name} | {len(archs) - 1} | {1 / cpu:.2f} | {1 / dev:.2f} | {cpu / dev:.1f}x |")
         for proxy in AGREEMENT_PROXIES:
-            tau = kendall(scores[device.type][proxy], scores["cpu"][proxy])
-            worst = np.max(np.abs(scores[device.type][proxy] / scores["cpu"][proxy] - 1))
+            tau = kendall(scores["device"][proxy], scores["cpu"][proxy])
+            worst = np.max(np.abs(scores["device"][proxy] / scores["cpu"][proxy] - 1))
             verdict = "ok" if tau >= 0.99 else "BELOW 0.99"
             agree.append(f"| {name} | {proxy} | {len(archs)} | {tau:.3f} | {worst:.2e} | {verdict} |")
     return rows, agree, statistics.mean(cpu_seconds)
 
 
-def cache_tasks(device: torch.device, scale: int) -> tuple[list[Task], float, int]:
-    """The ViT-Bench-101-sized cache probed on `device`: its tasks (stand-in accuracies), wall time, probes."""
-    cache, tasks, probes, start = StatsCache(tempfile.mkdtemp(prefix="device_check_cache_")), [], 0, time.perf_counter()
+def fidelity_rows(device: torch.device, count: int) -> list[str]:
+    """Kendall tau of each sketched proxy vs its full value over `count` seeded networks per space."""
+    rows = []
+    for name in ("autoformer", "pit"):
+        space = get_space(name)
+        archs = [space.sample(random.Random(2000 + seed)) for seed in range(count)]
+        full, sketched = both_ways(space, archs, BatchSpec("c100", "skimage", 16, 0), [32], device)
+        taus = [kendall(np.array(sketched[32][p]), np.array(full[p])) for p in PROXIES]
+        verdict = "ok" if min(taus) >= 0.95 else "BELOW 0.95"
+        rows.append(f"| {name} | {count} | " + " | ".join(f"{t:.3f}" for t in taus) + f" | {verdict} |")
+    return rows
+
+
+def cache_tasks(device: torch.device, scale: int, folder: Path) -> tuple[list[Task], float, int]:
+    """The ViT-Bench-101-sized cache probed on `device` into `folder`: its tasks (stand-in accuracies,
+    statistics loaded onto `device`), wall time, probes."""
+    cache, tasks, probes, start = StatsCache(folder), [], 0, time.perf_counter()
     for name in ("autoformer", "pit"):
         space = get_space(name)
         archs = [space.sample(random.Random(1000 + seed)) for seed in range(scale)]
@@ -93,7 +114,7 @@ def cache_tasks(device: torch.device, scale: int) -> tuple[list[Task], float, in
         noise = np.random.default_rng(0).normal(0, params.std() / 2, (len(DATASETS), len(archs)))
         everything = np.arange(len(archs))
         for d, spec in enumerate(specs):
-            bundle = load_bundle(space, archs, spec.for_space(space), cache)
+            bundle = load_bundle(space, archs, spec.for_space(space), cache).to(device)
             tasks.append(Task(f"{name}/{spec.batch.dataset}", bundle, params + noise[d], everything, everything[:0]))
     return tasks, time.perf_counter() - start, probes
 
@@ -126,10 +147,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto (default; skips without a GPU), cuda, cuda:N or cpu")
     parser.add_argument("--archs", type=int, default=8, help="networks per space for the probe and agreement rows")
+    parser.add_argument("--fidelity-archs", type=int, default=30, help="networks per space for the fidelity rows")
     parser.add_argument("--scale", type=int, default=100, help="networks per space in the cache row")
     parser.add_argument("--programs", type=int, default=500, help="random programs for the discovery row")
     parser.add_argument("--out", default="results/device_check.md")
     args = parser.parse_args()
+    for option in ("archs", "fidelity_archs", "scale"):
+        value = getattr(args, option)
+        if value < 3:
+            parser.error(f"--{option.replace('_', '-')} must be at least 3 (a Kendall tau needs 3), got {value}")
+    if args.programs < 1:
+        parser.error(f"--programs must be at least 1, got {args.programs}")
     try:
         device = resolve_device(args.device)
     except AutoproxError as e:
@@ -138,8 +166,10 @@ def main() -> None:
         print(f"device_check: skipped, torch sees no CUDA device (torch {torch.__version__})")
         return
     start = time.perf_counter()
-    probe, agree, cpu_probe = probe_rows(device, args.archs)
-    tasks, cache_seconds, probes = cache_tasks(device, args.scale)
+    with tempfile.TemporaryDirectory(prefix="device_check_") as folder:
+        probe, agree, cpu_probe = probe_rows(device, args.archs, Path(folder))
+        fidelity = fidelity_rows(device, args.fidelity_archs)
+        tasks, cache_seconds, probes = cache_tasks(device, args.scale, Path(folder) / "bench")
     on_device = discovery_rate(tasks, args.programs)
     on_cpu = discovery_rate([replace(t, bundle=t.bundle.to("cpu")) for t in tasks], args.programs)
     training = training_row(device)
@@ -147,7 +177,8 @@ def main() -> None:
     write_report(
         args.out,
         f"Device check: {name} next to the CPU",
-        f"python benchmarks/device_check.py --device {args.device} --archs {args.archs} --scale {args.scale} "
+        f"python benchmarks/device_check.py --device {args.device} --archs {args.archs} "
+        f"--fidelity-archs {args.fidelity_archs} --scale {args.scale} "
         f"--programs {args.programs} --out {args.out}",
         f"(torch {torch.__version__}, CPU with {torch.get_num_threads()} threads; whole check "
         f"{time.perf_counter() - start:.0f} s)",
@@ -156,13 +187,16 @@ def main() -> None:
         "Scores of the same networks from each device's statistics (Kendall tau, and the largest relative "
         "difference of a score):",
         table(["space", "proxy", "networks", "tau", "max relative difference", "target tau >= 0.99"], agree),
+        f"Sketch fidelity on {device} (32x32 sketches vs full tensors, Kendall tau; c100 batch at 224 px):",
+        table(["space", "networks", *PROXIES, "target tau >= 0.95"], fidelity),
         table(
             ["workload", "CPU", str(device), "target"],
             [
                 f"| ViT-Bench-101-sized cache: {probes} probes ({args.scale} AutoFormer + {args.scale} PiT x "
                 f"{len(DATASETS)} data sets) | {cpu_probe * probes / 60:.0f} min (estimated: CPU probe time x "
                 f"{probes}) | {cache_seconds / 60:.2f} min | <= 2 min |",
-                f"| discovery, random programs per second on all {len(tasks)} tasks (memo cleared) | {on_cpu:.1f} | "
+                f"| discovery, random programs per second on all {len(tasks)} tasks (memo cleared; statistics on "
+                f"{tasks[0].bundle.block.device} for the device column) | {on_cpu:.1f} | "
                 f"{on_device:.1f} | >= 500 |",
             ],
         ),

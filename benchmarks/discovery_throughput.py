@@ -4,11 +4,16 @@ Target (issue 3): >= 10 candidates per second, each scored on all 200 architectu
 KD data set (6 tasks), on a 2-core machine; and the speed-up over re-running the probe for
 every candidate (the paper's way), measured side by side on a few architectures.
 
-Three measurements:
+Four measurements:
   fresh     random programs, memo cleared before each (worst case: every node computed);
+  floor     the same on the first 10 architectures of each task: the fixed cost of a candidate
+            (Python, primitives' calls, Kendall tau), which a GPU cannot hide; next to it the
+            Kendall tau-b of one task, `gp_proxy.fitness.kendall` vs `scipy.stats.kendalltau`;
   search    the programs an elitism-preserve run evaluates, with its memo (the real workload);
             only programs really scored count: a mutation that gives a program already in the
-            population is redrawn, never evaluated (the count of such copies is reported);
+            population is redrawn, never evaluated (the count of such copies is reported). Run
+            three times, alternated with three runs whose fitness takes its Kendall tau from scipy
+            (as before 2026-12-02), with the share of each run's time spent in Kendall tau;
   re-probe  the paper's way on K architectures per space: probe + score per candidate, vs.
             scoring the same K architectures from cached statistics.
 
@@ -20,12 +25,17 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import time
+from unittest import mock
 
+import numpy as np
 import torch
+from scipy import stats
 
 from gp_proxy.discovery import DiscoveryConfig, initial_population, task_pset
 from gp_proxy.evolve import Objective, elitism_preserve_step, evaluate_invalid, make_toolbox
+from gp_proxy.fitness import Task, kendall
 from gp_proxy.markdown import table, write_report
 from gp_proxy.program import Evaluator, generate
 from gp_proxy.stats import stack
@@ -49,25 +59,40 @@ def main() -> None:
     t0 = time.perf_counter()
     tasks = tasks_for(["autoformer", "pit"], None, spec, StatsCache(args.cache), test_fraction=0.0)
     load_seconds = time.perf_counter() - t0
-    pset, objective = task_pset(tasks), Objective(tasks)
+    pset = task_pset(tasks)
     random.seed(0)
     trees = [generate(pset, 1, 3) for _ in range(args.programs)]
-    start = time.perf_counter()
-    for tree in trees:
-        objective.clear()
-        objective(tree)
-    fresh = args.programs / (time.perf_counter() - start)
+    fresh = fresh_rate(tasks, trees)
+    first = np.arange(10)
+    small = [Task(t.name, t.bundle.subset(first), t.accuracy[first], first, first[:0]) for t in tasks]
+    floor = fresh_rate(small, trees)
+    tau_ours, tau_scipy = kendall_seconds(tasks[0])
 
-    search, evaluations, draws, unchanged = elitism_search(pset, objective, args.steps)
+    searches = {kendall: [], scipy_kendall: []}
+    shares = {kendall: [], scipy_kendall: []}  # of each search's time, spent in Kendall tau
+    counts = set()
+    for correlation in (kendall, scipy_kendall) * 3:
+        timed, seconds = clocked(correlation)
+        start = time.perf_counter()
+        with mock.patch("gp_proxy.evolve.kendall", timed):
+            rate, *counted = elitism_search(pset, Objective(tasks), args.steps)
+        searches[correlation].append(rate)
+        shares[correlation].append(seconds[0] / (time.perf_counter() - start))
+        counts.add(tuple(counted))
+    assert len(counts) == 1, f"the six searches differ: {counts}"  # the same bits, so the same programs
+    evaluations, draws, unchanged = counts.pop()
+    search, search_scipy = (statistics.mean(r) for r in searches.values())
+    runs = {c: ", ".join(f"{r:.1f}" for r in rates) for c, rates in searches.items()}
+    share = {c: statistics.mean(values) for c, values in shares.items()}
 
     rows = []
     for name in ("autoformer", "pit"):
         space = get_space(name)
         archs = random.Random(0).sample(list(load_bench(name).archs), args.reprobe_archs)
         start = time.perf_counter()
-        stats = [probe_arch(space, a, spec)["data"] for a in archs]
+        probed = [probe_arch(space, a, spec)["data"] for a in archs]
         reprobe = time.perf_counter() - start
-        evaluator, tree = Evaluator(stack(stats), memo_bytes=0), trees[0]
+        evaluator, tree = Evaluator(stack(probed), memo_bytes=0), trees[0]
         start = time.perf_counter()
         for tree in trees[:20]:
             evaluator(tree)
@@ -86,9 +111,16 @@ def main() -> None:
             ["workload", "candidates per second (each on 200 archs x 3 data sets)"],
             [
                 f"| fresh random programs, empty memo (worst case) | {fresh:.1f} |",
-                f"| elitism-preserve search, {args.steps} steps, memo | {search:.1f} |",
+                f"| the same on the first 10 architectures of each task (fixed cost per candidate) | {floor:.1f} |",
+                f"| elitism-preserve search, {args.steps} steps, memo (mean of {runs[kendall]}) | {search:.1f} |",
+                f"| the same search with scipy's Kendall tau, runs alternated with the row above (mean of "
+                f"{runs[scipy_kendall]}) | {search_scipy:.1f} |",
             ],
         ),
+        f"Kendall tau-b of one task's {int(np.isfinite(tasks[0].accuracy).sum())} architectures, per call: "
+        f"`gp_proxy.fitness.kendall` {tau_ours * 1e6:.0f} us, `scipy.stats.kendalltau` {tau_scipy * 1e6:.0f} us "
+        f"({tau_scipy / tau_ours:.1f}x; the same value to the bit). In the search, Kendall tau took "
+        f"{share[kendall]:.1%} of the time with gp_proxy's and {share[scipy_kendall]:.1%} with scipy's.",
         f"Default configuration (size limit {DiscoveryConfig().size_limit} nodes). The search drew {draws} mutations "
         f"and scored {evaluations} programs: the other {draws - evaluations} ({1 - evaluations / max(draws, 1):.0%}) "
         f"gave a program already in the population (or already drawn in the step), {unchanged} of them the "
@@ -98,6 +130,52 @@ def main() -> None:
             ["space", "archs", "probe + score per candidate (s)", "cached score per candidate (ms)", "speed-up"], rows
         ),
     )
+
+
+def fresh_rate(tasks: list[Task], trees: list) -> float:
+    """Programs scored per second on every task, the memo cleared before each (every node computed)."""
+    objective = Objective(tasks)
+    start = time.perf_counter()
+    for tree in trees:
+        objective.clear()
+        objective(tree)
+    return len(trees) / (time.perf_counter() - start)
+
+
+def clocked(correlation):
+    """`correlation` wrapped to add its seconds to the returned one-element list."""
+    seconds = [0.0]
+
+    def timed(scores: np.ndarray, accuracy: np.ndarray) -> float:
+        start = time.perf_counter()
+        value = correlation(scores, accuracy)
+        seconds[0] += time.perf_counter() - start
+        return value
+
+    return timed, seconds
+
+
+def scipy_kendall(scores: np.ndarray, accuracy: np.ndarray) -> float:
+    """Kendall tau-b from `scipy.stats.kendalltau` over the finite pairs (the fitness before 2026-12-02)."""
+    keep = np.isfinite(scores) & np.isfinite(accuracy)
+    return float(stats.kendalltau(scores[keep], accuracy[keep]).statistic)
+
+
+def kendall_seconds(task: Task, calls: int = 200) -> tuple[float, float]:
+    """Seconds per Kendall tau-b of `task`'s known training accuracies against a seeded permutation
+    of them: gp_proxy's, then scipy's (checked to give the same value)."""
+    accuracy = task.accuracy[task.train]
+    accuracy = accuracy[np.isfinite(accuracy)]
+    scores = np.random.default_rng(0).permutation(accuracy)
+    seconds, values = [], []
+    for fn in (kendall, scipy_kendall):
+        start = time.perf_counter()
+        for _ in range(calls):
+            value = fn(scores, accuracy)
+        seconds.append((time.perf_counter() - start) / calls)
+        values.append(value)
+    assert values[0] == values[1], values
+    return seconds[0], seconds[1]
 
 
 def elitism_search(pset, objective: Objective, steps: int) -> tuple[float, int, int, int]:

@@ -1,6 +1,7 @@
 """Sketch fidelity: do SNIP, grad-norm and weight-L2 from sketches rank architectures like full tensors?
 
-Target (issue 2): Kendall tau >= 0.95 on 30 AutoFormer architectures at sketch 32.
+Target (issue 2): Kendall tau >= 0.95 on 30 AutoFormer architectures at sketch 32; on any device
+(issue 15: `--device cuda`, both ways computed there).
 
     python benchmarks/sketch_fidelity.py --archs 30 --sizes 16,32,64 --out results/sketch_fidelity.md
 """
@@ -10,16 +11,13 @@ from __future__ import annotations
 import argparse
 import random
 
-import torch
-import torch.nn.functional as F
 from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
 from gp_proxy.markdown import table, write_report
 from vit_space.bench.benchmark import load_bench
-from vit_space.data.batches import BatchSpec, make_batch
-from vit_space.probe.fidelity import PROXIES, full_proxies, sketch_proxies
-from vit_space.probe.hooks import probe
+from vit_space.data.batches import BatchSpec
+from vit_space.probe.fidelity import PROXIES, both_ways
 from vit_space.spaces import get_space
 
 
@@ -29,33 +27,24 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--sizes", default="16,32,64")
     parser.add_argument("--spaces", default="autoformer,pit")
+    parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     parser.add_argument("--out", default="results/sketch_fidelity.md")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    images, labels = make_batch(BatchSpec("c100", batch_size=args.batch))
-    loss_fn = lambda logits: F.cross_entropy(logits, labels)  # noqa: E731
+    batch = BatchSpec("c100", batch_size=args.batch)
     rows = []
     for name in args.spaces.split(","):
-        space = get_space(name)
         archs = random.Random(0).sample(list(load_bench(name).archs), args.archs)
-        full = {p: [] for p in PROXIES}
-        sketched = {(s, p): [] for s in sizes for p in PROXIES}
-        for arch in tqdm(archs, desc=name):
-            torch.manual_seed(space.seeded_init(arch, 0))
-            model = space.build(arch, num_classes=100)
-            for p, v in full_proxies(model, images, loss_fn).items():
-                full[p].append(v)
-            for s in sizes:
-                for p, v in sketch_proxies(probe(model, images, loss_fn, s, 0)).items():
-                    sketched[s, p].append(v)
+        full, sketched = both_ways(get_space(name), tqdm(archs, desc=name), batch, sizes, args.device)
         for s in sizes:
-            taus = [kendalltau(sketched[s, p], full[p]).statistic for p in PROXIES]
+            taus = [kendalltau(sketched[s][p], full[p]).statistic for p in PROXIES]
             rows.append(f"| {name} | {s} | " + " | ".join(f"{t:.3f}" for t in taus) + " |")
+    device = "" if args.device == "cpu" else f" --device {args.device}"
     write_report(
         args.out,
         "Sketch fidelity: proxies from sketches vs full tensors (Kendall tau)",
         f"python benchmarks/sketch_fidelity.py --archs {args.archs} --batch {args.batch} "
-        f"--sizes {args.sizes} --spaces {args.spaces}",
+        f"--sizes {args.sizes} --spaces {args.spaces}{device}",
         f"({args.archs} architectures per space drawn with seed 0, skimage crops of c100, seed 0. "
         "grad-norm and weight-L2 are sums of per-unit Frobenius norms, exact by construction since "
         "sketches keep each tensor's RMS; SNIP = sum |W * gW| is the real test.)",

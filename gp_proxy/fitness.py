@@ -61,10 +61,27 @@ def _paired(scores: np.ndarray, accuracy: np.ndarray) -> tuple[np.ndarray, np.nd
     return None if len(s) < 3 or np.ptp(s) == 0 or np.ptp(a) == 0 else (s, a)
 
 
+PAIRWISE_LIMIT = 256  # up to this many entries tau-b counts all pairs at once; above, scipy's O(n log n)
+
+
+def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall tau-b of two (n,) finite, non-constant arrays: the bits of `scipy.stats.kendalltau`
+    (the same integer counts and the same float steps), without its ~0.7 ms of call overhead."""
+    n = len(x)
+    if n > PAIRWISE_LIMIT:
+        return float(stats.kendalltau(x, y).statistic)
+    order_x = (x[:, None] > x).astype(np.int8) - (x[:, None] < x)  # (n, n) signs of x_i - x_j
+    order_y = (y[:, None] > y).astype(np.int8) - (y[:, None] < y)
+    untied_x, untied_y = int(np.count_nonzero(order_x)) // 2, int(np.count_nonzero(order_y)) // 2
+    concordant_minus_discordant = int(np.einsum("ij,ij->", order_x, order_y, dtype=np.int64)) // 2
+    tau = concordant_minus_discordant / np.sqrt(untied_x) / np.sqrt(untied_y)
+    return float(min(1.0, max(-1.0, tau)))
+
+
 def kendall(scores: np.ndarray, accuracy: np.ndarray) -> float:
     """Kendall tau-b of (A,) `scores` vs `accuracy` over the entries where both are finite (else NaN)."""
     pair = _paired(scores, accuracy)
-    return float("nan") if pair is None else float(stats.kendalltau(*pair).statistic)
+    return float("nan") if pair is None else _tau_b(*pair)
 
 
 def correlations(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -> dict[str, float]:
@@ -75,7 +92,7 @@ def correlations(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) ->
     if pair is None:
         return dict.fromkeys(CORRELATIONS, float("nan")) | {"n": int(keep.sum())}
     return {
-        "kendall": float(stats.kendalltau(*pair).statistic),
+        "kendall": _tau_b(*pair),
         "spearman": float(stats.spearmanr(*pair).statistic),
         "pearson": float(stats.pearsonr(*pair).statistic),
         "n": int(keep.sum()),

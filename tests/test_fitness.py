@@ -4,7 +4,7 @@ from scipy import stats
 from synthetic import planted_tasks
 
 from gp_proxy.errors import AutoproxError
-from gp_proxy.fitness import Task, correlations, jcm, kendall, report, valid_scores
+from gp_proxy.fitness import PAIRWISE_LIMIT, Task, correlations, jcm, kendall, report, valid_scores
 
 
 def test_correlations_match_scipy_on_the_finite_entries():
@@ -19,6 +19,18 @@ def test_correlations_match_scipy_on_the_finite_entries():
     assert got["spearman"] == pytest.approx(stats.spearmanr(scores[keep], acc[keep]).statistic)
     assert got["pearson"] == pytest.approx(stats.pearsonr(scores[keep], acc[keep]).statistic)
     assert kendall(scores[keep], acc[keep]) == pytest.approx(got["kendall"])
+
+
+def test_kendall_has_scipys_bits_with_ties_huge_values_and_either_side_of_the_pairwise_limit():
+    rng = np.random.default_rng(1)
+    for trial in range(400):
+        n = int(rng.integers(3, PAIRWISE_LIMIT + 40))
+        tied = rng.integers(0, rng.integers(2, 12), n).astype(np.float64)
+        x = tied if trial % 2 else rng.normal(size=n) * 10.0 ** rng.integers(-300, 300)
+        y = rng.integers(0, 5, n).astype(np.float64) if trial % 3 == 0 else rng.normal(size=n) * 1e307
+        if np.ptp(x) > 0 and np.ptp(y) > 0:
+            assert kendall(x, y) == stats.kendalltau(x, y).statistic, (trial, n)
+    assert kendall(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 1.0, 2.0, 0.0])) == pytest.approx(-1 / np.sqrt(30))
 
 
 def test_degenerate_correlations_are_nan():

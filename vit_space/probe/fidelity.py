@@ -1,18 +1,24 @@
 """Do sketches rank architectures like full tensors? Three classic proxies computed both ways.
 
 `sketch_proxies` estimates them from a probe's sketches (sums and norms rescaled by the full
-element count); `full_proxies` computes them exactly from one plain forward/backward pass.
+element count); `full_proxies` computes them exactly from one plain forward/backward pass;
+`both_ways` does both for a list of architectures, on any device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gp_proxy.stats import UnitStats
-from vit_space.probe.hooks import find_blocks
+from vit_space.data.batches import BatchSpec
+from vit_space.device import float32_matmul, resolve_device
+from vit_space.probe.cache import batch_of, build_seeded
+from vit_space.probe.hooks import find_blocks, probe
+from vit_space.spaces import Arch, Space
 
 PROXIES = ("snip", "grad_norm", "weight_l2")
 
@@ -42,3 +48,29 @@ def full_proxies(
     }
     model.zero_grad(set_to_none=True)
     return out
+
+
+def both_ways(
+    space: Space,
+    archs: Sequence[Arch],
+    batch: BatchSpec,
+    sizes: Sequence[int],
+    device: str | torch.device = "cpu",
+) -> tuple[dict[str, list[float]], dict[int, dict[str, list[float]]]]:
+    """The PROXIES of each of `archs` (seeded init, cross-entropy on `batch`) on `device`: exactly
+    (proxy -> one value per architecture) and from sketches of each size in `sizes`
+    (size -> proxy -> values), both from the same model and batch."""
+    device = resolve_device(device)
+    images, labels = (t.to(device) for t in batch_of(batch))
+    loss_fn = lambda logits: F.cross_entropy(logits, labels)  # noqa: E731
+    full = {p: [] for p in PROXIES}
+    sketched = {size: {p: [] for p in PROXIES} for size in sizes}
+    for arch in archs:
+        model = build_seeded(space, arch, batch, device)
+        with float32_matmul():
+            for p, value in full_proxies(model, images, loss_fn).items():
+                full[p].append(value)
+            for size in sizes:
+                for p, value in sketch_proxies(probe(model, images, loss_fn, size, batch.seed)).items():
+                    sketched[size][p].append(value)
+    return full, sketched
