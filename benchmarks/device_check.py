@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from discovery_throughput import fresh_rate  # a sibling script: benchmarks/ is on sys.path when run
 
-from gp_proxy import Objective, Task, kendall, table, write_report
+from gp_proxy import Task, kendall, table, write_report
 from gp_proxy.discovery import task_pset
 from gp_proxy.errors import AutoproxError
 from gp_proxy.library import KNOWN_PROXIES
@@ -121,15 +122,10 @@ def cache_tasks(device: torch.device, scale: int, folder: Path) -> tuple[list[Ta
 
 def discovery_rate(tasks: list[Task], programs: int) -> float:
     """Random programs scored per second on every task, memo cleared before each (the worst case)."""
-    pset, objective = task_pset(tasks), Objective(tasks)
     random.seed(0)
-    trees = [generate(pset, 1, 3) for _ in range(programs)]
-    objective(trees[0])  # warm-up
-    start = time.perf_counter()
-    for tree in trees:
-        objective.clear()
-        objective(tree)
-    return programs / (time.perf_counter() - start)
+    trees = [generate(task_pset(tasks), 1, 3) for _ in range(programs)]
+    fresh_rate(tasks, trees[:1])  # warm-up, not counted
+    return fresh_rate(tasks, trees)
 
 
 def training_row(device: torch.device) -> str:
