@@ -1,6 +1,7 @@
 """The GPU path in one short run, each figure next to the CPU's from the same run (issue 15).
 
-  probe       data probes per second of AutoFormer and PiT networks at 224 px, batch 16;
+  probe       data probes per second of AutoFormer and PiT networks at 224 px, batch 16; on the
+              device with each network built in line and built ahead (as `fill` does on a GPU);
   agreement   Kendall tau between the CPU's and the device's scores of the same networks under
               programs over the probe statistics and the NASWOT pass proxy (target >= 0.99);
   fidelity    the sketch fidelity check on the device: SNIP, grad-norm and weight-L2 from 32x32
@@ -72,15 +73,18 @@ def probe_rows(device: torch.device, count: int, folder: Path) -> tuple[list[str
         for side, where in (("cpu", torch.device("cpu")), ("device", device)):
             cache = StatsCache(folder / f"{name}_{side}")
             fill(space, archs[:1], [spec], cache, progress=False, device=where)  # warm-up, not timed
-            report, _ = timed(fill, space, archs[1:], [spec], cache, progress=False, device=where)
-            seconds[side] = report.seconds / max(len(archs) - 1, 1)
+            report, _ = timed(fill, space, archs[1:], [spec], cache, False, where, ahead=side == "device")
+            seconds[side] = report.seconds / (len(archs) - 1)
             scores[side] = {
                 p: proxy_scores(p, space, archs, spec, cache, progress=False, device=where).values
                 for p in AGREEMENT_PROXIES
             }
-        cpu, dev = seconds["cpu"], seconds["device"]
+        inline = fill(space, archs[1:], [spec], StatsCache(folder / f"{name}_inline"), False, device, ahead=False)
+        cpu, dev, inline = seconds["cpu"], seconds["device"], inline.seconds / (len(archs) - 1)
         cpu_seconds.append(cpu)
-        rows.append(f"| {name} | {len(archs) - 1} | {1 / cpu:.2f} | {1 / dev:.2f} | {cpu / dev:.1f}x |")
+        rows.append(
+            f"| {name} | {len(archs) - 1} | {1 / cpu:.2f} | {1 / inline:.2f} | {1 / dev:.2f} | {cpu / dev:.1f}x |"
+        )
         for proxy in AGREEMENT_PROXIES:
             tau = kendall(scores["device"][proxy], scores["cpu"][proxy])
             worst = np.max(np.abs(scores["device"][proxy] / scores["cpu"][proxy] - 1))
@@ -178,8 +182,10 @@ def main() -> None:
         f"--programs {args.programs} --out {args.out}",
         f"(torch {torch.__version__}, CPU with {torch.get_num_threads()} threads; whole check "
         f"{time.perf_counter() - start:.0f} s)",
-        "Data probe at 224 px, batch 16 (skimage batch, c100), probes per second after one warm-up probe:",
-        table(["space", "networks", "CPU", str(device), "speed-up"], probe),
+        "Data probe at 224 px, batch 16 (skimage batch, c100), probes per second after one warm-up probe; "
+        f"on {device} each network built in line (build, then probe) and built ahead (`fill`: the next network's "
+        "seeded init on the CPU while the current one is probed):",
+        table(["space", "networks", "CPU", f"{device}, built in line", f"{device}, built ahead", "speed-up"], probe),
         "Scores of the same networks from each device's statistics (Kendall tau, and the largest relative "
         "difference of a score):",
         table(["space", "proxy", "networks", "tau", "max relative difference", "target tau >= 0.99"], agree),

@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 import torch
 from conftest import bench_archs
@@ -83,6 +85,38 @@ def test_interrupted_fill_keeps_finished_entries_and_resumes(setup, monkeypatch)
     assert len(list(cache.root.rglob("*.pt"))) == 2 and not list(cache.root.rglob("*.part"))
     resumed = fill(space, archs, [SPEC], cache, progress=False)
     assert (resumed.computed, resumed.cached) == (2, 1)
+
+
+def test_networks_built_ahead_give_the_same_bytes_as_built_in_line(tmp_path):
+    space, archs = get_space("pit"), bench_archs("pit")[:4]
+    spec = ProbeSpec(SPEC.batch, sketch_size=8, conditions=("data", "init2"))  # init2 builds in the probe too
+    for ahead in (False, True):
+        assert fill(space, archs, [spec], StatsCache(tmp_path / str(ahead)), False, ahead=ahead).computed == 4
+    inline = sorted((tmp_path / "False").rglob("*.pt"))
+    assert len(inline) == 8
+    for path in inline:
+        assert (tmp_path / "True" / path.relative_to(tmp_path / "False")).read_bytes() == path.read_bytes()
+
+
+def test_built_ahead_keeps_order_builds_one_ahead_and_passes_errors_on():
+    used, built = [], []
+
+    def build(item):
+        built.append((item, len(used), threading.current_thread().name))
+        if item == 3:
+            raise AutoproxError("no such network")
+        return torch.nn.Linear(item, 1)
+
+    models = cache_mod.built_ahead(build, [1, 2, 3, 4], ahead=True)
+    used.append(next(models).in_features)
+    used.append(next(models).in_features)
+    with pytest.raises(AutoproxError, match="no such network"):
+        next(models)
+    assert used == [1, 2] and [b[0] for b in built] == [1, 2, 3]  # nothing is built after a failure
+    assert all(in_use >= item - 2 for item, in_use, _ in built)  # never more than one network ahead
+    assert all(thread.startswith("build") for *_, thread in built)
+    assert [m.in_features for m in cache_mod.built_ahead(build, [2, 1], ahead=False)] == [2, 1]
+    assert built[-1][2] == threading.current_thread().name
 
 
 def test_failed_write_leaves_the_old_file_intact(setup, monkeypatch):

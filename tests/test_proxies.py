@@ -66,6 +66,16 @@ def test_pass_scores_equal_a_direct_run_and_are_cached(space, tmp_path, monkeypa
     np.testing.assert_array_equal(again["synflow"], scores["synflow"])
 
 
+def test_pass_scores_of_networks_built_ahead_are_the_same_bits(space, tmp_path, monkeypatch):
+    names = ["synflow", "naswot", "grasp"]
+    inline, _ = px.pass_scores(space, ARCHS, SPEC.batch, names, StatsCache(tmp_path / "inline"), progress=False)
+    real = px.built_ahead
+    monkeypatch.setattr(px, "built_ahead", lambda build, items, ahead: real(build, items, ahead=True))  # as on a GPU
+    ahead, _ = px.pass_scores(space, ARCHS, SPEC.batch, names, StatsCache(tmp_path / "ahead"), progress=False)
+    for name in names:
+        np.testing.assert_array_equal(ahead[name], inline[name])
+
+
 def test_missing_scores_without_computing_say_how_to_get_them(space, tmp_path):
     with pytest.raises(AutoproxError, match="no cached grasp scores.*without --cached-only"):
         px.pass_scores(space, ARCHS[:1], SPEC.batch, ["grasp"], StatsCache(tmp_path), compute_missing=False)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +31,7 @@ from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, conditions, prob
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
+_SEEDING = threading.Lock()  # the seeded init draws from torch's one global CPU generator
 PREFIX = {"data": "", "noise": "noise.", "minibatch": "mb.", "init2": "i2.", "heads": "h.", "synflow": "sf."}
 _LATEX = {
     "W": "W",
@@ -202,10 +205,25 @@ def build_seeded(space: Space, arch: Arch, batch: BatchSpec, device: str | torch
             f"space {space.name} takes {space.in_chans}-channel images but {batch.dataset} has "
             f"{info.channels}-channel ones; use a space for that input (e.g. af-tiny@3x32, af-tiny for 1x28)"
         )
-    with torch.random.fork_rng(devices=[]):
+    with _SEEDING, torch.random.fork_rng(devices=[]):
         torch.manual_seed(space.seeded_init(arch, batch.seed))
         model = space.build(arch, num_classes=info.num_classes, img_size=batch.image_size)
     return model.to(resolve_device(device)).train()
+
+
+def built_ahead(build: Callable[[object], nn.Module], items: Sequence, ahead: bool) -> Iterator[nn.Module]:
+    """`build(item)` for each of `items`, in order. With `ahead`, the next item's model is built in a
+    background thread while the caller uses the current one: the seeded init (CPU work, mostly in
+    torch ops that release the GIL) overlaps the probe on a GPU. The models are the same either way."""
+    if not ahead:
+        yield from map(build, items)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="build") as pool:
+        pending = [pool.submit(build, item) for item in items[:1]]
+        for index in range(len(items)):
+            model = pending.pop().result()
+            pending += [pool.submit(build, item) for item in items[index + 1 : index + 2]]
+            yield model
 
 
 def probe_arch(
@@ -214,11 +232,13 @@ def probe_arch(
     spec: ProbeSpec,
     only: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
+    model: nn.Module | None = None,
 ) -> dict[str, UnitStats]:
-    """Build `arch` with its seeded init and probe it on `device` under the spec's conditions (or
-    `only` these); the statistics come back on the CPU."""
+    """Build `arch` with its seeded init (unless `model`, that build, is given) and probe it on `device`
+    under the spec's conditions (or `only` these); the statistics come back on the CPU."""
     spec, device = spec.for_space(space), resolve_device(device)
-    model = build_seeded(space, arch, spec.batch, device)
+    if model is None:
+        model = build_seeded(space, arch, spec.batch, device)
     images, labels = (t.to(device) for t in batch_of(spec.batch))
     conds = conditions(tuple(only or spec.conditions), images, labels, spec.batch.seed, spec.minibatches)
     with float32_matmul():
@@ -245,42 +265,61 @@ def fill(
     progress: bool = True,
     device: str | torch.device = "cpu",
     client=None,
+    ahead: bool | None = None,
 ) -> FillReport:
     """Probe every (architecture, spec) whose statistics are not cached yet, on `device`, and cache them.
 
+    With `ahead` (default: when `device` is a GPU) the next network is built (seeded init, on the
+    CPU) while the current one is probed; the statistics are the same either way.
     With a Dask `client` (`vit_space.cluster.connect`) one task per (architecture, spec) runs on
     its workers: they write into `cache` themselves when they share its folder, else they return
     the statistics and this process writes them; the entries are the same either way. Safe to
     interrupt: finished entries are on disk, the ones in progress are not, and a rerun skips what
     is there.
     """
-    jobs = [(arch, spec) for spec in specs for arch in archs]
     report, start = FillReport(), time.perf_counter()
-    if client is not None:
-        return _fill_on(client, space, jobs, cache, progress, device, report)
-    with tqdm(jobs, desc="probing", unit="arch", disable=not progress) as bar:
-        for arch, spec in bar:
-            bar.set_postfix_str(f"{spec.batch.dataset} {space.arch_hash(arch)[:8]}", refresh=False)
-            missing = _missing(space, arch, spec, cache)
-            if not missing:
-                report.cached += 1
-                continue
-            report.probe_seconds.append(probe_into(space, arch, spec, missing, device, cache))
-            report.computed += 1
+    todo = []
+    for arch, spec in ((arch, spec) for spec in specs for arch in archs):
+        missing = [c for c in spec.conditions if cache.load(spec.key(space, arch, c)) is None]
+        if missing:
+            todo.append((arch, spec, missing))
+        else:
+            report.cached += 1
+    if client is not None:  # each worker resolves `device` (auto, cuda) for itself
+        _fill_on(client, space, todo, cache, progress, device, report)
+    else:
+        device = resolve_device(device)
+        _probe_all(space, todo, cache, progress, device, device.type != "cpu" if ahead is None else ahead, report)
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _missing(space: Space, arch: Arch, spec: ProbeSpec, cache: StatsCache) -> list[str]:
-    return [c for c in spec.conditions if cache.load(spec.key(space, arch, c)) is None]
+def _probe_all(
+    space: Space, todo: list, cache: StatsCache, progress: bool, device: torch.device, ahead: bool, report: FillReport
+) -> None:
+    """Probe each (architecture, spec, missing conditions) of `todo` in this process, building the
+    networks ahead (`built_ahead`) if asked."""
+    build = lambda job: build_seeded(space, job[0], job[1].for_space(space).batch, device)  # noqa: E731
+    with tqdm(todo, desc="probing", unit="arch", disable=not progress) as bar:
+        for (arch, spec, missing), model in zip(bar, built_ahead(build, todo, ahead)):
+            bar.set_postfix_str(f"{spec.batch.dataset} {space.arch_hash(arch)[:8]}", refresh=False)
+            report.probe_seconds.append(probe_into(space, arch, spec, missing, device, cache, model))
+            report.computed += 1
 
 
 def probe_into(
-    space: Space, arch: Arch, spec: ProbeSpec, conditions: Sequence[str], device: str | torch.device, cache: StatsCache
+    space: Space,
+    arch: Arch,
+    spec: ProbeSpec,
+    conditions: Sequence[str],
+    device: str | torch.device,
+    cache: StatsCache,
+    model: nn.Module | None = None,
 ) -> float:
-    """Probe `arch` under `conditions` of `spec` on `device` and save each into `cache`; the seconds it took."""
+    """Probe `arch` (built, or `model`) under `conditions` of `spec` on `device` and save each into
+    `cache`; the seconds it took."""
     start = time.perf_counter()
-    for condition, stats in probe_arch(space, arch, spec, conditions, device).items():
+    for condition, stats in probe_arch(space, arch, spec, conditions, device, model).items():
         cache.save(spec.key(space, arch, condition), stats)
     return time.perf_counter() - start
 
@@ -295,17 +334,9 @@ def _probe_task(space: Space, arch: Arch, spec: ProbeSpec, conditions: list[str]
     return time.perf_counter() - start, stats
 
 
-def _fill_on(client, space: Space, jobs: list, cache: StatsCache, progress: bool, device, report: FillReport):
+def _fill_on(client, space: Space, todo: list, cache: StatsCache, progress: bool, device, report: FillReport) -> None:
     from vit_space.cluster import run_all, shared_folder
 
-    start = time.perf_counter()
-    todo = []
-    for arch, spec in jobs:
-        missing = _missing(space, arch, spec, cache)
-        if missing:
-            todo.append((arch, spec, missing))
-        else:
-            report.cached += 1
     root = str(cache.root) if todo and shared_folder(client, cache.root) else None
     tasks = [(space, arch, spec, missing, str(device), root) for arch, spec, missing in todo]
     for index, (seconds, stats) in run_all(client, _probe_task, tasks, "probing", progress):
@@ -314,8 +345,6 @@ def _fill_on(client, space: Space, jobs: list, cache: StatsCache, progress: bool
             cache.save(spec.key(space, arch, condition), entry)
         report.probe_seconds.append(seconds)
         report.computed += 1
-    report.seconds = time.perf_counter() - start
-    return report
 
 
 def merge_conditions(per_condition: dict[str, UnitStats]) -> UnitStats:
@@ -370,6 +399,7 @@ __all__ = [
     "StatsCache",
     "batch_of",
     "build_seeded",
+    "built_ahead",
     "digest",
     "fill",
     "latex_names",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from gp_proxy.atomic import write_text
@@ -36,6 +37,7 @@ from vit_space.probe.cache import (
     StatsCache,
     batch_of,
     build_seeded,
+    built_ahead,
     digest,
     fill,
     load_bundle,
@@ -128,11 +130,18 @@ class ScoreCache:
 
 
 def measure_pass(
-    space: Space, arch: Arch, batch: BatchSpec, names: Sequence[str], device: str | torch.device
+    space: Space,
+    arch: Arch,
+    batch: BatchSpec,
+    names: Sequence[str],
+    device: str | torch.device,
+    model: nn.Module | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """One architecture's scores and seconds of the pass proxies `names`, on `device` (also a Dask task)."""
+    """One architecture's scores and seconds of the pass proxies `names`, on `device`, on its seeded
+    build (`model` when given, else built here; also a Dask task)."""
     device = resolve_device(device)
-    model = build_seeded(space, arch, batch, device)
+    if model is None:
+        model = build_seeded(space, arch, batch, device)
     images, labels = (t.to(device) for t in batch_of(batch))
     scores, seconds = {}, {}
     for name in names:
@@ -175,14 +184,17 @@ def pass_scores(
             f"architecture {space.arch_hash(archs[i])} has no cached {', '.join(missing)} "
             f"scores for {batch.key()} in {store.root}; compute them with `autoprox rank` without --cached-only"
         )
-    jobs = [(space, archs[i], batch, missing, device) for i, missing in todo]
     if client is not None:
         from vit_space.cluster import run_all
 
+        jobs = [(space, archs[i], batch, missing, device) for i, missing in todo]
         results = ((todo[j][0], result) for j, result in run_all(client, measure_pass, jobs, "proxies", progress))
-    else:
-        bar = tqdm(jobs, desc=f"proxies {batch.dataset}", unit="arch", disable=not progress)
-        results = ((i, measure_pass(*job)) for (i, _), job in zip(todo, bar))
+    else:  # on a GPU the next network is built while the current one is scored
+        device = resolve_device(device)
+        build = lambda job: build_seeded(space, archs[job[0]], batch, device)  # noqa: E731
+        models = built_ahead(build, todo, ahead=device.type != "cpu")
+        bar = tqdm(todo, desc=f"proxies {batch.dataset}", unit="arch", disable=not progress)
+        results = ((i, measure_pass(space, archs[i], batch, left, device, m)) for (i, left), m in zip(bar, models))
     for i, (scores, seconds) in results:
         entries[i]["scores"] |= scores
         entries[i]["seconds"] |= seconds
