@@ -135,7 +135,7 @@ def to_python(tree: gp.PrimitiveTree, groups: list[str], spec: dict | None = Non
         + _engine_source()
         + "\n\n\n"
         + "def _statistic(name, tensors, numel, mask):\n"
-        + "    valid = mask[name] if mask is not None else torch.ones(numel[name].shape, dtype=torch.bool)\n"
+        + "    valid = mask[name] if mask is not None else torch.ones_like(numel[name], dtype=torch.bool)\n"
         + "    return Mat(tensors[name].float(), numel[name].double(), valid.bool())\n\n\n"
         + "def proxy(tensors, numel, groups, mask=None):\n"
         + f'    """Scores of `{tree}` (see the module docstring)."""\n'

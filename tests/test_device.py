@@ -1,4 +1,6 @@
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from gp_proxy import Evaluator, build_pset, parse
 from gp_proxy.errors import AutoproxError
 from vit_space.cli import main
 from vit_space.data.batches import BatchSpec
-from vit_space.device import float32_matmul, resolve_device
+from vit_space.device import cpu_seeded, float32_matmul, resolve_device
 from vit_space.probe.cache import ProbeSpec, StatsCache, fill, load_bundle
 from vit_space.spaces import get_space
 
@@ -54,6 +56,34 @@ def test_float32_matmul_switches_tf32_off_and_restores_it():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def test_cpu_seeded_draws_as_manual_seed_does_and_restores_the_generator():
+    state = torch.random.get_rng_state()
+    try:
+        with cpu_seeded(7), cpu_seeded(7):  # nests (a build inside a build)
+            drawn = torch.rand(4)
+        assert torch.equal(torch.random.get_rng_state(), state)
+        torch.manual_seed(7)
+        assert torch.equal(drawn, torch.rand(4))
+    finally:
+        torch.random.set_rng_state(state)
+
+
+NEWER_API = """
+import torch
+from vit_space.device import float32_matmul
+matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+matmul.fp32_precision = conv.fp32_precision = "tf32"  # torch's newer API: the old flags now raise when read
+with float32_matmul():
+    print(matmul.fp32_precision, conv.fp32_precision)
+print(matmul.fp32_precision, conv.fp32_precision)
+"""
+
+
+def test_float32_matmul_uses_torchs_newer_api_where_the_process_does():
+    out = subprocess.run([sys.executable, "-c", NEWER_API], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["ieee", "ieee", "tf32", "tf32"]
+
+
 def _bundle(tmp_path, device):
     space = get_space("af-tiny")
     spec = ProbeSpec(BatchSpec("digits", image_size=None), conditions=("data", "heads"))
@@ -70,7 +100,9 @@ def test_statistics_and_programs_on_the_gpu_match_the_cpu(tmp_path):
         assert torch.allclose(gpu.tensors[name], cpu.tensors[name], rtol=1e-3, atol=1e-5), name
     program = parse("agg_sum_all(u_mul(fro(gW), mean(h.Ae)))", build_pset(cpu.names, sorted(cpu.groups)))
     on_cpu, on_gpu = Evaluator(cpu)(program), Evaluator(cpu.to("cuda"))(program)
-    assert np.allclose(on_gpu, on_cpu, rtol=1e-5)
+    assert np.allclose(on_gpu, on_cpu, rtol=1e-5)  # the same statistics, evaluated on either device
+    probed_on_gpu = Evaluator(gpu.to("cuda"))(program)  # the GPU's own statistics, evaluated there
+    assert np.allclose(probed_on_gpu, on_cpu, rtol=1e-3)
 
 
 def test_a_bundle_moved_and_subset_keeps_its_values(tmp_path):

@@ -199,6 +199,14 @@ def test_a_process_pool_gives_the_same_result(tmp_path):
     assert list(pooled.logbook) == list(serial.logbook)
 
 
+def test_a_process_pool_is_refused_for_statistics_on_another_device(tmp_path):
+    tasks = [dataclasses.replace(t, bundle=t.bundle.to("meta")) for t in planted_tasks()]  # a GPU's stand-in
+    config = DiscoveryConfig(algorithm="mu+lambda", iterations=2, lambda_=20, seed=5, **FAST)
+    with pytest.raises(AutoproxError, match="workers=2 evaluates in forked CPU processes.*statistics on meta"):
+        discover(tasks, config, tmp_path, workers=2, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
 MU_PLUS_LAMBDA_RUN = """
 import sys
 sys.path.insert(0, {tests!r})

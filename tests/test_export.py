@@ -83,6 +83,8 @@ def test_generated_python_scores_one_unstacked_network(bundle, tmp_path):
     groups = {k: v[0, :units] for k, v in bundle.groups.items()}
     score = load_module(path).proxy(one, numel, groups)
     assert float(score) == pytest.approx(float(Evaluator(bundle)(tree)[0]), rel=1e-12)
+    on_meta = [{k: v.to("meta") for k, v in d.items()} for d in (one, numel, groups)]  # a GPU's stand-in
+    assert load_module(path).proxy(*on_meta).device.type == "meta"  # no mask made on the CPU
 
 
 def test_graph_merges_shared_subexpressions():

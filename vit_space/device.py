@@ -4,12 +4,14 @@ Every model autoprox builds is built on the CPU under its seeded RNG (so the wei
 same on every device), then moved. Statistics, scores and accuracies come back to the CPU, so
 the cache on disk does not depend on the device. All probe statistics, pass proxies and training
 run in float32 (SynFlow in float64, as on the CPU); `float32_matmul` switches TF32 off while a
-probe runs, so a GPU's matmuls and convolutions keep float32's precision.
+probe, a pass proxy or a training run runs, so a GPU's matmuls and convolutions keep float32's
+precision.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,6 +20,7 @@ import torch
 from gp_proxy.errors import AutoproxError
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+_SEEDING = threading.RLock()  # torch's global CPU generator is one per process
 
 
 def _seen() -> str:
@@ -48,11 +51,31 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 @contextmanager
+def cpu_seeded(seed: int) -> Iterator[None]:
+    """Within the block torch's global CPU generator is seeded with `seed` (the GPUs' generators are
+    left alone), one thread at a time; its state is restored after."""
+    with _SEEDING, torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
+@contextmanager
 def float32_matmul() -> Iterator[None]:
-    """Within the block, CUDA matmuls and cuDNN convolutions use full float32 (no TF32); restored after."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    """Within the block, CUDA matmuls and cuDNN convolutions use full float32 (no TF32); restored after.
+
+    It sets torch's `allow_tf32` flags, or, where the process already set TF32 through the newer
+    `fp32_precision` API (reading the old flags then raises), that API: torch refuses a mix of the two."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    flags = [(matmul, "allow_tf32", False), (cudnn, "allow_tf32", False)]
+    try:
+        saved = [getattr(owner, name) for owner, name, _ in flags]
+    except RuntimeError:
+        flags = [(matmul, "fp32_precision", "ieee"), (cudnn.conv, "fp32_precision", "ieee")]
+        saved = [getattr(owner, name) for owner, name, _ in flags]
+    for owner, name, off in flags:
+        setattr(owner, name, off)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        for (owner, name, _), value in zip(flags, saved):
+            setattr(owner, name, value)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +25,11 @@ from gp_proxy.errors import AutoproxError
 from gp_proxy.stats import StatsBundle, UnitStats, stack
 from vit_space.data.batches import BatchSpec, get_dataset, make_batch
 from vit_space.data.paths import cache_root
-from vit_space.device import float32_matmul, resolve_device
+from vit_space.device import cpu_seeded, float32_matmul, resolve_device
 from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, conditions, probe_conditions
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
-_SEEDING = threading.Lock()  # the seeded init draws from torch's one global CPU generator
 PREFIX = {"data": "", "noise": "noise.", "minibatch": "mb.", "init2": "i2.", "heads": "h.", "synflow": "sf."}
 _LATEX = {
     "W": "W",
@@ -205,8 +203,7 @@ def build_seeded(space: Space, arch: Arch, batch: BatchSpec, device: str | torch
             f"space {space.name} takes {space.in_chans}-channel images but {batch.dataset} has "
             f"{info.channels}-channel ones; use a space for that input (e.g. af-tiny@3x32, af-tiny for 1x28)"
         )
-    with _SEEDING, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(space.seeded_init(arch, batch.seed))
+    with cpu_seeded(space.seeded_init(arch, batch.seed)):
         model = space.build(arch, num_classes=info.num_classes, img_size=batch.image_size)
     return model.to(resolve_device(device)).train()
 
