@@ -13,10 +13,11 @@ def table(header: Sequence[str], rows: Sequence[str]) -> str:
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *rows])
 
 
-def write_report(path: str | Path, title: str, command: str, *blocks: str) -> str:
+def write_report(path: str | Path, title: str, command: str, *blocks: str, echo: bool = True) -> str:
     """Write `# title`, the command that produced it, and `blocks` separated by blank lines to
-    `path` atomically; print it and return it."""
+    `path` atomically; print it (if `echo`) and return it."""
     text = "\n\n".join([f"# {title}", f"Command: `{command}`", *[b for b in blocks if b]]) + "\n"
     write_text(path, text)
-    print(text)
+    if echo:
+        print(text)
     return text
