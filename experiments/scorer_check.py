@@ -50,7 +50,7 @@ for key, path in json.loads(sys.argv[1]).items():
     spec.loader.exec_module(modules[key])
 del sys.modules["gp_proxy"], sys.modules["vit_space"]  # autoprox only builds the networks and batches below
 from vit_space.data.batches import BatchSpec
-from vit_space.probe.cache import batch_of, build_seeded
+from vit_space.probe.networks import batch_of, build_seeded
 from vit_space.spaces import get_space
 import torch
 torch.set_num_threads(json.loads(sys.argv[3]))  # the caller's: float32 sums depend on the thread count

@@ -8,6 +8,7 @@ from gp_proxy.errors import AutoproxError
 from vit_space.data.batches import BatchSpec
 from vit_space.probe import cache as cache_mod
 from vit_space.probe.cache import ProbeSpec, StatsCache, fill, load_bundle
+from vit_space.probe.networks import built_ahead
 from vit_space.spaces import get_space
 
 SPEC = ProbeSpec(BatchSpec("c100", batch_size=2, image_size=64), sketch_size=8, conditions=("data", "synflow"))
@@ -107,7 +108,7 @@ def test_built_ahead_keeps_order_builds_one_ahead_and_passes_errors_on():
             raise AutoproxError("no such network")
         return torch.nn.Linear(item, 1)
 
-    models = cache_mod.built_ahead(build, [1, 2, 3, 4], ahead=True)
+    models = built_ahead(build, [1, 2, 3, 4], ahead=True)
     used.append(next(models).in_features)
     used.append(next(models).in_features)
     with pytest.raises(AutoproxError, match="no such network"):
@@ -115,7 +116,7 @@ def test_built_ahead_keeps_order_builds_one_ahead_and_passes_errors_on():
     assert used == [1, 2] and [b[0] for b in built] == [1, 2, 3]  # nothing is built after a failure
     assert all(in_use >= item - 2 for item, in_use, _ in built)  # never more than one network ahead
     assert all(thread.startswith("build") for *_, thread in built)
-    assert [m.in_features for m in cache_mod.built_ahead(build, [2, 1], ahead=False)] == [2, 1]
+    assert [m.in_features for m in built_ahead(build, [2, 1], ahead=False)] == [2, 1]
     assert built[-1][2] == threading.current_thread().name
 
 

@@ -215,7 +215,7 @@ def test_minibatch_slice_count_is_an_option_with_its_own_cache_entries(tmp_path)
 
 
 def test_init2_condition_probes_a_second_initialisation_on_the_same_batch():
-    from vit_space.probe.cache import batch_of
+    from vit_space.probe.networks import batch_of
 
     space = get_space("autoformer")
     spec = ProbeSpec(

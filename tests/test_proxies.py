@@ -10,7 +10,8 @@ from gp_proxy.errors import AutoproxError
 from gp_proxy.library import KNOWN_PROXIES
 from gp_proxy.store import SavedProxy, save_proxy
 from vit_space.data.batches import BatchSpec
-from vit_space.probe.cache import ProbeSpec, StatsCache, batch_of, build_seeded, fill
+from vit_space.probe.cache import ProbeSpec, StatsCache, fill
+from vit_space.probe.networks import batch_of, build_seeded
 from vit_space.proxies import scores as px
 from vit_space.proxies.zero_cost import PASS_PROXIES
 from vit_space.spaces import get_space

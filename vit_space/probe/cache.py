@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -23,10 +21,11 @@ from tqdm.auto import tqdm
 from gp_proxy.atomic import atomic_path
 from gp_proxy.errors import AutoproxError
 from gp_proxy.stats import StatsBundle, UnitStats, stack
-from vit_space.data.batches import BatchSpec, get_dataset, make_batch
+from vit_space.data.batches import BatchSpec
 from vit_space.data.paths import cache_root
-from vit_space.device import cpu_seeded, float32_matmul, resolve_device
+from vit_space.device import float32_matmul, resolve_device
 from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, conditions, probe_conditions
+from vit_space.probe.networks import batch_of, build_seeded, built_ahead
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
@@ -186,41 +185,6 @@ class StatsCache:
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*.pt")) if self.root.is_dir() else 0
-
-
-@lru_cache(maxsize=8)
-def batch_of(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    return make_batch(spec)
-
-
-def build_seeded(space: Space, arch: Arch, batch: BatchSpec, device: str | torch.device = "cpu") -> nn.Module:
-    """`arch` built for `batch`'s data set with its seeded init under the batch seed (on the CPU, so
-    the weights do not depend on the device), in train mode, on `device` (the model every probe and
-    pass proxy sees); `AutoproxError` if the data set's channels are not what the space takes."""
-    info = get_dataset(batch.dataset)
-    if info.channels != space.in_chans:
-        raise AutoproxError(
-            f"space {space.name} takes {space.in_chans}-channel images but {batch.dataset} has "
-            f"{info.channels}-channel ones; use a space for that input (e.g. af-tiny@3x32, af-tiny for 1x28)"
-        )
-    with cpu_seeded(space.seeded_init(arch, batch.seed)):
-        model = space.build(arch, num_classes=info.num_classes, img_size=batch.image_size)
-    return model.to(resolve_device(device)).train()
-
-
-def built_ahead(build: Callable[[object], nn.Module], items: Sequence, ahead: bool) -> Iterator[nn.Module]:
-    """`build(item)` for each of `items`, in order. With `ahead`, the next item's model is built in a
-    background thread while the caller uses the current one: the seeded init (CPU work, mostly in
-    torch ops that release the GIL) overlaps the probe on a GPU. The models are the same either way."""
-    if not ahead:
-        yield from map(build, items)
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="build") as pool:
-        pending = [pool.submit(build, item) for item in items[:1]]
-        for index in range(len(items)):
-            model = pending.pop().result()
-            pending += [pool.submit(build, item) for item in items[index + 1 : index + 2]]
-            yield model
 
 
 def probe_arch(
@@ -394,9 +358,6 @@ __all__ = [
     "FillReport",
     "ProbeSpec",
     "StatsCache",
-    "batch_of",
-    "build_seeded",
-    "built_ahead",
     "digest",
     "fill",
     "latex_names",

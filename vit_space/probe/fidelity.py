@@ -16,8 +16,8 @@ from torch import nn
 from gp_proxy.stats import UnitStats
 from vit_space.data.batches import BatchSpec
 from vit_space.device import float32_matmul, resolve_device
-from vit_space.probe.cache import batch_of, build_seeded
 from vit_space.probe.hooks import find_blocks, probe
+from vit_space.probe.networks import batch_of, build_seeded
 from vit_space.spaces import Arch, Space
 
 PROXIES = ("snip", "grad_norm", "weight_l2")

@@ -32,16 +32,8 @@ from gp_proxy.store import SavedProxy, json_safe, load_proxy, read_json
 from vit_space.bench.benchmark import load_bench
 from vit_space.data.batches import BatchSpec, get_dataset
 from vit_space.device import float32_matmul, resolve_device
-from vit_space.probe.cache import (
-    ProbeSpec,
-    StatsCache,
-    batch_of,
-    build_seeded,
-    built_ahead,
-    digest,
-    fill,
-    load_bundle,
-)
+from vit_space.probe.cache import ProbeSpec, StatsCache, digest, fill, load_bundle
+from vit_space.probe.networks import batch_of, build_seeded, built_ahead
 from vit_space.proxies.zero_cost import PASS_PROXIES
 from vit_space.spaces import Arch, Space, get_space
 

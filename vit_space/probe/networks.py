@@ -1,0 +1,53 @@
+"""Networks as probes and pass proxies see them: the probe batch, seeded builds, and builds ahead."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from gp_proxy.errors import AutoproxError
+from vit_space.data.batches import BatchSpec, get_dataset, make_batch
+from vit_space.device import cpu_seeded, resolve_device
+from vit_space.spaces import Arch, Space
+
+
+@lru_cache(maxsize=8)
+def batch_of(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    return make_batch(spec)
+
+
+def build_seeded(space: Space, arch: Arch, batch: BatchSpec, device: str | torch.device = "cpu") -> nn.Module:
+    """`arch` built for `batch`'s data set with its seeded init under the batch seed (on the CPU, so
+    the weights do not depend on the device), in train mode, on `device` (the model every probe and
+    pass proxy sees); `AutoproxError` if the data set's channels are not what the space takes."""
+    info = get_dataset(batch.dataset)
+    if info.channels != space.in_chans:
+        raise AutoproxError(
+            f"space {space.name} takes {space.in_chans}-channel images but {batch.dataset} has "
+            f"{info.channels}-channel ones; use a space for that input (e.g. af-tiny@3x32, af-tiny for 1x28)"
+        )
+    with cpu_seeded(space.seeded_init(arch, batch.seed)):
+        model = space.build(arch, num_classes=info.num_classes, img_size=batch.image_size)
+    return model.to(resolve_device(device)).train()
+
+
+def built_ahead(build: Callable[[object], nn.Module], items: Sequence, ahead: bool) -> Iterator[nn.Module]:
+    """`build(item)` for each of `items`, in order. With `ahead`, the next item's model is built in a
+    background thread while the caller uses the current one: the seeded init (CPU work, mostly in
+    torch ops that release the GIL) overlaps the probe on a GPU. The models are the same either way."""
+    if not ahead:
+        yield from map(build, items)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="build") as pool:
+        pending = [pool.submit(build, item) for item in items[:1]]
+        for index in range(len(items)):
+            model = pending.pop().result()
+            pending += [pool.submit(build, item) for item in items[index + 1 : index + 2]]
+            yield model
+
+
+__all__ = ["batch_of", "build_seeded", "built_ahead"]
