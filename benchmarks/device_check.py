@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -175,6 +176,7 @@ def main() -> None:
         f"--fidelity-archs {args.fidelity_archs} --scale {args.scale} --programs {args.programs} --out {args.out}"
     )
     start, sections = time.perf_counter(), []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still removes the temporary folder
 
     def save(*blocks: str) -> None:
         """Add `blocks` to the report and write it: a run cut short keeps every finished section."""
