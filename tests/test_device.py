@@ -1,6 +1,4 @@
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -68,20 +66,19 @@ def test_cpu_seeded_draws_as_manual_seed_does_and_restores_the_generator():
         torch.random.set_rng_state(state)
 
 
-NEWER_API = """
-import torch
-from vit_space.device import float32_matmul
-matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-matmul.fp32_precision = conv.fp32_precision = "tf32"  # torch's newer API: the old flags now raise when read
-with float32_matmul():
-    print(matmul.fp32_precision, conv.fp32_precision)
-print(matmul.fp32_precision, conv.fp32_precision)
-"""
-
-
 def test_float32_matmul_uses_torchs_newer_api_where_the_process_does():
-    out = subprocess.run([sys.executable, "-c", NEWER_API], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.split() == ["ieee", "ieee", "tf32", "tf32"]
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = matmul.fp32_precision, conv.fp32_precision
+    try:
+        matmul.fp32_precision = conv.fp32_precision = "tf32"  # torch's newer API: the old flags now raise when read
+        with pytest.raises(RuntimeError, match="mix of the legacy and new APIs"):
+            torch.backends.cuda.matmul.allow_tf32  # noqa: B018
+        with float32_matmul():
+            assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "ieee")
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved  # "none" makes the old flags readable again
+    assert isinstance(torch.backends.cuda.matmul.allow_tf32, bool)
 
 
 def _bundle(tmp_path, device):
