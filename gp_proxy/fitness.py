@@ -11,6 +11,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -57,11 +58,24 @@ class Task:
 def _paired(scores: np.ndarray, accuracy: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """The entries where both are finite; None when fewer than 3 are left or either side is constant."""
     keep = np.isfinite(scores) & np.isfinite(accuracy)
-    s, a = scores[keep], accuracy[keep]
-    return None if len(s) < 3 or np.ptp(s) == 0 or np.ptp(a) == 0 else (s, a)
+    s, a = (scores, accuracy) if keep.all() else (scores[keep], accuracy[keep])
+    return None if len(s) < 3 or s.min() == s.max() or a.min() == a.max() else (s, a)
 
 
 PAIRWISE_LIMIT = 256  # up to this many entries tau-b counts all pairs at once; above, scipy's O(n log n)
+
+
+def _signs(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """(n, n) int8 signs of x_i - x_j, and the number of untied pairs."""
+    order = (x[:, None] > x).astype(np.int8) - (x[:, None] < x)
+    return order, int(np.count_nonzero(order)) // 2
+
+
+@lru_cache(maxsize=64)
+def _accuracy_signs(data: bytes) -> tuple[np.ndarray, int]:
+    """`_signs` of the float64 array whose bytes are `data`: a search compares every candidate's
+    scores with the same few accuracy vectors, so theirs are counted once."""
+    return _signs(np.frombuffer(data, dtype=np.float64))
 
 
 def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
@@ -70,9 +84,7 @@ def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
     n = len(x)
     if n > PAIRWISE_LIMIT:
         return float(stats.kendalltau(x, y).statistic)
-    order_x = (x[:, None] > x).astype(np.int8) - (x[:, None] < x)  # (n, n) signs of x_i - x_j
-    order_y = (y[:, None] > y).astype(np.int8) - (y[:, None] < y)
-    untied_x, untied_y = int(np.count_nonzero(order_x)) // 2, int(np.count_nonzero(order_y)) // 2
+    (order_x, untied_x), (order_y, untied_y) = _signs(x), _accuracy_signs(y.astype(np.float64).tobytes())
     concordant_minus_discordant = int(np.einsum("ij,ij->", order_x, order_y, dtype=np.int64)) // 2
     tau = concordant_minus_discordant / np.sqrt(untied_x) / np.sqrt(untied_y)
     return float(min(1.0, max(-1.0, tau)))

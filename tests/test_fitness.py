@@ -31,6 +31,12 @@ def test_kendall_has_scipys_bits_with_ties_huge_values_and_either_side_of_the_pa
         if np.ptp(x) > 0 and np.ptp(y) > 0:
             assert kendall(x, y) == stats.kendalltau(x, y).statistic, (trial, n)
     assert kendall(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 1.0, 2.0, 0.0])) == pytest.approx(-1 / np.sqrt(30))
+    accuracy = rng.normal(size=100).round(1)  # one accuracy vector, many candidates: its signs are counted once
+    for trial in range(50):
+        scores = rng.normal(size=100).round(trial % 3)
+        scores[rng.integers(0, 100, trial % 4)] = np.nan
+        keep = np.isfinite(scores)
+        assert kendall(scores, accuracy) == stats.kendalltau(scores[keep], accuracy[keep]).statistic, trial
 
 
 def test_degenerate_correlations_are_nan():
