@@ -89,12 +89,12 @@ def test_interrupted_fill_keeps_finished_entries_and_resumes(setup, monkeypatch)
 
 
 def test_networks_built_ahead_give_the_same_bytes_as_built_in_line(tmp_path):
-    space, archs = get_space("pit"), bench_archs("pit")[:4]
+    space, archs = get_space("pit"), bench_archs("pit")[:3]
     spec = ProbeSpec(SPEC.batch, sketch_size=8, conditions=("data", "init2"))  # init2 builds in the probe too
     for ahead in (False, True):
-        assert fill(space, archs, [spec], StatsCache(tmp_path / str(ahead)), False, ahead=ahead).computed == 4
+        assert fill(space, archs, [spec], StatsCache(tmp_path / str(ahead)), False, ahead=ahead).computed == 3
     inline = sorted((tmp_path / "False").rglob("*.pt"))
-    assert len(inline) == 8
+    assert len(inline) == 6
     for path in inline:
         assert (tmp_path / "True" / path.relative_to(tmp_path / "False")).read_bytes() == path.read_bytes()
 
