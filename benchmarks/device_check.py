@@ -178,20 +178,14 @@ def main() -> None:
     start, sections = time.perf_counter(), []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still removes the temporary folder
 
-    def save(*blocks: str) -> None:
+    def save(*blocks: str, done: bool = False) -> None:
         """Add `blocks` to the report and write it: a run cut short keeps every finished section."""
         sections.extend(blocks)
         print("\n\n".join(blocks), flush=True)
         elapsed = time.perf_counter() - start
-        write_report(
-            args.out,
-            title,
-            command,
-            f"(torch {torch.__version__}, CPU with {torch.get_num_threads()} threads; "
-            f"{elapsed:.0f} s so far, sections still to come are missing)",
-            *sections,
-            echo=False,
-        )
+        status = f"whole check {elapsed:.0f} s" if done else f"{elapsed:.0f} s so far, later sections missing"
+        threads = f"(torch {torch.__version__}, CPU with {torch.get_num_threads()} threads; {status})"
+        write_report(args.out, title, command, threads, *sections, echo=False)
 
     with tempfile.TemporaryDirectory(prefix="device_check_") as folder:
         probe, agree, cpu_probe = probe_rows(device, args.archs, Path(folder))
@@ -236,15 +230,7 @@ def main() -> None:
         "Programs over statistics used in the agreement rows: "
         + ", ".join(f"{p} = `{KNOWN_PROXIES[p].expression}`" for p in AGREEMENT_PROXIES if p in KNOWN_PROXIES)
         + ".",
-    )
-    write_report(
-        args.out,
-        title,
-        command,
-        f"(torch {torch.__version__}, CPU with {torch.get_num_threads()} threads; whole check "
-        f"{time.perf_counter() - start:.0f} s)",
-        *sections,
-        echo=False,
+        done=True,
     )
     print(f"written: {args.out}")
 

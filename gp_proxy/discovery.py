@@ -85,10 +85,10 @@ def discover(
     configuration. `progress` shows a bar (best training JCM, evaluations so far).
     """
     config.validate()
-    on_gpu = sorted({str(t.bundle.block.device) for t in tasks} - {"cpu"})
-    if workers > 1 and on_gpu:
+    off_cpu = sorted({str(t.bundle.block.device) for t in tasks} - {"cpu"})
+    if workers > 1 and off_cpu:
         raise AutoproxError(
-            f"workers={workers} evaluates in forked CPU processes, which cannot use statistics on {on_gpu[0]}; "
+            f"workers={workers} evaluates in forked CPU processes, which cannot use statistics on {off_cpu[0]}; "
             "use workers=1 on a GPU, or move the tasks' statistics to the CPU"
         )
     pset, out_dir = task_pset(tasks), Path(out_dir)

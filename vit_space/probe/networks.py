@@ -37,8 +37,8 @@ def build_seeded(space: Space, arch: Arch, batch: BatchSpec, device: str | torch
 
 def built_ahead(build: Callable[[object], nn.Module], items: Sequence, ahead: bool) -> Iterator[nn.Module]:
     """`build(item)` for each of `items`, in order. With `ahead`, the next item's model is built in a
-    background thread while the caller uses the current one: the seeded init (CPU work, mostly in
-    torch ops that release the GIL) overlaps the probe on a GPU. The models are the same either way."""
+    background thread while the caller uses the current one, so the seeded init (CPU work) overlaps
+    the probe on a GPU. The models are the same either way."""
     if not ahead:
         yield from map(build, items)
         return
