@@ -11,7 +11,7 @@ Names are imported on first use (PEP 562), so `import gp_proxy` stays cheap: tor
 DEAP and sympy load with the first name that needs them, networkx with `to_graph`; never
 vit_space. The modules: `primitives`, `program` (the language), `fitness`, `evolve` (the
 algorithms), `config`, `discovery`, `checkpoint`, `results` (a run), `library`, `store`,
-`simplification`, `symbolic`, `export`, `markdown`, `atomic`.
+`simplification`, `symbolic`, `export`, `markdown`, `atomic`, `device`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ _EXPORTS = {
     "split_for_validation": "fitness",
     "DiscoveryConfig": "config",
     "discover": "discovery",
+    "resolve_device": "device",
     "DiscoveryResult": "results",
     "best_of_runs": "results",
     "FrontRow": "results",
@@ -92,6 +93,7 @@ __all__ = [
     "parse",
     "read_front",
     "report",
+    "resolve_device",
     "save_ensemble",
     "save_proxy",
     "simplify",
@@ -108,6 +110,7 @@ __all__ = [
 if TYPE_CHECKING:
     from gp_proxy.atomic import write_text
     from gp_proxy.config import DiscoveryConfig
+    from gp_proxy.device import resolve_device
     from gp_proxy.discovery import discover
     from gp_proxy.ensemble import SavedEnsemble, ensemble_of_run, load_ensemble, mean_rank, save_ensemble
     from gp_proxy.evolve import Objective

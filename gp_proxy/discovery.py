@@ -15,8 +15,10 @@ import itertools
 import multiprocessing
 import random
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 
 from gp_proxy.checkpoint import load_checkpoint, save_checkpoint
 from gp_proxy.config import DiscoveryConfig
+from gp_proxy.device import device_name, resolve_device
 from gp_proxy.errors import AutoproxError
 from gp_proxy.evolve import ALGORITHMS, Objective, StopHook, jcm_of, make_stats, make_toolbox
 from gp_proxy.fitness import Task, split_for_validation
@@ -70,6 +73,7 @@ def discover(
     workers: int = 1,
     progress: bool = True,
     client=None,
+    device: str | torch.device | None = None,
 ) -> DiscoveryResult:
     """Evolve proxies on `tasks` and save the hall of fame, the logbook and a summary in `out_dir`.
 
@@ -80,11 +84,16 @@ def discover(
     `probe` (how the statistics were measured) and `provenance` go into every saved proxy.
     `workers` > 1 evaluates through a process pool (the (mu + lambda) offspring, or the `batch`
     children of an elitism step); a Dask `client` evaluates them on its workers instead, each
-    holding one copy of the tasks' statistics. Results depend on neither. With `resume`, continues from
+    holding one copy of the tasks' statistics. Results depend on neither. `device` (`auto`, `cpu`,
+    `cuda`, `cuda:N`; None: where the statistics are) is where programs are evaluated: the tasks'
+    statistics are moved there, or with a `client` each worker moves its copy to its own `device`
+    (a worker's `auto` is its own first GPU). With `resume`, continues from
     `out_dir/checkpoint.json` to the same result as an uninterrupted run with the same
     configuration. `progress` shows a bar (best training JCM, evaluations so far).
     """
     config.validate()
+    if device is not None and client is None:
+        tasks = [replace(t, bundle=t.bundle.to(resolve_device(device))) for t in tasks]
     off_cpu = sorted({str(t.bundle.block.device) for t in tasks} - {"cpu"})
     if workers > 1 and off_cpu:
         raise AutoproxError(
@@ -100,7 +109,7 @@ def discover(
     )
     objective = Objective(fit_tasks, config.jcm)
     halloffame = HallOfFame(config.hall_of_fame)
-    with _evaluation_map(objective, workers, client) as map_fn:
+    with _evaluation_map(objective, workers, client, device) as map_fn:
         toolbox = make_toolbox(
             pset, objective, config.min_height, config.max_height, config.height_limit, config.size_limit, map_fn
         )
@@ -191,20 +200,31 @@ def _own_random_state() -> Iterator[None]:
         random.setstate(state)
 
 
-def _evaluate_on_worker(objective: Objective, expressions: list[str]) -> list[tuple[float, int]]:
-    """A Dask worker's share of a step: its copy of the objective scores `expressions`."""
+_ON_DEVICE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a worker's objective -> its copy on a device
+
+
+def _evaluate_on_worker(objective: Objective, expressions: list[str], device: str | None) -> list[tuple[float, int]]:
+    """A Dask worker's share of a step: its copy of the objective, moved once to `device` (resolved
+    on the worker; None: left where it is), scores `expressions`."""
+    if device is not None:
+        if objective not in _ON_DEVICE:
+            _ON_DEVICE[objective] = objective.to(resolve_device(device))
+        objective = _ON_DEVICE[objective]
     pset = task_pset(objective.tasks)
     return [objective(parse(e, pset)) for e in expressions]
 
 
 @contextmanager
-def _evaluation_map(objective: Objective, workers: int, client=None) -> Iterator[Callable]:
+def _evaluation_map(
+    objective: Objective, workers: int, client=None, device: str | torch.device | None = None
+) -> Iterator[Callable]:
     """`map` for `workers` <= 1, else a forked process pool whose workers share the objective's
     statistics copy-on-write (only trees and fitnesses cross the process boundary); with a Dask
-    `client`, the objective is sent once to each of its workers and every call splits the trees
-    (as expressions) in one batch per worker."""
+    `client`, the objective is sent once to each of its workers (and moved there to `device`) and
+    every call splits the trees (as expressions) in one batch per worker."""
     global _WORKER_OBJECTIVE
     if client is not None:
+        where = None if device is None else device_name(device)  # resolved by each worker
         with _own_random_state():
             copies = client.scatter(objective, broadcast=True, hash=False)
             count = max(len(client.scheduler_info()["workers"]), 1)
@@ -213,7 +233,8 @@ def _evaluation_map(objective: Objective, workers: int, client=None) -> Iterator
             expressions = [str(t) for t in trees]
             batches = [expressions[i::count] for i in range(count) if expressions[i::count]]
             with _own_random_state():
-                done = client.gather(client.map(_evaluate_on_worker, [copies] * len(batches), batches, pure=False))
+                n = len(batches)
+                done = client.gather(client.map(_evaluate_on_worker, [copies] * n, batches, [where] * n, pure=False))
             out = [None] * len(expressions)
             for i, values in enumerate(done):
                 out[i::count] = values

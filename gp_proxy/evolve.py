@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
+import torch
 from deap import algorithms, base, creator, gp, tools
 
 from gp_proxy.fitness import Report, Task, jcm, kendall, report, valid_scores
@@ -42,7 +44,7 @@ class Objective:
     """
 
     def __init__(self, tasks: Sequence[Task], mode: str = "mean", decimals: int = 3, memo_bytes: int = 1 << 29):
-        self.tasks, self.mode, self.decimals = list(tasks), mode, decimals
+        self.tasks, self.mode, self.decimals, self.memo_bytes = list(tasks), mode, decimals, memo_bytes
         self._fit = [(Evaluator(t.bundle.subset(t.train), memo_bytes), t.accuracy[t.train]) for t in self.tasks]
 
     def __call__(self, tree: gp.PrimitiveTree) -> tuple[float, int]:
@@ -57,6 +59,11 @@ class Objective:
 
     def report(self, tree: gp.PrimitiveTree) -> Report:
         return report({t.name: Evaluator(t.bundle, memo_bytes=0)(tree) for t in self.tasks}, self.tasks, self.mode)
+
+    def to(self, device: torch.device | str) -> Objective:
+        """The same objective with every task's statistics on `device` (programs are then evaluated there)."""
+        tasks = [replace(t, bundle=t.bundle.to(device)) for t in self.tasks]
+        return Objective(tasks, self.mode, self.decimals, self.memo_bytes)
 
     def clear(self) -> None:
         """Forget memoised subtrees (call once per generation)."""

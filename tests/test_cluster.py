@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from functools import partial
 
 import pytest
+import torch
 
 import vit_space.cluster as cluster_mod
 from gp_proxy.errors import AutoproxError
@@ -147,9 +148,23 @@ def test_discovery_on_the_cluster_finds_what_one_process_finds(client, tmp_path)
 
     tasks, config = planted_tasks(), DiscoveryConfig(iterations=12, population=20, hall_of_fame=5, seed=5)
     alone = discover(tasks, config, tmp_path / "alone", progress=False)
-    spread = discover(tasks, config, tmp_path / "spread", progress=False, client=client)
+    spread = discover(tasks, config, tmp_path / "spread", progress=False, client=client, device="cpu")
     assert [str(i) for i in spread.halloffame] == [str(i) for i in alone.halloffame]
     assert list(spread.logbook) == list(alone.logbook) and spread.evaluations == alone.evaluations
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the workers see a GPU")
+def test_discovery_asking_workers_for_a_gpu_they_lack_is_one_error(client, tmp_path):
+    from synthetic import planted_tasks
+
+    from gp_proxy.discovery import DiscoveryConfig, discover
+
+    run = partial(discover, planted_tasks(), DiscoveryConfig(iterations=2, population=6, seed=0), progress=False)
+    with pytest.raises(AutoproxError, match=r"^device cuda:1 was asked for, but torch .*; it sees no CUDA device$"):
+        run(tmp_path / "gpu", client=client, device="cuda:1")  # raised by a worker, as the client's own error
+    with pytest.raises(AutoproxError, match=r"^device must be one of auto, cpu, cuda, cuda:N, got 'gpu'$"):
+        run(tmp_path / "typo", client=client, device="gpu")
+    assert not (tmp_path / "typo").exists()  # refused before any work
 
 
 def test_a_search_probes_its_candidates_on_the_cluster(client, tmp_path):

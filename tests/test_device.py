@@ -110,3 +110,18 @@ def test_a_bundle_moved_and_subset_keeps_its_values(tmp_path):
     picked = moved.subset([3, 1])
     assert picked.ids == (bundle.ids[3], bundle.ids[1])
     assert np.allclose(Evaluator(picked)(program), Evaluator(bundle)(program)[[3, 1]], rtol=1e-6)
+
+
+@pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU")
+def test_discovery_on_the_gpu_scores_programs_as_the_cpu_does(tmp_path):
+    from synthetic import planted_tasks
+
+    from gp_proxy.discovery import DiscoveryConfig, discover
+    from gp_proxy.evolve import Objective
+
+    tasks, config = planted_tasks(), DiscoveryConfig(iterations=4, population=12, seed=2)
+    found = discover(tasks, config, tmp_path, progress=False, device="cuda")
+    on_cpu, on_gpu = Objective(tasks), Objective(tasks).to("cuda")
+    for tree in found.halloffame:
+        assert tree.fitness.values[0] == on_gpu(tree)[0]  # the search's fitness is the GPU's
+        assert abs(on_gpu(tree)[0] - on_cpu(tree)[0]) <= 0.002, str(tree)

@@ -36,6 +36,7 @@ from gp_proxy import (
     parse,
     read_front,
     report,
+    resolve_device,
     save_proxy,
     simplify,
     table,
@@ -153,6 +154,9 @@ def test_known_proxies_and_user_errors(tasks):
     with pytest.raises(AutoproxError, match="39 accuracies for 40 networks"):
         Task("short", task.bundle, task.accuracy[:-1], task.train, task.test)
     assert DiscoveryConfig().size_limit == 12  # the one place defaults live
+    with pytest.raises(AutoproxError, match="device must be one of auto, cpu, cuda, cuda:N, got 'tpu'"):
+        discover(tasks, DiscoveryConfig(iterations=1), "unused", device="tpu")
+    assert resolve_device("cpu").type == "cpu"
 
 
 def test_best_of_runs_picks_the_highest_training_jcm_never_the_heldout(runs, tmp_path):

@@ -1,4 +1,5 @@
-"""Where models run: `--device auto|cpu|cuda|cuda:N`, and float32 kept float32 on GPUs.
+"""Where models run: `--device auto|cpu|cuda|cuda:N` (`resolve_device`, from `gp_proxy.device`),
+seeded builds, and float32 kept float32 on GPUs.
 
 Every model autoprox builds is built on the CPU under its seeded RNG (so the weights are the
 same on every device), then moved. Statistics, scores and accuracies come back to the CPU, so
@@ -10,44 +11,17 @@ precision.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
-from gp_proxy.errors import AutoproxError
+from gp_proxy.device import DEVICES, resolve_device
 
-DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+__all__ = ["DEVICES", "cpu_seeded", "float32_matmul", "resolve_device"]
+
 _SEEDING = threading.RLock()  # torch's global CPU generator is one per process
-
-
-def _seen() -> str:
-    """What torch sees, in words: its version, its CUDA build and the GPUs."""
-    cuda = torch.version.cuda
-    build = f"torch {torch.__version__}, " + (f"built for CUDA {cuda}" if cuda else "a CPU-only build")
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    gpus = ", ".join(f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(count)) or "no CUDA device"
-    return f"{build}; it sees {gpus}"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """The torch device for `device`: `auto` (the first GPU when torch sees one, else the CPU),
-    `cpu`, `cuda` or `cuda:N`. AutoproxError naming what torch sees when the GPU is not there."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise AutoproxError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if device == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    index = int(device.partition(":")[2] or 0)
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if index >= count:
-        raise AutoproxError(f"device {device} was asked for, but {_seen()}")
-    return torch.device("cuda", index)
 
 
 @contextmanager

@@ -111,6 +111,7 @@ def run_job(
         provenance={"benchmarks": [bench_name], "tasks": [t.name for t in tasks], "holdout": 0.5, "split_seed": 0},
         progress=progress,
         client=client,
+        device=device,
     )
     best = load_proxy(discovery.saved[0])
 

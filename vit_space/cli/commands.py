@@ -120,7 +120,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
         validation_seed=args.validation_seed,
     )
     config.validate()
-    spec, device = _probe_spec(args), resolve_device("cpu" if args.cluster else args.device)
+    spec, device = _probe_spec(args), work_device(args)
     if args.workers > 1 and (args.cluster or device.type != "cpu"):
         where = f"--cluster {args.cluster}" if args.cluster else f"--device {device}"
         raise AutoproxError(f"--workers {args.workers} evaluates in local CPU processes; with {where} leave it at 1")
@@ -136,7 +136,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
         compute_missing=args.compute_missing,
         sources=_data_sources(args.data),
         limit=args.limit or 0,
-        device=device,
+        device="cpu" if args.cluster else device,
     )
     provenance = {
         "benchmarks": benches,
@@ -155,6 +155,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
             workers=args.workers,
             progress=not args.quiet,
             client=client,
+            device=device,
         )
     best = result.saved[0]
     print(f"{result.evaluations} programs evaluated in {result.seconds:.0f} s; best proxy: {best}")
