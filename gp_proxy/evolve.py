@@ -25,6 +25,7 @@ from deap import algorithms, base, creator, gp, tools
 
 from gp_proxy.fitness import Report, Task, jcm, kendall, report, valid_scores
 from gp_proxy.program import Evaluator, cx_one_point, generate, mut_insert
+from gp_proxy.stats import concat
 
 INVALID = float("-inf")
 
@@ -39,21 +40,41 @@ class Objective:
     program (NaN/inf or constant scores on some task).
 
     The search sees only the training architectures of each task; `report(tree)` gives the
-    train and held-out correlations on every task (a `gp_proxy.fitness.Report`). One memoising
-    `Evaluator` per task, holding at most `memo_bytes` of tensors; `clear()` empties them.
+    train and held-out correlations on every task (a `gp_proxy.fitness.Report`). Tasks whose
+    statistics share a layout (names, unit count, sketch size, groups; e.g. one space's data sets)
+    are scored together: one memoising `Evaluator` on their training architectures concatenated
+    (a task sharing another's statistics and split adds none), so each program node is one op for
+    all of them. Each holds at most `memo_bytes` of tensors per task; `clear()` empties them.
     """
 
     def __init__(self, tasks: Sequence[Task], mode: str = "mean", decimals: int = 3, memo_bytes: int = 1 << 29):
         self.tasks, self.mode, self.decimals, self.memo_bytes = list(tasks), mode, decimals, memo_bytes
-        self._fit = [(Evaluator(t.bundle.subset(t.train), memo_bytes), t.accuracy[t.train]) for t in self.tasks]
+        by_layout: dict[tuple, list[int]] = {}
+        for i, t in enumerate(self.tasks):
+            by_layout.setdefault((t.bundle.layout, str(t.bundle.block.device)), []).append(i)
+        self._fit = [self._stacked(members) for members in by_layout.values()]
+
+    def _stacked(self, members: list[int]) -> tuple[Evaluator, list[tuple[int, slice, np.ndarray]]]:
+        """One evaluator for the tasks at `members`, and each one's (position, rows, training accuracies)."""
+        parts: dict[tuple, slice] = {}
+        bundles, rows, start = [], [], 0
+        for i in members:
+            task = self.tasks[i]
+            key = (id(task.bundle), task.train.tobytes())
+            if key not in parts:
+                bundles.append(task.bundle.subset(task.train))
+                parts[key], start = slice(start, start + len(task.train)), start + len(task.train)
+            rows.append((i, parts[key], task.accuracy[task.train]))
+        return Evaluator(bundles[0] if len(bundles) == 1 else concat(bundles), self.memo_bytes * len(bundles)), rows
 
     def __call__(self, tree: gp.PrimitiveTree) -> tuple[float, int]:
-        taus = []
-        for evaluator, accuracy in self._fit:
+        taus = [0.0] * len(self.tasks)
+        for evaluator, rows in self._fit:
             scores = evaluator(tree)
-            if not valid_scores(scores):
-                return INVALID, len(tree)
-            taus.append(kendall(scores, accuracy))
+            for i, where, accuracy in rows:
+                if not valid_scores(scores[where]):
+                    return INVALID, len(tree)
+                taus[i] = kendall(scores[where], accuracy)
         value = jcm(taus, self.mode)
         return (round(value, self.decimals) if np.isfinite(value) else INVALID), len(tree)
 

@@ -93,6 +93,11 @@ class StatsBundle:
             tuple(self.ids[i] for i in index.tolist()),
         )
 
+    @property
+    def layout(self) -> tuple:
+        """What bundles must share to be concatenated: statistic names with their (U, S, S) shapes, groups."""
+        return tuple((n, tuple(t.shape[1:])) for n, t in sorted(self.tensors.items())), tuple(sorted(self.groups))
+
     def to(self, device: torch.device | str) -> StatsBundle:
         """The bundle with every tensor on `device` (programs are then evaluated there)."""
         move = lambda d: {k: v.to(device) for k, v in d.items()}  # noqa: E731
@@ -130,3 +135,20 @@ def stack(stats: list[UnitStats], ids: list[str] | None = None) -> StatsBundle:
         block[a, :u] = s.block
     mask = {n: numel[n] > 0 for n in names}
     return StatsBundle(tensors, numel, mask, groups, block, tuple(ids or [str(i) for i in range(archs)]))
+
+
+def concat(bundles: list[StatsBundle]) -> StatsBundle:
+    """The architectures of `bundles`, one after the other, in one bundle (one op then scores all).
+    They must share one `layout`, and so need no padding; AutoproxError otherwise."""
+    layouts = {b.layout for b in bundles}
+    if len(layouts) != 1:
+        raise AutoproxError(f"cannot concatenate {len(bundles)} bundles of {len(layouts)} different layouts")
+    join = lambda field: {k: torch.cat([getattr(b, field)[k] for b in bundles]) for k in getattr(bundles[0], field)}  # noqa: E731
+    return StatsBundle(
+        join("tensors"),
+        join("numel"),
+        join("mask"),
+        join("groups"),
+        torch.cat([b.block for b in bundles]),
+        tuple(i for b in bundles for i in b.ids),
+    )

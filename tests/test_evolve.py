@@ -1,15 +1,18 @@
 """The evolution steps: copies are redrawn, never evaluated or let in; the worst leaves; the
 (mu + lambda) hall of fame sees the offspring. The algorithms: their loop, hooks and resumption."""
 
+import dataclasses
 import itertools
 import random
 
-from deap import creator, tools
+import torch
+from deap import creator, gp, tools
 from synthetic import planted_tasks
 
 from gp_proxy.discovery import DiscoveryConfig, task_pset
 from gp_proxy.evolve import (
     ALGORITHMS,
+    INVALID,
     Objective,
     ea_elitism_preserve,
     ea_mu_plus_lambda,
@@ -20,7 +23,8 @@ from gp_proxy.evolve import (
     mu_plus_lambda_step,
     same_fitness,
 )
-from gp_proxy.program import parse
+from gp_proxy.fitness import jcm, kendall, valid_scores
+from gp_proxy.program import Evaluator, generate, parse
 
 DEFAULTS = DiscoveryConfig()
 
@@ -196,3 +200,44 @@ def test_the_algorithms_stop_on_should_stop_and_resume_from_their_logbook():
         assert first[-1]["iteration"] == 4
         _, resumed = algorithm(population, toolbox, 10, **OPTIONS[algorithm], logbook=first)
         assert resumed is first and list(resumed) == list(straight)
+
+
+def test_tasks_of_one_layout_are_scored_in_one_pass_with_the_fitness_of_each_alone(monkeypatch):
+    tasks = planted_tasks()
+    bundle, g = tasks[0].bundle, torch.Generator().manual_seed(1)
+    noisy = {n: t + torch.randn(t.shape, generator=g) for n, t in bundle.tensors.items()}
+    cut = lambda d: {n: t[:, :-1] for n, t in d.items()}  # noqa: E731  (one unit fewer: another layout)
+    mixed = [
+        tasks[0],
+        dataclasses.replace(tasks[1], bundle=dataclasses.replace(bundle, tensors=noisy)),
+        dataclasses.replace(tasks[1], name="same statistics"),  # tasks[0]'s bundle and split
+        dataclasses.replace(
+            tasks[1],
+            name="fewer units",
+            bundle=dataclasses.replace(
+                bundle,
+                tensors=cut(bundle.tensors),
+                numel=cut(bundle.numel),
+                mask=cut(bundle.mask),
+                groups=cut(bundle.groups),
+                block=bundle.block[:, :-1],
+            ),
+        ),
+    ]
+    objective, pset = Objective(mixed), task_pset(mixed)
+    calls = []
+    real_call = Evaluator.__call__
+    monkeypatch.setattr(Evaluator, "__call__", lambda self, tree: calls.append(self) or real_call(self, tree))
+    random.seed(2)
+    trees = [gp.PrimitiveTree(generate(pset, 1, 4)) for _ in range(60)] + [parse("agg_sum_mlp(fro(gW))", pset)]
+    for tree in trees:
+        calls.clear()
+        fitness = objective(tree)
+        assert len(calls) == 2  # one pass per layout, not one per task
+        scores = [Evaluator(t.bundle.subset(t.train))(tree) for t in mixed]
+        if all(valid_scores(s) for s in scores):
+            taus = [kendall(s, t.accuracy[t.train]) for s, t in zip(scores, mixed)]
+            assert fitness == (round(jcm(taus, "mean"), 3), len(tree)), str(tree)
+        else:
+            assert fitness == (INVALID, len(tree)), str(tree)
+    assert objective(trees[-1])[0] > 0.3  # the planted signal survives on every task

@@ -13,7 +13,7 @@ from deap import gp, tools
 from gp_proxy.errors import AutoproxError
 from gp_proxy.primitives import Mat, Score, Unit, build_pset
 from gp_proxy.program import MAX_PROGRAM_DEPTH, MAX_PROGRAM_NODES, Evaluator, generate, mut_insert, parse
-from gp_proxy.stats import UnitStats, stack
+from gp_proxy.stats import UnitStats, concat, stack
 
 NAMES = ["W", "X", "gW", "noise.gW"]
 GROUPS = ["all", "mlp", "msa"]
@@ -260,3 +260,19 @@ def test_trees_that_do_not_fit_the_bundle(bundle, pset):
         evaluate(parse("agg_sum_attn(fro(W))", build_pset(["W"], ["attn"])))
     with pytest.raises(AutoproxError, match="returns Unit"):
         evaluate(gp.PrimitiveTree([pset.mapping["fro"], pset.mapping["W"]]))
+
+
+def test_concatenated_bundles_score_each_network_as_alone(pset):
+    g = torch.Generator().manual_seed(3)
+    first = stack([unit_stats(2 + a % 5, g) for a in range(7)], [f"a{a}" for a in range(7)])  # 6 units
+    second = stack([unit_stats(6 - a % 3, g) for a in range(4)], [f"b{a}" for a in range(4)])  # 6 units
+    both = concat([first, second])
+    assert both.num_archs == 11 and both.ids == first.ids + second.ids
+    random.seed(4)
+    for _ in range(40):
+        tree = gp.PrimitiveTree(generate(pset, 1, 4))
+        alone = np.concatenate([Evaluator(first)(tree), Evaluator(second)(tree)])
+        assert np.array_equal(Evaluator(both)(tree), alone, equal_nan=True), str(tree)
+    narrower = stack([unit_stats(3, g) for _ in range(2)])  # 3 units: another layout
+    with pytest.raises(AutoproxError, match="cannot concatenate 2 bundles of 2 different layouts"):
+        concat([first, narrower])
