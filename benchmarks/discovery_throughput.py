@@ -4,7 +4,9 @@ Target (issue 3): >= 10 candidates per second, each scored on all 200 architectu
 KD data set (6 tasks), on a 2-core machine; and the speed-up over re-running the probe for
 every candidate (the paper's way), measured side by side on a few architectures.
 
-Four measurements:
+Four measurements, the first three side by side: the objective as it is, each space's three data
+sets scored in one pass over their stacked statistics, and as it was before 2026-12-02, one pass
+per task (`Objective(stack=False)`; the same fitness to the bit, checked here):
   fresh     random programs, memo cleared before each (worst case: every node computed);
   floor     the same on the first 10 architectures of each task: the fixed cost of a candidate
             (Python, primitives' calls, Kendall tau), which a GPU cannot hide; next to it the
@@ -12,8 +14,7 @@ Four measurements:
   search    the programs an elitism-preserve run evaluates, with its memo (the real workload);
             only programs really scored count: a mutation that gives a program already in the
             population is redrawn, never evaluated (the count of such copies is reported). Run
-            three times, alternated with three runs whose fitness takes its Kendall tau from scipy
-            (as before 2026-12-02), with the share of each run's time spent in Kendall tau;
+            three times each way, alternated, with the share of the time spent in Kendall tau;
   re-probe  the paper's way on K architectures per space: probe + score per candidate, vs.
             scoring the same K architectures from cached statistics.
 
@@ -62,28 +63,29 @@ def main() -> None:
     pset = task_pset(tasks)
     random.seed(0)
     trees = [generate(pset, 1, 3) for _ in range(args.programs)]
-    fresh = fresh_rate(tasks, trees)
+    fresh = {stacked: fresh_rate(tasks, trees, stacked) for stacked in (True, False)}
     first = np.arange(10)
     small = [Task(t.name, t.bundle.subset(first), t.accuracy[first], first, first[:0]) for t in tasks]
-    floor = fresh_rate(small, trees)
+    floor = {stacked: fresh_rate(small, trees, stacked) for stacked in (True, False)}
     tau_ours, tau_scipy, tau_count = kendall_seconds(tasks[0])
+    both = Objective(tasks), Objective(tasks, stack=False)
+    assert all(both[0](t) == both[1](t) for t in trees), "stacked and per-task fitness differ"
+    del both
 
-    searches = {kendall: [], scipy_kendall: []}
-    shares = {kendall: [], scipy_kendall: []}  # of each search's time, spent in Kendall tau
-    counts = set()
-    for correlation in (kendall, scipy_kendall) * 3:
-        timed, seconds = clocked(correlation)
+    searches, shares, counts = {True: [], False: []}, [], set()
+    for stacked in (True, False) * 3:
+        timed, seconds = clocked(kendall)
         start = time.perf_counter()
         with mock.patch("gp_proxy.evolve.kendall", timed):
-            rate, *counted = elitism_search(pset, Objective(tasks), args.steps)
-        searches[correlation].append(rate)
-        shares[correlation].append(seconds[0] / (time.perf_counter() - start))
+            rate, *counted = elitism_search(pset, Objective(tasks, stack=stacked), args.steps)
+        searches[stacked].append(rate)
+        if stacked:
+            shares.append(seconds[0] / (time.perf_counter() - start))
         counts.add(tuple(counted))
     assert len(counts) == 1, f"the six searches differ: {counts}"  # the same bits, so the same programs
     evaluations, draws, unchanged = counts.pop()
-    search, search_scipy = (statistics.mean(r) for r in searches.values())
-    runs = {c: ", ".join(f"{r:.1f}" for r in rates) for c, rates in searches.items()}
-    share = {c: statistics.mean(values) for c, values in shares.items()}
+    search = {stacked: statistics.mean(rates) for stacked, rates in searches.items()}
+    runs = {stacked: ", ".join(f"{r:.1f}" for r in rates) for stacked, rates in searches.items()}
 
     rows = []
     for name in ("autoformer", "pit"):
@@ -108,19 +110,23 @@ def main() -> None:
         + f"; 200 architectures; statistics loaded in {load_seconds:.0f} s; "
         f"load average at the start {load_start}, at the end {_load()}, on {os.cpu_count()} cores)",
         table(
-            ["workload", "candidates per second (each on 200 archs x 3 data sets)"],
+            ["workload", "one pass per space", "one pass per task", "ratio"],
             [
-                f"| fresh random programs, empty memo (worst case) | {fresh:.1f} |",
-                f"| the same on the first 10 architectures of each task (fixed cost per candidate) | {floor:.1f} |",
-                f"| elitism-preserve search, {args.steps} steps, memo (mean of {runs[kendall]}) | {search:.1f} |",
-                f"| the same search with scipy's Kendall tau, runs alternated with the row above (mean of "
-                f"{runs[scipy_kendall]}) | {search_scipy:.1f} |",
+                f"| fresh random programs, empty memo (worst case) | {fresh[True]:.1f} | {fresh[False]:.1f} | "
+                f"{fresh[True] / fresh[False]:.2f} |",
+                f"| the same on the first 10 architectures of each task (fixed cost per candidate) | "
+                f"{floor[True]:.1f} | {floor[False]:.1f} | {floor[True] / floor[False]:.2f} |",
+                f"| elitism-preserve search, {args.steps} steps, memo, three runs each way alternated (means of "
+                f"{runs[True]} and {runs[False]}) | {search[True]:.1f} | {search[False]:.1f} | "
+                f"{search[True] / search[False]:.2f} |",
             ],
         ),
+        f"Candidates per second, each scored on 200 architectures x 3 data sets. The {len(trees)} fresh programs "
+        "got the same fitness both ways, and the six searches scored the same programs.",
         f"Kendall tau-b of one task's {tau_count} architectures, per call: "
         f"`gp_proxy.fitness.kendall` {tau_ours * 1e6:.0f} us, `scipy.stats.kendalltau` {tau_scipy * 1e6:.0f} us "
-        f"({tau_scipy / tau_ours:.1f}x; the same value to the bit). In the search, Kendall tau took "
-        f"{share[kendall]:.1%} of the time with gp_proxy's and {share[scipy_kendall]:.1%} with scipy's.",
+        f"({tau_scipy / tau_ours:.1f}x; the same value to the bit). It took {statistics.mean(shares):.1%} of the "
+        "stacked searches' time.",
         f"Default configuration (size limit {DiscoveryConfig().size_limit} nodes). The search drew {draws} mutations "
         f"and scored {evaluations} programs: the other {draws - evaluations} ({1 - evaluations / max(draws, 1):.0%}) "
         f"gave a program already in the population (or already drawn in the step), {unchanged} of them the "
@@ -132,9 +138,10 @@ def main() -> None:
     )
 
 
-def fresh_rate(tasks: list[Task], trees: list) -> float:
-    """Programs scored per second on every task, the memo cleared before each (every node computed)."""
-    objective = Objective(tasks)
+def fresh_rate(tasks: list[Task], trees: list, stacked: bool = True) -> float:
+    """Programs scored per second on every task, the memo cleared before each (every node computed);
+    `stacked`: `Objective`'s `stack`."""
+    objective = Objective(tasks, stack=stacked)
     start = time.perf_counter()
     for tree in trees:
         objective.clear()
@@ -156,7 +163,7 @@ def clocked(correlation):
 
 
 def scipy_kendall(scores: np.ndarray, accuracy: np.ndarray) -> float:
-    """Kendall tau-b from `scipy.stats.kendalltau` over the finite pairs (the fitness before 2026-12-02)."""
+    """Kendall tau-b from `scipy.stats.kendalltau` over the finite pairs."""
     keep = np.isfinite(scores) & np.isfinite(accuracy)
     return float(stats.kendalltau(scores[keep], accuracy[keep]).statistic)
 

@@ -44,14 +44,24 @@ class Objective:
     statistics share a layout (names, unit count, sketch size, groups; e.g. one space's data sets)
     are scored together: one memoising `Evaluator` on their training architectures concatenated
     (a task sharing another's statistics and split adds none), so each program node is one op for
-    all of them. Each holds at most `memo_bytes` of tensors per task; `clear()` empties them.
+    all of them (`stack=False`: one evaluator per task, the same fitness to the bit). Each holds at
+    most `memo_bytes` of tensors per task; `clear()` empties them.
     """
 
-    def __init__(self, tasks: Sequence[Task], mode: str = "mean", decimals: int = 3, memo_bytes: int = 1 << 29):
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        mode: str = "mean",
+        decimals: int = 3,
+        memo_bytes: int = 1 << 29,
+        stack: bool = True,
+    ):
         self.tasks, self.mode, self.decimals, self.memo_bytes = list(tasks), mode, decimals, memo_bytes
+        self.stack = stack
         by_layout: dict[tuple, list[int]] = {}
         for i, t in enumerate(self.tasks):
-            by_layout.setdefault((t.bundle.layout, str(t.bundle.block.device)), []).append(i)
+            key = (t.bundle.layout, str(t.bundle.block.device)) if stack else i
+            by_layout.setdefault(key, []).append(i)
         self._fit = [self._stacked(members) for members in by_layout.values()]
 
     def _stacked(self, members: list[int]) -> tuple[Evaluator, list[tuple[int, slice, np.ndarray]]]:
@@ -84,7 +94,7 @@ class Objective:
     def to(self, device: torch.device | str) -> Objective:
         """The same objective with every task's statistics on `device` (programs are then evaluated there)."""
         tasks = [replace(t, bundle=t.bundle.to(device)) for t in self.tasks]
-        return Objective(tasks, self.mode, self.decimals, self.memo_bytes)
+        return Objective(tasks, self.mode, self.decimals, self.memo_bytes, self.stack)
 
     def clear(self) -> None:
         """Forget memoised subtrees (call once per generation)."""

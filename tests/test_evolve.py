@@ -224,7 +224,7 @@ def test_tasks_of_one_layout_are_scored_in_one_pass_with_the_fitness_of_each_alo
             ),
         ),
     ]
-    objective, pset = Objective(mixed), task_pset(mixed)
+    objective, alone, pset = Objective(mixed), Objective(mixed, stack=False), task_pset(mixed)
     calls = []
     real_call = Evaluator.__call__
     monkeypatch.setattr(Evaluator, "__call__", lambda self, tree: calls.append(self) or real_call(self, tree))
@@ -234,6 +234,8 @@ def test_tasks_of_one_layout_are_scored_in_one_pass_with_the_fitness_of_each_alo
         calls.clear()
         fitness = objective(tree)
         assert len(calls) == 2  # one pass per layout, not one per task
+        calls.clear()
+        assert alone(tree) == fitness and len(calls) == 4
         scores = [Evaluator(t.bundle.subset(t.train))(tree) for t in mixed]
         if all(valid_scores(s) for s in scores):
             taus = [kendall(s, t.accuracy[t.train]) for s, t in zip(scores, mixed)]
