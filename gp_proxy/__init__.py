@@ -9,9 +9,9 @@ The public API, for experiment scripts::
 
 Names are imported on first use (PEP 562), so `import gp_proxy` stays cheap: torch, scipy,
 DEAP and sympy load with the first name that needs them, networkx with `to_graph`; never
-vit_space. The modules: `primitives`, `program` (the language), `fitness`, `evolve` (the
-algorithms), `config`, `discovery`, `checkpoint`, `results` (a run), `library`, `store`,
-`simplification`, `symbolic`, `export`, `markdown`, `atomic`, `device`.
+vit_space. The modules: `primitives`, `program` (the language), `fitness`, `objective` (the
+fitness of a program), `evolve` (the algorithms), `config`, `discovery`, `checkpoint`, `results`
+(a run), `library`, `store`, `simplification`, `symbolic`, `export`, `markdown`, `atomic`, `device`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ _EXPORTS = {
     "FrontRow": "results",
     "read_front": "results",
     "front_proxy": "results",
-    "Objective": "evolve",
+    "Objective": "objective",
     "Evaluator": "program",
     "parse": "program",
     "build_pset": "primitives",
@@ -113,7 +113,6 @@ if TYPE_CHECKING:
     from gp_proxy.device import resolve_device
     from gp_proxy.discovery import discover
     from gp_proxy.ensemble import SavedEnsemble, ensemble_of_run, load_ensemble, mean_rank, save_ensemble
-    from gp_proxy.evolve import Objective
     from gp_proxy.export import to_graph, to_python
     from gp_proxy.fitness import (
         Report,
@@ -127,6 +126,7 @@ if TYPE_CHECKING:
     )
     from gp_proxy.library import KNOWN_PROXIES, known_proxy
     from gp_proxy.markdown import table, write_report
+    from gp_proxy.objective import Objective
     from gp_proxy.primitives import build_pset
     from gp_proxy.program import Evaluator, parse
     from gp_proxy.results import DiscoveryResult, FrontRow, best_of_runs, front_proxy, read_front

@@ -29,10 +29,11 @@ from gp_proxy.checkpoint import load_checkpoint, save_checkpoint
 from gp_proxy.config import DiscoveryConfig
 from gp_proxy.device import device_name, resolve_device
 from gp_proxy.errors import AutoproxError
-from gp_proxy.evolve import ALGORITHMS, Objective, StopHook, jcm_of, make_stats, make_toolbox
+from gp_proxy.evolve import ALGORITHMS, StopHook, jcm_of, make_stats, make_toolbox
 from gp_proxy.fitness import Task, split_for_validation
 from gp_proxy.halloffame import HallOfFame
 from gp_proxy.library import known_proxy
+from gp_proxy.objective import Objective
 from gp_proxy.primitives import build_pset
 from gp_proxy.program import parse
 from gp_proxy.results import DiscoveryResult, save_results

@@ -8,7 +8,8 @@ Each algorithm is one function with its whole loop, shaped like DEAP's `algorith
 hooks `on_step` (after each step: progress, checkpoints) and `should_stop` (before each step: a
 budget). Neither lets a duplicate in: a child whose expression is already in the population (its
 parent's included) or among the step's other children is never evaluated; a new one is drawn
-instead. Fitness is lexicographic: (training JCM rounded to `Objective.decimals`, tree size), the
+instead. Fitness is lexicographic: (training JCM rounded to `Objective.decimals`, tree size; the
+`gp_proxy.objective.Objective` is the usual `evaluate`), the
 first maximised and the second minimised, so of two proxies that rank alike the smaller one wins.
 Invalid programs (NaN/inf or constant scores) get JCM = -inf.
 """
@@ -17,89 +18,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import numpy as np
-import torch
 from deap import algorithms, base, creator, gp, tools
 
-from gp_proxy.fitness import Report, Task, jcm, kendall, report, valid_scores
-from gp_proxy.program import Evaluator, cx_one_point, generate, mut_insert
-from gp_proxy.stats import concat
-
-INVALID = float("-inf")
+from gp_proxy.program import cx_one_point, generate, mut_insert
 
 if not hasattr(creator, "ProxyFitness"):
     creator.create("ProxyFitness", base.Fitness, weights=(1.0, -1.0))
     creator.create("Proxy", gp.PrimitiveTree, fitness=creator.ProxyFitness)
-
-
-class Objective:
-    """Scores trees on tasks: `objective(tree)` -> (training JCM rounded to `decimals`, size in
-    nodes); the JCM (`mode` of the per-task Kendall taus, in [-1, 1]) is -inf for an invalid
-    program (NaN/inf or constant scores on some task).
-
-    The search sees only the training architectures of each task; `report(tree)` gives the
-    train and held-out correlations on every task (a `gp_proxy.fitness.Report`). Tasks whose
-    statistics share a layout (names, unit count, sketch size, groups; e.g. one space's data sets)
-    are scored together: one memoising `Evaluator` on their training architectures concatenated
-    (a task sharing another's statistics and split adds none), so each program node is one op for
-    all of them (`stack=False`: one evaluator per task, the same fitness to the bit). Each holds at
-    most `memo_bytes` of tensors per task; `clear()` empties them.
-    """
-
-    def __init__(
-        self,
-        tasks: Sequence[Task],
-        mode: str = "mean",
-        decimals: int = 3,
-        memo_bytes: int = 1 << 29,
-        stack: bool = True,
-    ):
-        self.tasks, self.mode, self.decimals, self.memo_bytes = list(tasks), mode, decimals, memo_bytes
-        self.stack = stack
-        by_layout: dict[tuple, list[int]] = {}
-        for i, t in enumerate(self.tasks):
-            key = (t.bundle.layout, str(t.bundle.block.device)) if stack else i
-            by_layout.setdefault(key, []).append(i)
-        self._fit = [self._stacked(members) for members in by_layout.values()]
-
-    def _stacked(self, members: list[int]) -> tuple[Evaluator, list[tuple[int, slice, np.ndarray]]]:
-        """One evaluator for the tasks at `members`, and each one's (position, rows, training accuracies)."""
-        parts: dict[tuple, slice] = {}
-        bundles, rows, start = [], [], 0
-        for i in members:
-            task = self.tasks[i]
-            key = (id(task.bundle), task.train.tobytes())
-            if key not in parts:
-                bundles.append(task.bundle.subset(task.train))
-                parts[key], start = slice(start, start + len(task.train)), start + len(task.train)
-            rows.append((i, parts[key], task.accuracy[task.train]))
-        return Evaluator(bundles[0] if len(bundles) == 1 else concat(bundles), self.memo_bytes * len(bundles)), rows
-
-    def __call__(self, tree: gp.PrimitiveTree) -> tuple[float, int]:
-        taus = [0.0] * len(self.tasks)
-        for evaluator, rows in self._fit:
-            scores = evaluator(tree)
-            for i, where, accuracy in rows:
-                if not valid_scores(scores[where]):
-                    return INVALID, len(tree)
-                taus[i] = kendall(scores[where], accuracy)
-        value = jcm(taus, self.mode)
-        return (round(value, self.decimals) if np.isfinite(value) else INVALID), len(tree)
-
-    def report(self, tree: gp.PrimitiveTree) -> Report:
-        return report({t.name: Evaluator(t.bundle, memo_bytes=0)(tree) for t in self.tasks}, self.tasks, self.mode)
-
-    def to(self, device: torch.device | str) -> Objective:
-        """The same objective with every task's statistics on `device` (programs are then evaluated there)."""
-        tasks = [replace(t, bundle=t.bundle.to(device)) for t in self.tasks]
-        return Objective(tasks, self.mode, self.decimals, self.memo_bytes, self.stack)
-
-    def clear(self) -> None:
-        """Forget memoised subtrees (call once per generation)."""
-        for evaluator, _ in self._fit:
-            evaluator.clear()
 
 
 def mutate(individual: gp.PrimitiveTree, pset: gp.PrimitiveSetTyped, expr: Callable) -> tuple[gp.PrimitiveTree]:

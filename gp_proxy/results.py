@@ -31,8 +31,8 @@ from deap import tools
 from gp_proxy.atomic import atomic_path, write_text
 from gp_proxy.config import DiscoveryConfig
 from gp_proxy.errors import AutoproxError
-from gp_proxy.evolve import Objective
 from gp_proxy.fitness import Task
+from gp_proxy.objective import Objective
 from gp_proxy.program import Evaluator
 from gp_proxy.simplification import simplify
 from gp_proxy.store import SavedProxy, load_proxy, save_proxy

@@ -117,7 +117,7 @@ def test_discovery_on_the_gpu_scores_programs_as_the_cpu_does(tmp_path):
     from synthetic import planted_tasks
 
     from gp_proxy.discovery import DiscoveryConfig, discover
-    from gp_proxy.evolve import Objective
+    from gp_proxy.objective import Objective
 
     tasks, config = planted_tasks(), DiscoveryConfig(iterations=4, population=12, seed=2)
     found = discover(tasks, config, tmp_path, progress=False, device="cuda")

@@ -11,13 +11,9 @@ import gp_proxy.discovery
 import gp_proxy.results
 from gp_proxy.discovery import DiscoveryConfig, discover, task_pset
 from gp_proxy.errors import AutoproxError
-from gp_proxy.evolve import (
-    Objective,
-    elitism_preserve_step,
-    evaluate_invalid,
-    make_toolbox,
-)
+from gp_proxy.evolve import elitism_preserve_step, evaluate_invalid, make_toolbox
 from gp_proxy.library import known_proxy
+from gp_proxy.objective import Objective
 from gp_proxy.program import parse
 from gp_proxy.store import load_proxy
 

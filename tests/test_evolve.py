@@ -12,8 +12,6 @@ from synthetic import planted_tasks
 from gp_proxy.discovery import DiscoveryConfig, task_pset
 from gp_proxy.evolve import (
     ALGORITHMS,
-    INVALID,
-    Objective,
     ea_elitism_preserve,
     ea_mu_plus_lambda,
     elitism_preserve_step,
@@ -24,6 +22,7 @@ from gp_proxy.evolve import (
     same_fitness,
 )
 from gp_proxy.fitness import jcm, kendall, valid_scores
+from gp_proxy.objective import INVALID, Objective
 from gp_proxy.program import Evaluator, generate, parse
 
 DEFAULTS = DiscoveryConfig()
@@ -224,7 +223,7 @@ def test_tasks_of_one_layout_are_scored_in_one_pass_with_the_fitness_of_each_alo
             ),
         ),
     ]
-    objective, alone, pset = Objective(mixed), Objective(mixed, stack=False), task_pset(mixed)
+    objective, alone, pset = Objective(mixed, stack=True), Objective(mixed), task_pset(mixed)  # CPU: per task
     calls = []
     real_call = Evaluator.__call__
     monkeypatch.setattr(Evaluator, "__call__", lambda self, tree: calls.append(self) or real_call(self, tree))
