@@ -139,7 +139,7 @@ def main() -> None:
     )
 
 
-def fresh_rate(tasks: list[Task], trees: list, stacked: bool = True) -> float:
+def fresh_rate(tasks: list[Task], trees: list, stacked: bool | None = None) -> float:
     """Programs scored per second on every task, the memo cleared before each (every node computed);
     `stacked`: `Objective`'s `stack`."""
     objective = Objective(tasks, stack=stacked)

@@ -8,9 +8,9 @@ Each algorithm is one function with its whole loop, shaped like DEAP's `algorith
 hooks `on_step` (after each step: progress, checkpoints) and `should_stop` (before each step: a
 budget). Neither lets a duplicate in: a child whose expression is already in the population (its
 parent's included) or among the step's other children is never evaluated; a new one is drawn
-instead. Fitness is lexicographic: (training JCM rounded to `Objective.decimals`, tree size; the
-`gp_proxy.objective.Objective` is the usual `evaluate`), the
-first maximised and the second minimised, so of two proxies that rank alike the smaller one wins.
+instead. Fitness is lexicographic, as `gp_proxy.objective.Objective` (the usual `evaluate`) gives
+it: (training JCM rounded to its `decimals`, tree size), the first maximised and the second
+minimised, so of two proxies that rank alike the smaller one wins.
 Invalid programs (NaN/inf or constant scores) get JCM = -inf.
 """
 
