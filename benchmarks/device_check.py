@@ -57,14 +57,6 @@ AGREEMENT_PROXIES = ("snip", "grad_norm", "weight_l2", "naswot")
 CPU_PROGRAMS = 100  # the CPU's discovery rate is timed on the first this many programs (it is ~40x slower)
 
 
-def timed(fn, *args, **kwargs) -> tuple[object, float]:
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - start
-
-
 def probe_rows(device: torch.device, count: int, folder: Path) -> tuple[list[str], list[str], float]:
     """Probe rate rows per space, agreement rows, and the CPU's seconds per probe (mean over spaces);
     the statistics go to caches under `folder`."""
@@ -78,7 +70,7 @@ def probe_rows(device: torch.device, count: int, folder: Path) -> tuple[list[str
         for side, where in (("cpu", torch.device("cpu")), ("device", device)):
             cache = StatsCache(folder / f"{name}_{side}")
             fill(space, archs[:1], [spec], cache, progress=False, device=where)  # warm-up, not timed
-            report, _ = timed(fill, space, archs[1:], [spec], cache, False, where, ahead=side == "device")
+            report = fill(space, archs[1:], [spec], cache, False, where, ahead=side == "device")
             seconds[side] = report.seconds / (len(archs) - 1)
             scores[side] = {
                 p: proxy_scores(p, space, archs, spec, cache, progress=False, device=where).values

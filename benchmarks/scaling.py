@@ -3,6 +3,9 @@ workers, the scheduler's overhead per task, and a paper estimate of a ViT-Bench-
 
   stats       `--archs` af-tiny networks probed on digits (one task each), into an empty cache;
   build       `--runs` af-tiny networks trained `--steps` steps on digits (one task per run);
+  discover    `--iterations` elitism steps on af-tiny's two tasks (statistics probed beforehand),
+              scoring `--parents` 1 and 4 programs per step (one batch per worker per step; the
+              hall of fame checked equal across one process and the clusters);
   overhead    `--tasks` empty tasks through `run_all` on 2 workers: wall time per task;
   estimate    100 architectures x 3 data sets x 300 epochs, from a measured AutoFormer-Ti step
               (224 px, batch `--batch`, this CPU, one thread) and CIFAR-100's 50,000 training
@@ -29,8 +32,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gp_proxy import table, write_report
-from vit_space import BatchSpec, BuildPlan, ProbeSpec, Recipe, StatsCache, build_bench, fill, get_space
+from gp_proxy import DiscoveryConfig, discover, table, write_report
+from vit_space import BatchSpec, BuildPlan, ProbeSpec, Recipe, StatsCache, build_bench, fill, get_space, tasks_for
 from vit_space.cluster import connect, run_all
 
 EPOCH_IMAGES = 50_000  # CIFAR-100's training set
@@ -60,6 +63,13 @@ def timed_build(archs: list[dict], steps: int, client) -> float:
     start = time.perf_counter()
     build_bench(plan, out, progress=False, client=client)
     return time.perf_counter() - start
+
+
+def timed_discover(tasks: list, iterations: int, parents: int, client) -> tuple[float, list[str]]:
+    config = DiscoveryConfig(iterations=iterations, batch=parents, seed=0)
+    start = time.perf_counter()
+    found = discover(tasks, config, tempfile.mkdtemp(prefix="scaling_discover_"), progress=False, client=client)
+    return time.perf_counter() - start, [str(p) for p in found.halloffame]
 
 
 def _nothing(index: int) -> int:
@@ -103,6 +113,7 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=100, help="af-tiny networks for the stats row")
     parser.add_argument("--runs", type=int, default=12, help="training runs for the build row")
     parser.add_argument("--steps", type=int, default=150, help="training steps per run")
+    parser.add_argument("--iterations", type=int, default=100, help="discovery steps for the discover rows")
     parser.add_argument("--tasks", type=int, default=500, help="empty tasks for the overhead row")
     parser.add_argument("--batch", type=int, default=32, help="batch of the AutoFormer step in the estimate")
     parser.add_argument("--out", default="results/scaling.md")
@@ -110,16 +121,24 @@ def main() -> None:
     torch.set_num_threads(1)
     load = os.getloadavg()[0]
     probe_archs, build_archs = small_archs(args.archs), small_archs(args.runs)
-    stats, build = {}, {}
+    spec = ProbeSpec(BatchSpec("digits", image_size=None))
+    cache = StatsCache(tempfile.mkdtemp(prefix="scaling_tasks_"))
+    tasks = tasks_for(["af-tiny"], None, spec, cache, compute_missing=True)  # probed here, not timed
+    stats, build, search, found = {}, {}, {1: {}, 4: {}}, set()
     for workers in (0, 1, 2):  # 0: one process, no cluster
         with connect(f"local:{workers}") if workers else nullcontext() as client:
             timed_stats(probe_archs[:2], client)  # warm-up: imports, the batch, the training data
             timed_build(build_archs[:1], 5, client)
             stats[workers] = timed_stats(probe_archs, client)
             build[workers] = timed_build(build_archs, args.steps, client)
+            for parents, seconds in search.items():
+                seconds[workers], halloffame = timed_discover(tasks, args.iterations, parents, client)
+                found.add((parents, tuple(halloffame)))
             if workers == 2:
                 per_task = overhead(client, args.tasks)
+    assert len(found) == len(search), "a cluster's discovery differs from one process's"
     stats_alone, build_alone = stats.pop(0), build.pop(0)
+    search_alone = {parents: seconds.pop(0) for parents, seconds in search.items()}
     step = autoformer_step(args.batch)
     steps_per_run = EPOCHS * EPOCH_IMAGES // args.batch
     cpu_seconds = RUNS * steps_per_run * step
@@ -131,7 +150,7 @@ def main() -> None:
         args.out,
         "Dask scaling on this machine, and a ViT-Bench-101-sized estimate",
         f"python benchmarks/scaling.py --archs {args.archs} --runs {args.runs} --steps {args.steps} "
-        f"--tasks {args.tasks} --batch {args.batch} --out {args.out}",
+        f"--iterations {args.iterations} --tasks {args.tasks} --batch {args.batch} --out {args.out}",
         f"({os.cpu_count()} cores, torch {torch.__version__}, one torch thread per process; load average "
         f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; workers warmed up before timing)",
         table(
@@ -148,6 +167,15 @@ def main() -> None:
             [
                 row(f"`stats`: {args.archs} af-tiny probes on digits", stats_alone, stats),
                 row(f"`bench build`: {args.runs} af-tiny runs of {args.steps} steps on digits", build_alone, build),
+                *(
+                    row(
+                        f"`discover`: {args.iterations} elitism steps of {parents} program(s) on af-tiny's "
+                        f"{len(tasks)} tasks (`--parents {parents}`)",
+                        search_alone[parents],
+                        seconds,
+                    )
+                    for parents, seconds in search.items()
+                ),
             ],
         ),
         f"Scheduler overhead: {per_task * 1e3:.2f} ms per task ({args.tasks} empty tasks on 2 workers, "

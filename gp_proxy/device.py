@@ -1,9 +1,13 @@
 """Where tensors go: `auto|cpu|cuda|cuda:N` resolved to a torch device, or one line naming what
-torch sees. `discover` uses it so that each Dask worker places the statistics on its own device."""
+torch sees. `discover` uses it so that each Dask worker places the statistics on its own device.
+`float32_matmul` keeps a GPU's float32 matmuls in float32 (no TF32) while programs, probes and
+training run."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -43,3 +47,25 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if index >= count:
         raise AutoproxError(f"device {device} was asked for, but {_seen()}")
     return torch.device("cuda", index)
+
+
+@contextmanager
+def float32_matmul() -> Iterator[None]:
+    """Within the block, CUDA matmuls and cuDNN convolutions use full float32 (no TF32); restored after.
+
+    It sets torch's `allow_tf32` flags, or, where the process already set TF32 through the newer
+    `fp32_precision` API (reading the old flags then raises), that API: torch refuses a mix of the two."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    flags = [(matmul, "allow_tf32", False), (cudnn, "allow_tf32", False)]
+    try:
+        saved = [getattr(owner, name) for owner, name, _ in flags]
+    except RuntimeError:
+        flags = [(matmul, "fp32_precision", "ieee"), (cudnn.conv, "fp32_precision", "ieee")]
+        saved = [getattr(owner, name) for owner, name, _ in flags]
+    for owner, name, off in flags:
+        setattr(owner, name, off)
+    try:
+        yield
+    finally:
+        for (owner, name, _), value in zip(flags, saved):
+            setattr(owner, name, value)

@@ -15,10 +15,8 @@ import itertools
 import multiprocessing
 import random
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,14 +25,13 @@ from tqdm.auto import tqdm
 
 from gp_proxy.checkpoint import load_checkpoint, save_checkpoint
 from gp_proxy.config import DiscoveryConfig
-from gp_proxy.device import device_name, resolve_device
+from gp_proxy.device import resolve_device
 from gp_proxy.errors import AutoproxError
 from gp_proxy.evolve import ALGORITHMS, StopHook, jcm_of, make_stats, make_toolbox
 from gp_proxy.fitness import Task, split_for_validation
 from gp_proxy.halloffame import HallOfFame
 from gp_proxy.library import known_proxy
-from gp_proxy.objective import Objective
-from gp_proxy.primitives import build_pset
+from gp_proxy.objective import Objective, task_pset, tasks_on
 from gp_proxy.program import parse
 from gp_proxy.results import DiscoveryResult, save_results
 
@@ -53,15 +50,6 @@ def initial_population(toolbox, pset: gp.PrimitiveSetTyped, config: DiscoveryCon
         if len(population) == config.population:
             return population
     raise AutoproxError(f"could not draw {config.population} distinct programs; use a smaller --population")
-
-
-def task_pset(tasks: Sequence[Task]) -> gp.PrimitiveSetTyped:
-    """The primitive set over the statistics and groups that every task's bundle has."""
-    if not tasks:
-        raise AutoproxError("no tasks to discover proxies on")
-    names = set.intersection(*(set(t.bundle.names) for t in tasks))
-    groups = set.intersection(*(set(t.bundle.groups) for t in tasks))
-    return build_pset(sorted(names), sorted(groups))
 
 
 def discover(
@@ -94,7 +82,7 @@ def discover(
     """
     config.validate()
     if device is not None and client is None:
-        tasks = [replace(t, bundle=t.bundle.to(resolve_device(device))) for t in tasks]
+        tasks = tasks_on(tasks, resolve_device(device))
     off_cpu = sorted({str(t.bundle.block.device) for t in tasks} - {"cpu"})
     if workers > 1 and off_cpu:
         raise AutoproxError(
@@ -191,57 +179,18 @@ def _single_threaded() -> None:
 
 
 @contextmanager
-def _own_random_state() -> Iterator[None]:
-    """Give Python's `random` state back as it was: Dask draws from it (which worker to gather from,
-    which copies to keep), and the search's own draws must not depend on the cluster."""
-    state = random.getstate()
-    try:
-        yield
-    finally:
-        random.setstate(state)
-
-
-_ON_DEVICE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a worker's objective -> its copy on a device
-
-
-def _evaluate_on_worker(objective: Objective, expressions: list[str], device: str | None) -> list[tuple[float, int]]:
-    """A Dask worker's share of a step: its copy of the objective, moved once to `device` (resolved
-    on the worker; None: left where it is), scores `expressions`."""
-    if device is not None:
-        if objective not in _ON_DEVICE:
-            _ON_DEVICE[objective] = objective.to(resolve_device(device))
-        objective = _ON_DEVICE[objective]
-    pset = task_pset(objective.tasks)
-    return [objective(parse(e, pset)) for e in expressions]
-
-
-@contextmanager
 def _evaluation_map(
     objective: Objective, workers: int, client=None, device: str | torch.device | None = None
 ) -> Iterator[Callable]:
     """`map` for `workers` <= 1, else a forked process pool whose workers share the objective's
     statistics copy-on-write (only trees and fitnesses cross the process boundary); with a Dask
-    `client`, the objective is sent once to each of its workers (and moved there to `device`) and
-    every call splits the trees (as expressions) in one batch per worker."""
+    `client`, `gp_proxy.dask_map.dask_map` (each worker holds the objective, moved there to `device`)."""
     global _WORKER_OBJECTIVE
     if client is not None:
-        where = None if device is None else device_name(device)  # resolved by each worker
-        with _own_random_state():
-            copies = client.scatter(objective, broadcast=True, hash=False)
-            count = max(len(client.scheduler_info()["workers"]), 1)
+        from gp_proxy.dask_map import dask_map
 
-        def on_cluster(_evaluate, trees) -> list[tuple[float, int]]:
-            expressions = [str(t) for t in trees]
-            batches = [expressions[i::count] for i in range(count) if expressions[i::count]]
-            with _own_random_state():
-                n = len(batches)
-                done = client.gather(client.map(_evaluate_on_worker, [copies] * n, batches, [where] * n, pure=False))
-            out = [None] * len(expressions)
-            for i, values in enumerate(done):
-                out[i::count] = values
-            return out
-
-        yield on_cluster
+        with dask_map(objective, client, device) as on_cluster:
+            yield on_cluster
         return
     if workers <= 1:
         yield map

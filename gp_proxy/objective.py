@@ -15,11 +15,31 @@ import numpy as np
 import torch
 from deap import gp
 
+from gp_proxy.errors import AutoproxError
 from gp_proxy.fitness import Report, Task, jcm, kendall, report, valid_scores
+from gp_proxy.primitives import build_pset
 from gp_proxy.program import Evaluator
-from gp_proxy.stats import concat
+from gp_proxy.stats import StatsBundle, concat
 
 INVALID = float("-inf")
+
+
+def task_pset(tasks: Sequence[Task]) -> gp.PrimitiveSetTyped:
+    """The primitive set over the statistics and groups that every task's bundle has."""
+    if not tasks:
+        raise AutoproxError("no tasks to discover proxies on")
+    names = set.intersection(*(set(t.bundle.names) for t in tasks))
+    groups = set.intersection(*(set(t.bundle.groups) for t in tasks))
+    return build_pset(sorted(names), sorted(groups))
+
+
+def tasks_on(tasks: Sequence[Task], device: torch.device | str) -> list[Task]:
+    """The tasks with their statistics on `device`; tasks that share a bundle still share its one copy."""
+    moved: dict[int, StatsBundle] = {}
+    for t in tasks:
+        if id(t.bundle) not in moved:
+            moved[id(t.bundle)] = t.bundle.to(device)
+    return [replace(t, bundle=moved[id(t.bundle)]) for t in tasks]
 
 
 class Objective:
@@ -47,7 +67,7 @@ class Objective:
         stack: bool | None = None,
     ):
         self.tasks, self.mode, self.decimals, self.memo_bytes = list(tasks), mode, decimals, memo_bytes
-        self.stack = stack
+        self.stack, self.clears = stack, 0
         if stack is None:
             stack = any(t.bundle.block.device.type != "cpu" for t in self.tasks)
         by_layout: dict[tuple, list[int]] = {}
@@ -85,10 +105,14 @@ class Objective:
 
     def to(self, device: torch.device | str) -> Objective:
         """The same objective with every task's statistics on `device` (programs are then evaluated there)."""
-        tasks = [replace(t, bundle=t.bundle.to(device)) for t in self.tasks]
-        return Objective(tasks, self.mode, self.decimals, self.memo_bytes, self.stack)
+        return Objective(tasks_on(self.tasks, device), self.mode, self.decimals, self.memo_bytes, self.stack)
+
+    def __reduce__(self) -> tuple:
+        """Pickled as its tasks and settings: the training subsets and the memo are rebuilt, not sent."""
+        return Objective, (self.tasks, self.mode, self.decimals, self.memo_bytes, self.stack)
 
     def clear(self) -> None:
         """Forget memoised subtrees (call once per generation)."""
+        self.clears += 1
         for evaluator, _ in self._fit:
             evaluator.clear()

@@ -7,12 +7,14 @@ import random
 import re
 import weakref
 from collections import OrderedDict
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 from deap import gp
 
+from gp_proxy.device import float32_matmul
 from gp_proxy.errors import AutoproxError
 from gp_proxy.primitives import AGGREGATIONS, PRIMITIVES, Mat, Score, Value, agg_name, aggregate
 from gp_proxy.stats import StatsBundle
@@ -247,6 +249,7 @@ class Evaluator:
     def __init__(self, bundle: StatsBundle, memo_bytes: int = 1 << 30):
         self.memo_bytes = memo_bytes
         self.hits = self.misses = 0
+        self._cuda = bundle.block.device.type == "cuda"
         self._terminals = {n: Mat(t, bundle.numel[n], bundle.mask[n]) for n, t in bundle.tensors.items()}
         self._ops = {name: op.fn for name, op in PRIMITIVES.items()}
         self._ops.update(
@@ -279,9 +282,12 @@ class Evaluator:
                         wanted[j] = True
             else:
                 values[i] = self._terminal(node.name)
-        for i in reversed(range(len(tree))):  # bottom-up: compute what is missing
-            if wanted[i] and values[i] is None:
-                values[i] = self._recall(keys[i]) or self._compute(tree[i], keys[i], [values[j] for j in children[i]])
+        with float32_matmul() if self._cuda else nullcontext():  # a GPU's matmuls in float32, whatever the process set
+            for i in reversed(range(len(tree))):  # bottom-up: compute what is missing
+                if wanted[i] and values[i] is None:
+                    values[i] = self._recall(keys[i]) or self._compute(
+                        tree[i], keys[i], [values[j] for j in children[i]]
+                    )
         if not isinstance(values[0], Score):
             raise AutoproxError(f"the tree returns {type(values[0]).__name__}, not Score: {keys[0]}")
         return values[0].data.cpu().numpy().copy()

@@ -4,7 +4,7 @@ import random
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 
 import pytest
@@ -14,7 +14,7 @@ import vit_space.cluster as cluster_mod
 from gp_proxy.errors import AutoproxError
 from vit_space.bench.build import BuildPlan, build_bench, journal_path
 from vit_space.bench.training import Recipe
-from vit_space.cluster import check_versions, connect, parse_cluster
+from vit_space.cluster import check_versions, connect, parse_cluster, run_all
 from vit_space.data.batches import BatchSpec
 from vit_space.probe.cache import ProbeSpec, StatsCache, fill
 from vit_space.spaces import get_space
@@ -66,22 +66,49 @@ def test_an_unreachable_scheduler_is_one_error_within_the_timeout():
     assert time.perf_counter() - start < 6
 
 
+def test_a_port_that_accepts_and_never_answers_is_one_error_within_the_timeout():
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections complete in the backlog; nothing ever answers
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        start = time.perf_counter()
+        with pytest.raises(AutoproxError, match=rf"^cannot reach the Dask scheduler at {address} within 2 s"):
+            with connect(address, timeout=2):
+                pass
+        assert time.perf_counter() - start < 3
+
+
 @pytest.fixture(scope="module")
 def client():
     with connect("local:2") as client:
         yield client
 
 
-def test_workers_with_another_version_are_refused(client, monkeypatch):
-    monkeypatch.setattr(cluster_mod, "__version__", "9.9.9")  # this client, as if it were another release
-    with pytest.raises(AutoproxError, match=r"runs autoprox 0\.1\.0 and this client autoprox 9\.9\.9"):
+def test_workers_with_another_version_are_refused(client, monkeypatch, tmp_path):
+    """At connect, and by every task (a worker may join later): the client's version is patched, as
+    if this client were another release."""
+    from synthetic import planted_tasks
+
+    import gp_proxy.dask_map
+    from gp_proxy.discovery import DiscoveryConfig, discover
+
+    refused = r"^worker tcp://\S+ runs autoprox 0\.1\.0 and this client autoprox 9\.9\.9; install the same"
+    monkeypatch.setattr(cluster_mod, "__version__", "9.9.9")
+    with pytest.raises(AutoproxError, match=refused):
         check_versions(client)
+    with pytest.raises(AutoproxError, match=refused):
+        list(run_all(client, abs, [(-1,)], "versions", progress=False))
+    monkeypatch.setattr(gp_proxy.dask_map, "__version__", "9.9.9")
+    with pytest.raises(AutoproxError, match=refused):
+        discover(planted_tasks(), DiscoveryConfig(iterations=2, population=6), tmp_path, progress=False, client=client)
 
 
 def test_statistics_returned_by_two_workers_are_byte_identical_to_one_process(client, tmp_path, monkeypatch):
     alone = StatsCache(tmp_path / "alone")
     fill(SPACE, ARCHS, SPECS, alone, progress=False)
-    monkeypatch.setattr(cluster_mod, "shared_folder", lambda client, folder: False)  # workers return, client writes
+    monkeypatch.setattr(cluster_mod, "shared_folder", lambda client, folder: nullcontext())  # workers return
     spread = StatsCache(tmp_path / "spread")
     fill(SPACE, ARCHS[:2], SPECS, spread, progress=False, client=client)  # two cached before the rest
     report = fill(SPACE, ARCHS, SPECS, spread, progress=False, client=client)
@@ -108,7 +135,23 @@ def test_a_cache_folder_workers_cannot_write_is_refused(client, tmp_path, monkey
     real_run = client.run  # root may write anywhere here, so the workers' answer is told
     monkeypatch.setattr(client, "run", lambda fn, *a: {"tcp://w1": False} if fn is os.access else real_run(fn, *a))
     with pytest.raises(AutoproxError, match=r"workers tcp://w1 see the cache folder .* but cannot write into it"):
-        cluster_mod.shared_folder(client, tmp_path)
+        with cluster_mod.shared_folder(client, tmp_path):
+            pass
+
+
+def test_a_worker_that_does_not_see_the_shared_folder_returns_its_statistics(tmp_path):
+    """Decided per task, as a worker may join after the folder was checked: without the marker
+    the task writes nothing and returns the statistics; with it, it writes them."""
+    from vit_space.probe.cache import _probe_task
+
+    spec, marker = SPECS[0], tmp_path / ".autoprox-shared-x"
+    seconds, returned = _probe_task(SPACE, ARCHS[0], spec, ["data"], "cpu", str(marker))
+    assert seconds > 0 and set(returned) == {"data"} and not list(tmp_path.iterdir())
+    marker.touch()
+    seconds, stats = _probe_task(SPACE, ARCHS[0], spec, ["data"], "cpu", str(marker))
+    saved = StatsCache(tmp_path).load(spec.key(SPACE, ARCHS[0], "data"))
+    assert stats is None and saved.tensors.keys() == returned["data"].tensors.keys()
+    assert all(torch.equal(saved.tensors[k], v) for k, v in returned["data"].tensors.items())
 
 
 def small_archs(count: int) -> list:
@@ -151,6 +194,40 @@ def test_discovery_on_the_cluster_finds_what_one_process_finds(client, tmp_path)
     spread = discover(tasks, config, tmp_path / "spread", progress=False, client=client, device="cpu")
     assert [str(i) for i in spread.halloffame] == [str(i) for i in alone.halloffame]
     assert list(spread.logbook) == list(alone.logbook) and spread.evaluations == alone.evaluations
+
+
+def test_discovery_holds_the_objective_on_every_worker_and_survives_a_killed_one(client, tmp_path):
+    """Every worker keeps its copy of the statistics for the whole run (Dask's memory manager drops
+    extra copies of scattered data within seconds, which left one worker doing all the work and lost
+    the run with it), gone after it; a worker killed mid-run loses nothing."""
+    from deap import gp
+    from synthetic import planted_tasks
+
+    from gp_proxy.dask_map import dask_map
+    from gp_proxy.discovery import DiscoveryConfig, discover
+    from gp_proxy.objective import Objective, task_pset
+    from gp_proxy.program import generate
+
+    def held() -> list[int]:
+        count = lambda dask_worker: sum(n.startswith("autoprox-objective") for n in dask_worker.plugins)  # noqa: E731
+        return sorted(client.run(count).values())
+
+    tasks = planted_tasks()
+    objective, pset = Objective(tasks), task_pset(tasks)
+    random.seed(1)
+    trees = [gp.PrimitiveTree(generate(pset, 1, 3)) for _ in range(40)]
+    with dask_map(objective, client) as map_fn:
+        time.sleep(3)  # past the memory manager's first round (every 2 s)
+        assert held() == [1, 1]
+        assert map_fn(None, trees) == [objective(t) for t in trees]
+    assert held() == [0, 0]
+    config = DiscoveryConfig(iterations=120, population=20, hall_of_fame=5, seed=3)
+    alone = discover(tasks, config, tmp_path / "alone", progress=False)
+    with killed_while_busy(client) as caught:
+        survived = discover(tasks, config, tmp_path / "killed", progress=False, client=client)
+    assert caught and caught[0]  # a worker died while it scored programs
+    assert [str(i) for i in survived.halloffame] == [str(i) for i in alone.halloffame]
+    assert list(survived.logbook) == list(alone.logbook) and survived.evaluations == alone.evaluations
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the workers see a GPU")
@@ -206,3 +283,21 @@ def test_pass_proxies_scored_on_the_cluster_equal_one_process(client, tmp_path):
     assert all((s > 0).all() for s in seconds.values())
     saved, _ = pass_scores(SPACE, ARCHS, batch, names, StatsCache(tmp_path / "s"), compute_missing=False)
     assert {n: v.tolist() for n, v in saved.items()} == {n: v.tolist() for n, v in alone.items()}  # the client saved
+
+
+def test_missing_statistics_for_discovery_are_probed_on_the_cluster(client, tmp_path):
+    """`discover --compute-missing --cluster`: the tasks' missing statistics are probed by the
+    workers (not by this process), and the bundles equal one process's, left on the CPU."""
+    from distributed import get_task_stream
+
+    from vit_space.proxies.tasks import tasks_for
+
+    spec = ProbeSpec(BatchSpec("digits", image_size=None))
+    make = partial(tasks_for, ["af-tiny"], None, spec, limit=6, test_fraction=0.5, compute_missing=True)
+    alone = make(StatsCache(tmp_path / "alone"))
+    with get_task_stream(client) as stream:
+        spread = make(StatsCache(tmp_path / "spread"), client=client)
+    assert sum(t["key"].startswith("probing") for t in stream.data) == 6 * len(spread) == 12  # fmnist and digits
+    for a, b in zip(alone, spread):
+        assert a.name == b.name and b.bundle.block.device.type == "cpu"
+        assert all(torch.equal(a.bundle.tensors[k], b.bundle.tensors[k]) for k in a.bundle.tensors)

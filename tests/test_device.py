@@ -125,3 +125,16 @@ def test_discovery_on_the_gpu_scores_programs_as_the_cpu_does(tmp_path):
     for tree in found.halloffame:
         assert tree.fitness.values[0] == on_gpu(tree)[0]  # the search's fitness is the GPU's
         assert abs(on_gpu(tree)[0] - on_cpu(tree)[0]) <= 0.002, str(tree)
+
+
+@pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU")
+def test_programs_on_the_gpu_keep_float32_matmuls_whatever_the_process_set(tmp_path):
+    bundle = _bundle(tmp_path, "cpu").to("cuda")
+    program = parse("agg_sum_all(fro(matmul(gram(W), gW)))", build_pset(bundle.names, sorted(bundle.groups)))
+    saved = torch.get_float32_matmul_precision()
+    try:
+        exact = Evaluator(bundle)(program)
+        torch.set_float32_matmul_precision("medium")  # TF32 (or bf16) matmuls for the rest of the process
+        assert np.array_equal(Evaluator(bundle)(program), exact)
+    finally:
+        torch.set_float32_matmul_precision(saved)

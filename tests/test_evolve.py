@@ -242,3 +242,25 @@ def test_tasks_of_one_layout_are_scored_in_one_pass_with_the_fitness_of_each_alo
         else:
             assert fitness == (INVALID, len(tree)), str(tree)
     assert objective(trees[-1])[0] > 0.3  # the planted signal survives on every task
+
+
+def test_an_objective_travels_as_its_tasks_and_moves_shared_statistics_once():
+    """Pickled (as Dask sends it), an objective is its tasks and settings, not its memo or training
+    subsets; moved, tasks that shared statistics still share one copy."""
+    import pickle
+
+    tasks = planted_tasks()
+    shared = [dataclasses.replace(tasks[0], name="again"), *tasks]  # two tasks, one bundle and split
+    objective = Objective(shared, stack=True)
+    pset = task_pset(shared)
+    random.seed(4)
+    trees = [gp.PrimitiveTree(generate(pset, 1, 4)) for _ in range(30)]
+    fitness = [objective(t) for t in trees]
+    sent = pickle.dumps(objective)
+    bundle_bytes = len(pickle.dumps([t.bundle for t in tasks]))
+    assert len(sent) < 1.05 * bundle_bytes  # the memo filled above is not sent
+    arrived = pickle.loads(sent)
+    assert [arrived(t) for t in trees] == fitness
+    moved = objective.to("cpu")
+    assert moved.tasks[0].bundle is moved.tasks[1].bundle
+    assert [moved(t) for t in trees] == fitness

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from gp_proxy import __version__
+from gp_proxy.dask_map import checked, refusal
 from gp_proxy.errors import AutoproxError
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
@@ -42,28 +44,56 @@ def parse_cluster(text: str) -> tuple[str, int | str]:
     raise AutoproxError(f"--cluster must be local:N or tcp://HOST:PORT, got {text!r}")
 
 
-def _worker_version() -> str:
-    return __version__
-
-
 def _limit_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
 
 
+def _worker_version() -> str:
+    return __version__
+
+
 def check_versions(client) -> None:
-    """Refuse workers whose autoprox version is not the client's, naming both."""
-    versions = client.run(_worker_version)
-    other = {address: v for address, v in versions.items() if v != __version__}
-    if other:
-        address, version = next(iter(other.items()))
+    """Refuse the workers connected now whose autoprox version is not the client's, naming both
+    (one that joins later is refused by every task, see `run_all`)."""
+    try:
+        versions = client.run(_worker_version)
+    except Exception as e:  # noqa: BLE001 (e.g. a worker without autoprox cannot unpickle the check)
         raise AutoproxError(
-            f"worker {address} runs autoprox {version} and this client autoprox {__version__}; "
+            f"a Dask worker cannot run autoprox {__version__} ({type(e).__name__}: {e}); "
             "install the same version everywhere"
-        )
+        ) from None
     if not versions:
         raise AutoproxError("the Dask cluster has no workers")
+    for address, version in versions.items():
+        if version != __version__:
+            raise refusal(address, version, __version__)
+
+
+def _client_within(address: str, timeout: float):
+    """A `Client` of the scheduler at `address`, or AutoproxError after `timeout` seconds, whatever
+    is listening there (Dask's own timeout does not cover a port that accepts and never answers)."""
+    from dask.distributed import Client
+
+    made: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            made["client"] = Client(address, timeout=round(0.8 * timeout, 1))  # its own reason, in time
+        except Exception as e:  # noqa: BLE001 (an unreachable address, or something there that is not Dask)
+            made["error"] = e
+        if made.get("abandoned") and "client" in made:
+            made["client"].close()
+
+    thread = threading.Thread(target=make, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "client" in made:
+        return made["client"]
+    made["abandoned"] = True
+    reason = f" ({made['error']})" if "error" in made else ": nothing answered as a Dask scheduler"
+    raise AutoproxError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s{reason}")
 
 
 @contextmanager
@@ -74,38 +104,39 @@ def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
     from dask.distributed import Client, LocalCluster
 
     kind, where = parse_cluster(spec)
-    cluster = None
-    if kind == "local":
-        cluster = LocalCluster(
-            n_workers=where,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-        client = Client(cluster)
-        client.run(_limit_threads, 1)  # one torch thread per worker: the numbers of a one-thread run
-    else:
-        try:
-            client = Client(where, timeout=timeout)
-        except (OSError, TimeoutError) as e:
-            raise AutoproxError(f"cannot reach the Dask scheduler at {where} within {timeout:g} s ({e})") from None
+    cluster = client = None
     try:
+        if kind == "local":
+            cluster = LocalCluster(
+                n_workers=where,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            client = Client(cluster)
+            client.run(_limit_threads, 1)  # one torch thread per worker: the numbers of a one-thread run
+        else:
+            client = _client_within(where, timeout)
         check_versions(client)
         yield client
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
 
 
 def run_all(client, fn: Callable, jobs: Sequence[tuple], desc: str, progress: bool = True) -> Iterator[tuple[int, Any]]:
-    """Run `fn(*job)` for every job on the cluster; yield (position in `jobs`, result) as each finishes."""
+    """Run `fn(*job)` for every job on the cluster; yield (position in `jobs`, result) as each finishes.
+    Each task first checks its worker's autoprox version (`gp_proxy.dask_map.checked`), so a worker
+    that joined after `connect` and runs another version does no work."""
     from dask.distributed import as_completed
 
     token = uuid.uuid4().hex[:8]
     futures = [
-        client.submit(fn, *job, key=f"{desc}-{token}-{i}", pure=False, retries=RETRIES) for i, job in enumerate(jobs)
+        client.submit(checked, __version__, fn, *job, key=f"{desc}-{token}-{i}", pure=False, retries=RETRIES)
+        for i, job in enumerate(jobs)
     ]
     position = {f.key: i for i, f in enumerate(futures)}
     with tqdm(total=len(futures), desc=desc, unit="task", disable=not progress) as bar:
@@ -116,9 +147,12 @@ def run_all(client, fn: Callable, jobs: Sequence[tuple], desc: str, progress: bo
             future.release()
 
 
-def shared_folder(client, folder: os.PathLike) -> bool:
-    """Whether every worker sees `folder` as this process does (the same files) and can write into it.
-    AutoproxError naming the folder when a worker sees it but cannot write there."""
+@contextmanager
+def shared_folder(client, folder: os.PathLike) -> Iterator[str | None]:
+    """A marker file in `folder` for the block, when every worker connected now sees it as this
+    process does (the same files) and can write there, else None. Tasks write into `folder` only
+    where they see the marker, so a worker that joins later without the folder returns its results
+    instead. AutoproxError naming the folder when a worker sees it but cannot write there."""
     marker = os.path.join(os.fspath(folder), f".autoprox-shared-{uuid.uuid4().hex}")
     os.makedirs(os.fspath(folder), exist_ok=True)
     with open(marker, "w"):
@@ -126,11 +160,11 @@ def shared_folder(client, folder: os.PathLike) -> bool:
     try:
         seen = client.run(os.path.exists, marker)
         writable = client.run(os.access, os.fspath(folder), os.W_OK)
+        unwritable = sorted(address for address, ok in writable.items() if not ok)
+        if all(seen.values()) and unwritable:
+            raise AutoproxError(
+                f"workers {', '.join(unwritable)} see the cache folder {folder} but cannot write into it"
+            )
+        yield marker if all(seen.values()) else None
     finally:
         os.unlink(marker)
-    if not all(seen.values()):
-        return False
-    unwritable = sorted(address for address, ok in writable.items() if not ok)
-    if unwritable:
-        raise AutoproxError(f"workers {', '.join(unwritable)} see the cache folder {folder} but cannot write into it")
-    return True

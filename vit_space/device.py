@@ -4,9 +4,9 @@ seeded builds, and float32 kept float32 on GPUs.
 Every model autoprox builds is built on the CPU under its seeded RNG (so the weights are the
 same on every device), then moved. Statistics, scores and accuracies come back to the CPU, so
 the cache on disk does not depend on the device. All probe statistics, pass proxies and training
-run in float32 (SynFlow in float64, as on the CPU); `float32_matmul` switches TF32 off while a
-probe, a pass proxy or a training run runs, so a GPU's matmuls and convolutions keep float32's
-precision.
+run in float32 (SynFlow in float64, as on the CPU); `float32_matmul` (from `gp_proxy.device`)
+switches TF32 off while a probe, a pass proxy, a training run or a program runs, so a GPU's
+matmuls and convolutions keep float32's precision.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import torch
 
-from gp_proxy.device import DEVICES, resolve_device
+from gp_proxy.device import DEVICES, float32_matmul, resolve_device
 
 __all__ = ["DEVICES", "cpu_seeded", "float32_matmul", "resolve_device"]
 
@@ -31,25 +31,3 @@ def cpu_seeded(seed: int) -> Iterator[None]:
     with _SEEDING, torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         yield
-
-
-@contextmanager
-def float32_matmul() -> Iterator[None]:
-    """Within the block, CUDA matmuls and cuDNN convolutions use full float32 (no TF32); restored after.
-
-    It sets torch's `allow_tf32` flags, or, where the process already set TF32 through the newer
-    `fp32_precision` API (reading the old flags then raises), that API: torch refuses a mix of the two."""
-    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-    flags = [(matmul, "allow_tf32", False), (cudnn, "allow_tf32", False)]
-    try:
-        saved = [getattr(owner, name) for owner, name, _ in flags]
-    except RuntimeError:
-        flags = [(matmul, "fp32_precision", "ieee"), (cudnn.conv, "fp32_precision", "ieee")]
-        saved = [getattr(owner, name) for owner, name, _ in flags]
-    for owner, name, off in flags:
-        setattr(owner, name, off)
-    try:
-        yield
-    finally:
-        for (owner, name, _), value in zip(flags, saved):
-            setattr(owner, name, value)

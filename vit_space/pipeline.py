@@ -101,7 +101,7 @@ def run_job(
 
     on_step("discovery")
     discover_dir = out / "discover"
-    tasks = tasks_for([bench_name], None, spec, cache, device="cpu" if client is not None else device)
+    tasks = tasks_for([bench_name], None, spec, cache, device=device, client=client)
     discovery = discover(
         tasks,
         DiscoveryConfig(iterations=iterations, seed=seed, seed_proxies=SEED_PROXIES),

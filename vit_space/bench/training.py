@@ -5,7 +5,8 @@ with linear warm-up then cosine decay to zero, label smoothing, and random trans
 `shift` pixels (zero fill). A budget in steps treats small and large data sets alike: a small one
 is seen many times, a large one partly. Every random
 choice (weight init, data order, augmentation) comes from generators seeded by the run's seed
-and the architecture's hash, so a run is reproducible at a fixed torch thread count.
+and the architecture's hash, so a run on the CPU is reproducible at a fixed torch thread count (on
+a GPU to float tolerance: some CUDA backward kernels are not deterministic).
 """
 
 from __future__ import annotations

@@ -125,26 +125,27 @@ def cmd_discover(args: argparse.Namespace) -> None:
         where = f"--cluster {args.cluster}" if args.cluster else f"--device {device}"
         raise AutoproxError(f"--workers {args.workers} evaluates in local CPU processes; with {where} leave it at 1")
     benches = csv_list(args.bench)
-    tasks = tasks_for(
-        benches,
-        csv_list(args.datasets) or None,
-        spec,
-        StatsCache(args.cache),
-        kind=args.fields,
-        test_fraction=args.holdout,
-        split_seed=args.split_seed,
-        compute_missing=args.compute_missing,
-        sources=_data_sources(args.data),
-        limit=args.limit or 0,
-        device="cpu" if args.cluster else device,
-    )
-    provenance = {
-        "benchmarks": benches,
-        "tasks": [t.name for t in tasks],
-        "holdout": args.holdout,
-        "split_seed": args.split_seed,
-    }
     with cluster_client(args) as client:
+        tasks = tasks_for(
+            benches,
+            csv_list(args.datasets) or None,
+            spec,
+            StatsCache(args.cache),
+            kind=args.fields,
+            test_fraction=args.holdout,
+            split_seed=args.split_seed,
+            compute_missing=args.compute_missing,
+            sources=_data_sources(args.data),
+            limit=args.limit or 0,
+            device=device,
+            client=client,
+        )
+        provenance = {
+            "benchmarks": benches,
+            "tasks": [t.name for t in tasks],
+            "holdout": args.holdout,
+            "split_seed": args.split_seed,
+        }
         result = discover(
             tasks,
             config,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -231,7 +232,8 @@ def fill(
     """Probe every (architecture, spec) whose statistics are not cached yet, on `device`, and cache them.
 
     With `ahead` (default: when `device` is a GPU) the next network is built (seeded init, on the
-    CPU) while the current one is probed; the statistics are the same either way.
+    CPU) while the current one is probed; the statistics are the same either way (to the bit on
+    the CPU; on a GPU to its own run-to-run noise, as some CUDA backward kernels are not deterministic).
     With a Dask `client` (`vit_space.cluster.connect`) one task per (architecture, spec) runs on
     its workers: they write into `cache` themselves when they share its folder, else they return
     the statistics and this process writes them; the entries are the same either way. Safe to
@@ -285,11 +287,12 @@ def probe_into(
     return time.perf_counter() - start
 
 
-def _probe_task(space: Space, arch: Arch, spec: ProbeSpec, conditions: list[str], device: str, root: str | None):
-    """A worker's task: probe and save into the shared cache folder `root` (returns the seconds), or,
-    without one, return (seconds, statistics per condition) for the client to save."""
-    if root is not None:
-        return probe_into(space, arch, spec, conditions, device, StatsCache(root)), None
+def _probe_task(space: Space, arch: Arch, spec: ProbeSpec, conditions: list[str], device: str, marker: str | None):
+    """A worker's task: probe and save into the shared cache folder that holds `marker` when this
+    worker sees it (returns the seconds, None), else return (seconds, statistics per condition)
+    for the client to save."""
+    if marker is not None and os.path.exists(marker):
+        return probe_into(space, arch, spec, conditions, device, StatsCache(os.path.dirname(marker))), None
     start = time.perf_counter()
     stats = probe_arch(space, arch, spec, conditions, device)
     return time.perf_counter() - start, stats
@@ -298,14 +301,14 @@ def _probe_task(space: Space, arch: Arch, spec: ProbeSpec, conditions: list[str]
 def _fill_on(client, space: Space, todo: list, cache: StatsCache, progress: bool, device, report: FillReport) -> None:
     from vit_space.cluster import run_all, shared_folder
 
-    root = str(cache.root) if todo and shared_folder(client, cache.root) else None
-    tasks = [(space, arch, spec, missing, str(device), root) for arch, spec, missing in todo]
-    for index, (seconds, stats) in run_all(client, _probe_task, tasks, "probing", progress):
-        arch, spec, _ = todo[index]
-        for condition, entry in (stats or {}).items():
-            cache.save(spec.key(space, arch, condition), entry)
-        report.probe_seconds.append(seconds)
-        report.computed += 1
+    with shared_folder(client, cache.root) as marker:
+        tasks = [(space, arch, spec, missing, str(device), marker) for arch, spec, missing in todo]
+        for index, (seconds, stats) in run_all(client, _probe_task, tasks, "probing", progress):
+            arch, spec, _ = todo[index]
+            for condition, entry in (stats or {}).items():
+                cache.save(spec.key(space, arch, condition), entry)
+            report.probe_seconds.append(seconds)
+            report.computed += 1
 
 
 def merge_conditions(per_condition: dict[str, UnitStats]) -> UnitStats:

@@ -136,10 +136,10 @@ def attention_sketch(attn: nn.Module, qkv: torch.Tensor, size: int, seed: int) -
         heads = attn.num_heads
         q, k, _ = qkv.reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         q, k = attn.q_norm(q), attn.k_norm(k)
-        rows = sketch_indices(batch * heads * tokens, size, seed).to(qkv.device)
+        rows = sketch_indices(batch * heads * tokens, size, seed, qkv.device)
         b, h, n = rows // (heads * tokens), (rows // tokens) % heads, rows % tokens
         logits = torch.einsum("sd,snd->sn", q[b, h, n], k[b, h]) * attn.scale
-        cols = sketch_indices(tokens, size, seed).to(qkv.device)
+        cols = sketch_indices(tokens, size, seed, qkv.device)
         return logits.softmax(dim=-1).index_select(1, cols).float().cpu()
 
 

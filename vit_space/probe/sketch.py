@@ -23,13 +23,13 @@ import torch
 
 
 @lru_cache(maxsize=4096)
-def sketch_indices(n: int, size: int, seed: int) -> torch.Tensor:
-    """(size,) int64 indices into a dimension of length n (a sorted random subset when n >= size)."""
+def sketch_indices(n: int, size: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(size,) int64 indices into a dimension of length n (a sorted random subset when n >= size),
+    drawn on the CPU and kept per `device`, so a probe on a GPU copies them there once."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + n)
     perm = torch.randperm(n, generator=generator)
-    if n >= size:
-        return perm[:size].sort().values
-    return perm.repeat(-(-size // n))[:size]
+    indices = perm[:size].sort().values if n >= size else perm.repeat(-(-size // n))[:size]
+    return indices.to(device)
 
 
 def as_matrix(t: torch.Tensor) -> torch.Tensor:
@@ -39,15 +39,15 @@ def as_matrix(t: torch.Tensor) -> torch.Tensor:
 
 def sketch(t: torch.Tensor, size: int, seed: int, match_rms: bool = True) -> torch.Tensor:
     """(size, size) float32 sketch of `t` (detached, on the CPU); with `match_rms`, rescaled so
-    that its root-mean-square equals the full tensor's (an all-zero sample stays zero)."""
+    that its root-mean-square equals the full tensor's (an all-zero sample stays zero). On a GPU
+    nothing waits for the device until the sketch is copied back."""
     m = as_matrix(t.detach())
-    rows = sketch_indices(m.shape[0], size, seed).to(m.device)
-    cols = sketch_indices(m.shape[1], size, seed).to(m.device)
+    rows = sketch_indices(m.shape[0], size, seed, m.device)
+    cols = sketch_indices(m.shape[1], size, seed, m.device)
     sample = m.index_select(0, rows).index_select(1, cols).float()
     if not match_rms:
         return sample.cpu()
     sample_norm = torch.linalg.vector_norm(sample)
-    if sample_norm > 0:  # one pass over the full tensor, no copy: the cost that matters in the probe
-        full_rms = torch.linalg.vector_norm(m) / m.numel() ** 0.5
-        sample = sample * (full_rms / (sample_norm / sample.numel() ** 0.5))
-    return sample.cpu()
+    full_rms = torch.linalg.vector_norm(m) / m.numel() ** 0.5  # one pass over the full tensor, no copy
+    scale = torch.where(sample_norm > 0, full_rms / (sample_norm / sample.numel() ** 0.5), 1.0)
+    return (sample * scale).cpu()

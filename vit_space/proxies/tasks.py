@@ -27,12 +27,14 @@ def bench_tasks(
     sources: dict[str, str] | None = None,
     split: tuple[np.ndarray, np.ndarray] | None = None,
     device: str | torch.device = "cpu",
+    client=None,
 ) -> list[Task]:
     """One task per data set of `bench`: the statistics probed on that data set's batch (from
     `sources[dataset]` if given, else the spec's source), the accuracies of field `kind` (kd or base;
     default: kd where the benchmark has it), and the same seeded split for every data set (or the
     given `split`, e.g. a k-fold fold). Missing statistics are probed on `device`, and the bundles
-    are put there (programs are evaluated where their statistics are)."""
+    are put there (programs are evaluated where their statistics are); with a Dask `client` they
+    are probed on its workers and the bundles stay on the CPU (`discover` moves each worker's copy)."""
     if len(bench) < 4:
         raise AutoproxError(f"benchmark {bench.name} has {len(bench)} architectures; ranking needs at least 4")
     space = get_space(bench.space)
@@ -50,8 +52,10 @@ def bench_tasks(
         probe_dataset = "imagenet" if field_name(dataset, kind) == "imagenet_super_acc" else dataset
         data_spec = spec.for_dataset(probe_dataset, (sources or {}).get(probe_dataset))
         if compute_missing:
-            fill(space, archs, [data_spec], cache, device=device)
-        bundle = load_bundle(space, archs, data_spec, cache).to(resolve_device(device))
+            fill(space, archs, [data_spec], cache, device=device, client=client)
+        bundle = load_bundle(space, archs, data_spec, cache)
+        if client is None:
+            bundle = bundle.to(resolve_device(device))
         tasks.append(Task(f"{bench.name}/{field_name(dataset, kind)}", bundle, accuracy, train, test))
     return tasks
 

@@ -1,0 +1,122 @@
+"""Programs evaluated on a Dask cluster (imported only when `discover` is given a client).
+
+    with dask_map(objective, client, device="cuda") as map_fn:
+        fitnesses = map_fn(toolbox.evaluate, trees)  # one batch of expressions per worker
+
+The objective travels to the workers as a `WorkerPlugin`, not as scattered data: Dask runs a
+registered plugin on every worker, those that join or restart later included, and its Active
+Memory Manager cannot drop the copies (it drops the extra replicas of scattered data, which left
+one worker doing every task and lost the run when that worker died). A task carries only its
+expressions, so a task whose worker dies runs again on any other.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from deap import gp
+from distributed import WorkerPlugin, get_worker
+
+from gp_proxy import __version__
+from gp_proxy.device import device_name, resolve_device
+from gp_proxy.errors import AutoproxError
+from gp_proxy.objective import Objective, task_pset
+from gp_proxy.program import parse
+
+
+@contextmanager
+def own_random_state() -> Iterator[None]:
+    """Give Python's `random` state back as it was: Dask draws from it (which worker to gather from,
+    which copies to keep), and the search's own draws must not depend on the cluster."""
+    state = random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+def refusal(address: str, version: str, client_version: str) -> AutoproxError:
+    """The error for a worker at `address` that runs autoprox `version`, not the client's."""
+    return AutoproxError(
+        f"worker {address} runs autoprox {version} and this client autoprox {client_version}; "
+        "install the same version everywhere"
+    )
+
+
+def checked(client_version: str, fn: Callable, *args: Any) -> Any:
+    """`fn(*args)` on a worker that runs the client's autoprox version (`client_version`), else
+    AutoproxError naming both (a worker can join a cluster after the client's first check)."""
+    if __version__ != client_version:
+        raise refusal(get_worker().address, __version__, client_version)
+    return fn(*args)
+
+
+class ObjectivePlugin(WorkerPlugin):
+    """A worker's copy of the objective, moved on first use to `device` as the worker resolves it
+    (None: left where it is; `auto`: the worker's own first GPU, else its CPU)."""
+
+    def __init__(self, objective: Objective, device: str | None):
+        self.objective, self.device = objective, device
+        self._ready: tuple[Objective, gp.PrimitiveSetTyped] | None = None
+
+    def ready(self, clears: int) -> tuple[Objective, gp.PrimitiveSetTyped]:
+        """The objective on its device and its primitive set; its memo is cleared whenever the
+        client's objective has been (`clears`: how often), as in one process."""
+        if self._ready is None:
+            objective = self.objective if self.device is None else self.objective.to(resolve_device(self.device))
+            self.objective, self._ready = None, (objective, task_pset(objective.tasks))  # one copy of the statistics
+        objective = self._ready[0]
+        if objective.clears < clears:
+            objective.clear()
+            objective.clears = clears
+        return self._ready
+
+
+def _evaluate_on_worker(plugin: str, expressions: list[str], clears: int) -> list[tuple[float, int]]:
+    """A Dask worker's share of a step: its copy of the objective (the plugin named `plugin`) scores `expressions`."""
+    objective, pset = get_worker().plugins[plugin].ready(clears)
+    return [objective(parse(e, pset)) for e in expressions]
+
+
+@contextmanager
+def dask_map(objective: Objective, client, device: str | torch.device | None = None) -> Iterator[Callable]:
+    """`map(evaluate, trees)` over the workers of `client`: every call splits the trees (as
+    expressions) in one batch per worker connected at that moment; the objective is held on each
+    worker (see `ObjectivePlugin`) for the duration of the block. The results are `map`'s."""
+    where = None if device is None else device_name(device)  # spelling checked here, resolved by each worker
+    name = f"autoprox-objective-{uuid.uuid4().hex}"
+    with own_random_state():
+        client.register_plugin(ObjectivePlugin(objective, where), name=name)
+
+    def on_cluster(_evaluate, trees) -> list[tuple[float, int]]:
+        expressions = [str(t) for t in trees]
+        with own_random_state():
+            count = max(len(client.nthreads()), 1)
+            batches = [expressions[i::count] for i in range(count) if expressions[i::count]]
+            n = len(batches)
+            done = client.gather(
+                client.map(
+                    checked,
+                    [__version__] * n,
+                    [_evaluate_on_worker] * n,
+                    [name] * n,
+                    batches,
+                    [objective.clears] * n,
+                    pure=False,
+                )
+            )
+        out = [None] * len(expressions)
+        for i, values in enumerate(done):
+            out[i::count] = values
+        return out
+
+    try:
+        yield on_cluster
+    finally:
+        with own_random_state():
+            client.unregister_worker_plugin(name)
