@@ -221,7 +221,7 @@ def test_discovery_holds_the_objective_on_every_worker_and_survives_a_killed_one
         assert held() == [1, 1]
         assert map_fn(None, trees) == [objective(t) for t in trees]
     assert held() == [0, 0]
-    config = DiscoveryConfig(iterations=120, population=20, hall_of_fame=5, seed=3)
+    config = DiscoveryConfig(iterations=60, population=20, hall_of_fame=5, seed=3)
     alone = discover(tasks, config, tmp_path / "alone", progress=False)
     with killed_while_busy(client) as caught:
         survived = discover(tasks, config, tmp_path / "killed", progress=False, client=client)
@@ -301,3 +301,16 @@ def test_missing_statistics_for_discovery_are_probed_on_the_cluster(client, tmp_
     for a, b in zip(alone, spread):
         assert a.name == b.name and b.bundle.block.device.type == "cpu"
         assert all(torch.equal(a.bundle.tensors[k], b.bundle.tensors[k]) for k in a.bundle.tensors)
+
+
+def test_a_folder_data_set_named_relative_to_this_process_is_found_by_the_workers(client, tmp_path, monkeypatch):
+    from test_data import write_image_folder
+
+    for split in ("train", "test"):
+        write_image_folder(tmp_path / "flowers" / split, per_class=4)
+    monkeypatch.chdir(tmp_path)  # the workers keep the working directory they started in
+    recipe = Recipe(steps=6, batch_size=4)
+    plan = BuildPlan(get_space("af-tiny@3x28"), tuple(small_archs(2)), ("flowers",), recipe, (0,))
+    alone = build_bench(plan, tmp_path / "alone.json", progress=False)
+    spread = build_bench(plan, tmp_path / "spread.json", progress=False, client=client)
+    assert accuracies(spread) == accuracies(alone) and all("flower_base_acc" in r for r in accuracies(alone))

@@ -124,7 +124,9 @@ def build_bench(
     if client is not None:
         from vit_space.cluster import run_all
 
-        tasks = [(plan.space, arch, dataset, plan.recipe, seed, str(device)) for arch, dataset, seed in todo]
+        # a folder's absolute path: a worker's working directory is not this one
+        where = {d: d if d in BUILTIN else str(Path(d).expanduser().resolve()) for d in plan.datasets}
+        tasks = [(plan.space, arch, where[dataset], plan.recipe, seed, str(device)) for arch, dataset, seed in todo]
         for position, result in run_all(client, _train_task, tasks, desc, progress):
             record(*todo[position], result)
     else:
