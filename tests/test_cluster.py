@@ -86,6 +86,13 @@ def client():
         yield client
 
 
+def test_a_running_scheduler_is_joined_by_its_address(client):
+    with connect(client.scheduler.address) as joined:  # what `--cluster tcp://HOST:PORT` does
+        assert len(joined.nthreads()) == 2
+        results = run_all(joined, abs, [(-i,) for i in range(4)], "tcp", progress=False)
+        assert sorted(r for _, r in results) == [0, 1, 2, 3]
+
+
 def test_workers_with_another_version_are_refused(client, monkeypatch, tmp_path):
     """At connect, and by every task (a worker may join later): the client's version is patched, as
     if this client were another release."""
