@@ -63,6 +63,7 @@ class ObjectivePlugin(WorkerPlugin):
     def __init__(self, objective: Objective, device: str | None):
         self.objective, self.device = objective, device
         self._ready: tuple[Objective, gp.PrimitiveSetTyped] | None = None
+        self._clears = 0  # how often this copy's memo was cleared
 
     def ready(self, clears: int) -> tuple[Objective, gp.PrimitiveSetTyped]:
         """The objective on its device and its primitive set; its memo is cleared whenever the
@@ -70,10 +71,9 @@ class ObjectivePlugin(WorkerPlugin):
         if self._ready is None:
             objective = self.objective if self.device is None else self.objective.to(resolve_device(self.device))
             self.objective, self._ready = None, (objective, task_pset(objective.tasks))  # one copy of the statistics
-        objective = self._ready[0]
-        if objective.clears < clears:
-            objective.clear()
-            objective.clears = clears
+        if self._clears < clears:
+            self._ready[0].clear()
+            self._clears = clears
         return self._ready
 
 

@@ -301,6 +301,8 @@ def _probe_task(space: Space, arch: Arch, spec: ProbeSpec, conditions: list[str]
 def _fill_on(client, space: Space, todo: list, cache: StatsCache, progress: bool, device, report: FillReport) -> None:
     from vit_space.cluster import run_all, shared_folder
 
+    if not todo:  # nothing to probe: the folder is not checked either
+        return
     with shared_folder(client, cache.root) as marker:
         tasks = [(space, arch, spec, missing, str(device), marker) for arch, spec, missing in todo]
         for index, (seconds, stats) in run_all(client, _probe_task, tasks, "probing", progress):
