@@ -8,23 +8,34 @@ registered plugin on every worker, those that join or restart later included, an
 Memory Manager cannot drop the copies (it drops the extra replicas of scattered data, which left
 one worker doing every task and lost the run when that worker died). A task carries only its
 expressions, so a task whose worker dies runs again on any other.
+
+Shared by every Dask path (`vit_space.cluster.run_all` too): `checked` runs a task on a worker of
+the client's version and returns an AutoproxError rather than raising it (it would only repeat, so
+Dask must not retry it); `finished` yields futures as they finish and gives up, in one line, on a
+cluster that has had no worker for `distributed.scheduler.no-workers-timeout` (Dask's own setting;
+300 s when unset).
 """
 
 from __future__ import annotations
 
 import random
+import time
 import uuid
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import dask
 import torch
+from dask.utils import parse_timedelta
 from deap import gp
-from distributed import WorkerPlugin, get_worker
+from distributed import Future, WorkerPlugin, get_worker, wait
 
 from gp_proxy import __version__
 from gp_proxy.device import device_name, resolve_device
-from gp_proxy.errors import AutoproxError
+from gp_proxy.errors import AutoproxError, AutoproxWarning
 from gp_proxy.objective import Objective, task_pset
 from gp_proxy.program import parse
 
@@ -48,12 +59,62 @@ def refusal(address: str, version: str, client_version: str) -> AutoproxError:
     )
 
 
+NO_WORKERS_TIMEOUT = "300s"  # how long a run waits for a worker, when the cluster has none, if Dask's setting is unset
+POLL_SECONDS = 1.0  # how often a run with nothing finishing checks that the cluster still has workers
+
+
+@dataclass(frozen=True)
+class UserFault:
+    """A task's AutoproxError, returned as its result instead of raised: the same input would raise
+    it again, so Dask's retries (meant for errors that may not repeat) must not rerun the task."""
+
+    message: str
+
+
 def checked(client_version: str, fn: Callable, *args: Any) -> Any:
-    """`fn(*args)` on a worker that runs the client's autoprox version (`client_version`), else
-    AutoproxError naming both (a worker can join a cluster after the client's first check)."""
+    """`fn(*args)` on a worker that runs the client's autoprox version (`client_version`); a
+    `UserFault` for AutoproxError, the refusal naming both versions included (a worker can join a
+    cluster after the client's first check)."""
     if __version__ != client_version:
-        raise refusal(get_worker().address, __version__, client_version)
-    return fn(*args)
+        return UserFault(str(refusal(get_worker().address, __version__, client_version)))
+    try:
+        return fn(*args)
+    except AutoproxError as e:
+        return UserFault(str(e))
+
+
+def unwrapped(result: Any) -> Any:
+    """A `checked` task's result, its `UserFault` raised here as AutoproxError: the caller's own error."""
+    if isinstance(result, UserFault):
+        raise AutoproxError(result.message)
+    return result
+
+
+def finished(client, futures: Iterable[Future]) -> Iterator[Future]:
+    """Yield `futures` as they finish, in any order. While none finishes and the cluster has no
+    worker, Dask waits without a word: warn once, and raise AutoproxError when it has had none for
+    `distributed.scheduler.no-workers-timeout` (`NO_WORKERS_TIMEOUT` when unset)."""
+    pending = set(futures)
+    idle = parse_timedelta(dask.config.get("distributed.scheduler.no-workers-timeout") or NO_WORKERS_TIMEOUT)
+    alone_since = None  # when the cluster was first seen without workers, this time
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            if client.nthreads():
+                alone_since = None
+                continue
+            if alone_since is None:
+                alone_since = time.monotonic()
+                warnings.warn(f"the Dask cluster has no workers; waiting up to {idle:g} s for one", AutoproxWarning)
+            if time.monotonic() - alone_since >= idle:
+                raise AutoproxError(
+                    f"the Dask cluster has had no workers for {idle:g} s, with {len(pending)} task(s) not done; "
+                    "start workers for its scheduler and run again "
+                    "(or set distributed.scheduler.no-workers-timeout to wait longer)"
+                ) from None
+            continue
+        yield from done
 
 
 class ObjectivePlugin(WorkerPlugin):
@@ -99,17 +160,18 @@ def dask_map(objective: Objective, client, device: str | torch.device | None = N
             count = max(len(client.nthreads()), 1)
             batches = [expressions[i::count] for i in range(count) if expressions[i::count]]
             n = len(batches)
-            done = client.gather(
-                client.map(
-                    checked,
-                    [__version__] * n,
-                    [_evaluate_on_worker] * n,
-                    [name] * n,
-                    batches,
-                    [objective.clears] * n,
-                    pure=False,
-                )
+            futures = client.map(
+                checked,
+                [__version__] * n,
+                [_evaluate_on_worker] * n,
+                [name] * n,
+                batches,
+                [objective.clears] * n,
+                pure=False,
             )
+            for _ in finished(client, futures):
+                pass
+            done = [unwrapped(values) for values in client.gather(futures)]
         out = [None] * len(expressions)
         for i, values in enumerate(done):
             out[i::count] = values

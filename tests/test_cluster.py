@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import random
 import signal
@@ -7,11 +8,12 @@ import time
 from contextlib import contextmanager, nullcontext
 from functools import partial
 
+import dask
 import pytest
 import torch
 
 import vit_space.cluster as cluster_mod
-from gp_proxy.errors import AutoproxError
+from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.bench.build import BuildPlan, build_bench, journal_path
 from vit_space.bench.training import Recipe
 from vit_space.cluster import check_versions, connect, parse_cluster, run_all
@@ -78,6 +80,71 @@ def test_a_port_that_accepts_and_never_answers_is_one_error_within_the_timeout()
             with connect(address, timeout=2):
                 pass
         assert time.perf_counter() - start < 3
+
+
+@contextmanager
+def in_process(workers: int):
+    """A client of a `LocalCluster` of `workers` thread workers in this process (which may be none)."""
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(
+        n_workers=workers, processes=False, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR
+    ) as cluster:
+        with Client(cluster) as client:
+            yield cluster, client
+
+
+CALLS: list[int] = []
+
+
+def _users_error(x: int) -> None:
+    CALLS.append(x)
+    raise AutoproxError(f"bad input {x}")
+
+
+def _flaky_once(x: int) -> int:
+    CALLS.append(x)
+    if CALLS.count(x) == 1:
+        raise OSError("a flaky disk")
+    return x
+
+
+def test_a_users_error_in_a_task_reaches_the_caller_at_once_and_other_errors_are_retried():
+    CALLS.clear()
+    with in_process(1) as (_, client):
+        with pytest.raises(AutoproxError, match=r"^bad input 7$"):
+            list(run_all(client, _users_error, [(7,)], "users", progress=False))
+        assert CALLS == [7]  # run once: 3 times (RETRIES = 2) before
+        assert [r for _, r in run_all(client, _flaky_once, [(5,)], "flaky", progress=False)] == [5]
+        assert CALLS == [7, 5, 5]
+
+
+def test_a_cluster_without_workers_is_one_error_after_dasks_no_workers_timeout(tmp_path):
+    from synthetic import planted_tasks
+
+    from gp_proxy.discovery import DiscoveryConfig, discover
+
+    jobs = [(-1,), (-2,), (-3,)]
+    with in_process(0) as (_, client), dask.config.set({"distributed.scheduler.no-workers-timeout": "2s"}):
+        start = time.perf_counter()
+        with pytest.warns(AutoproxWarning, match=r"^the Dask cluster has no workers; waiting up to 2 s for one$"):
+            with pytest.raises(AutoproxError, match=r"^the Dask cluster has had no workers for 2 s, with 3 task"):
+                list(run_all(client, abs, jobs, "nobody", progress=False))
+        assert 2 <= time.perf_counter() - start < 6
+        config = DiscoveryConfig(iterations=2, population=6)
+        with pytest.warns(AutoproxWarning), pytest.raises(AutoproxError, match=r"no workers for 2 s, with 1 task\(s\)"):
+            discover(planted_tasks(), config, tmp_path, progress=False, client=client)
+
+
+def test_a_run_on_a_cluster_without_workers_goes_on_when_one_joins():
+    with in_process(0) as (cluster, client), dask.config.set({"distributed.scheduler.no-workers-timeout": "60s"}):
+        joins = threading.Timer(2.5, cluster.scale, (1,))
+        joins.start()
+        start = time.perf_counter()
+        with pytest.warns(AutoproxWarning, match="waiting up to 60 s"):
+            assert sorted(r for _, r in run_all(client, abs, [(-1,), (-2,)], "late", progress=False)) == [1, 2]
+        assert 2.5 <= time.perf_counter() - start < 30
+        joins.join()
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,11 @@
 Tasks are pure functions of their arguments (seeded), so results do not depend on the number of
 workers or the order tasks finish in. A task whose worker dies is run again on another worker
 (Dask reschedules it; up to `distributed.scheduler.allowed-failures` times, 3 by default), and a
-task that raises is retried `RETRIES` times before the error reaches the caller. Without
-`--cluster` this module is not imported and nothing changes.
+task that raises is retried `RETRIES` times before the error reaches the caller, unless the error
+is an AutoproxError (a user's to fix, which would only repeat: it reaches the caller at once). A
+run whose cluster has lost every worker stops, in one line, after
+`distributed.scheduler.no-workers-timeout` (300 s when unset). Without `--cluster` this module is
+not imported and nothing changes.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from gp_proxy import __version__
-from gp_proxy.dask_map import checked, refusal
+from gp_proxy.dask_map import checked, finished, refusal, unwrapped
 from gp_proxy.errors import AutoproxError
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
-RETRIES = 2  # reruns of a task that raised, before its error is the caller's
+RETRIES = 2  # reruns of a task that raised (not an AutoproxError), before its error is the caller's
 
 
 def parse_cluster(text: str) -> tuple[str, int | str]:
@@ -130,9 +133,8 @@ def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
 def run_all(client, fn: Callable, jobs: Sequence[tuple], desc: str, progress: bool = True) -> Iterator[tuple[int, Any]]:
     """Run `fn(*job)` for every job on the cluster; yield (position in `jobs`, result) as each finishes.
     Each task first checks its worker's autoprox version (`gp_proxy.dask_map.checked`), so a worker
-    that joined after `connect` and runs another version does no work."""
-    from dask.distributed import as_completed
-
+    that joined after `connect` and runs another version does no work. AutoproxError when the
+    cluster has had no workers for too long (see `gp_proxy.dask_map.finished`)."""
     token = uuid.uuid4().hex[:8]
     futures = [
         client.submit(checked, __version__, fn, *job, key=f"{desc}-{token}-{i}", pure=False, retries=RETRIES)
@@ -140,8 +142,8 @@ def run_all(client, fn: Callable, jobs: Sequence[tuple], desc: str, progress: bo
     ]
     position = {f.key: i for i, f in enumerate(futures)}
     with tqdm(total=len(futures), desc=desc, unit="task", disable=not progress) as bar:
-        for future in as_completed(futures):
-            result = future.result()
+        for future in finished(client, futures):
+            result = unwrapped(future.result())
             bar.update()
             yield position[future.key], result
             future.release()
