@@ -19,6 +19,7 @@ cluster that has had no worker for `distributed.scheduler.no-workers-timeout` (D
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 import warnings
@@ -126,22 +127,28 @@ class ObjectivePlugin(WorkerPlugin):
         self._ready: tuple[Objective, gp.PrimitiveSetTyped] | None = None
         self._clears = 0  # how often this copy's memo was cleared
 
-    def ready(self, clears: int) -> tuple[Objective, gp.PrimitiveSetTyped]:
-        """The objective on its device and its primitive set; its memo is cleared whenever the
-        client's objective has been (`clears`: how often), as in one process."""
-        if self._ready is None:
-            objective = self.objective if self.device is None else self.objective.to(resolve_device(self.device))
-            self.objective, self._ready = None, (objective, task_pset(objective.tasks))  # one copy of the statistics
-        if self._clears < clears:
-            self._ready[0].clear()
-            self._clears = clears
-        return self._ready
+    def setup(self, worker) -> None:
+        """On the worker: a lock, as a worker with several threads may run two batches at once (the
+        memo of subtrees is not thread-safe, so they take turns)."""
+        self._lock = threading.Lock()
+
+    def evaluate(self, expressions: list[str], clears: int) -> list[tuple[float, int]]:
+        """The fitnesses of `expressions` by the objective on its device; its memo is cleared
+        whenever the client's objective has been (`clears`: how often), as in one process."""
+        with self._lock:
+            if self._ready is None:
+                objective = self.objective if self.device is None else self.objective.to(resolve_device(self.device))
+                self.objective, self._ready = None, (objective, task_pset(objective.tasks))  # one copy of statistics
+            objective, pset = self._ready
+            if self._clears < clears:
+                objective.clear()
+                self._clears = clears
+            return [objective(parse(e, pset)) for e in expressions]
 
 
 def _evaluate_on_worker(plugin: str, expressions: list[str], clears: int) -> list[tuple[float, int]]:
     """A Dask worker's share of a step: its copy of the objective (the plugin named `plugin`) scores `expressions`."""
-    objective, pset = get_worker().plugins[plugin].ready(clears)
-    return [objective(parse(e, pset)) for e in expressions]
+    return get_worker().plugins[plugin].evaluate(expressions, clears)
 
 
 @contextmanager

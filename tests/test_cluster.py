@@ -147,6 +147,38 @@ def test_a_run_on_a_cluster_without_workers_goes_on_when_one_joins():
         joins.join()
 
 
+def test_a_worker_with_several_threads_moves_its_objective_once_and_scores_in_turn(monkeypatch):
+    """`dask worker --nthreads 4` may run two batches of one step at once on one worker."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deap import gp
+    from synthetic import planted_tasks
+
+    from gp_proxy.dask_map import ObjectivePlugin
+    from gp_proxy.objective import Objective, task_pset
+    from gp_proxy.program import generate
+
+    tasks = planted_tasks()
+    pset, objective = task_pset(tasks), Objective(tasks)
+    random.seed(3)
+    expressions = [str(gp.PrimitiveTree(generate(pset, 1, 4))) for _ in range(40)] + ["agg_sum_mlp(fro(gW))"]
+    expected = [objective(gp.PrimitiveTree.from_string(e, pset)) for e in expressions]
+    moves, real_to = [], Objective.to
+
+    def slow_to(self, device):
+        moves.append(device)
+        time.sleep(0.3)  # long enough for every thread to ask for the objective while it moves
+        return real_to(self, device)
+
+    monkeypatch.setattr(Objective, "to", slow_to)
+    plugin = ObjectivePlugin(Objective(tasks), "cpu")
+    plugin.setup(worker=None)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda clears: plugin.evaluate(expressions, clears), [1, 1, 2, 2]))
+    assert moves == [torch.device("cpu")]
+    assert all(r == expected for r in results) and expected[-1][0] > 0.3
+
+
 @pytest.fixture(scope="module")
 def client():
     with connect("local:2") as client:
