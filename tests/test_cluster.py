@@ -249,12 +249,14 @@ def test_a_worker_that_does_not_see_the_shared_folder_returns_its_statistics(tmp
     """Decided per task, as a worker may join after the folder was checked: without the marker
     the task writes nothing and returns the statistics; with it, it writes them."""
     from vit_space.probe.cache import _probe_task
+    from vit_space.probe.networks import batch_digest
 
     spec, marker = SPECS[0], tmp_path / ".autoprox-shared-x"
-    seconds, returned = _probe_task(SPACE, ARCHS[0], spec, ["data"], "cpu", str(marker))
+    task = (SPACE, ARCHS[0], spec, ["data"], "cpu", str(marker), batch_digest(spec.for_space(SPACE).batch))
+    seconds, returned = _probe_task(*task)
     assert seconds > 0 and set(returned) == {"data"} and not list(tmp_path.iterdir())
     marker.touch()
-    seconds, stats = _probe_task(SPACE, ARCHS[0], spec, ["data"], "cpu", str(marker))
+    seconds, stats = _probe_task(*task)
     saved = StatsCache(tmp_path).load(spec.key(SPACE, ARCHS[0], "data"))
     assert stats is None and saved.tensors.keys() == returned["data"].tensors.keys()
     assert all(torch.equal(saved.tensors[k], v) for k, v in returned["data"].tensors.items())
@@ -288,6 +290,51 @@ def test_a_worker_killed_mid_training_loses_no_run(client, tmp_path):
     runs = [json.loads(line) for line in journal_path(spread).read_text().splitlines()[1:]]
     assert len(runs) == 6  # every run journalled once, none twice
     client.wait_for_workers(2, timeout=60)
+
+
+def _other_data_on_worker(other: bool) -> None:
+    """On a worker: probe batches and training images mirrored left to right (not the client's), or
+    (`other` False) its own again."""
+    import dataclasses
+
+    import vit_space.bench.build as build
+    import vit_space.probe.networks as networks
+    from vit_space.data.batches import make_batch
+    from vit_space.data.images import load_images
+
+    def mirrored_batch(spec):
+        images, labels = make_batch(spec)
+        return images.flip(-1), labels
+
+    def mirrored_data(*args):
+        data = load_images(*args)
+        return dataclasses.replace(data, train_images=data.train_images.flip(-1))
+
+    networks.batch_of.cache_clear()
+    networks.batch_digest.cache_clear()
+    networks.make_batch, build.load_images = (mirrored_batch, mirrored_data) if other else (make_batch, load_images)
+
+
+def test_a_worker_with_other_images_than_the_client_is_refused(client, tmp_path):
+    """Another copy of a data folder, or another scikit-image making the probe images, would make
+    its results silently differ from one process's."""
+    from vit_space.proxies.scores import pass_scores
+
+    refused = r"^worker tcp://\S+ has another {} than this process \(sha256 [0-9a-f]{{12}}, here [0-9a-f]{{12}}\); give"
+    cache, batch = StatsCache(tmp_path / "cache"), SPECS[0].for_space(SPACE).batch
+    client.run(_other_data_on_worker, True)
+    try:
+        with pytest.raises(AutoproxError, match=refused.format("probe batch of digits")):
+            fill(SPACE, ARCHS[:2], SPECS, cache, progress=False, client=client)
+        with pytest.raises(AutoproxError, match=refused.format("probe batch of digits")):
+            pass_scores(SPACE, ARCHS[:2], batch, ["zico"], cache, progress=False, client=client)
+        with pytest.raises(AutoproxError, match=refused.format("copy of the data set digits")):
+            build_bench(PLAN, tmp_path / "bench.json", progress=False, client=client)
+    finally:
+        client.run(_other_data_on_worker, False)
+    assert not list((tmp_path / "cache").rglob("*.pt")) and not list((tmp_path / "cache").rglob("*.json"))
+    assert len(journal_path(tmp_path / "bench.json").read_text().splitlines()) == 1  # its header alone
+    fill(SPACE, ARCHS[:2], SPECS, cache, progress=False, client=client)  # the workers' own images again
 
 
 def test_discovery_on_the_cluster_finds_what_one_process_finds(client, tmp_path):

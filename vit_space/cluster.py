@@ -47,6 +47,19 @@ def parse_cluster(text: str) -> tuple[str, int | str]:
     raise AutoproxError(f"--cluster must be local:N or tcp://HOST:PORT, got {text!r}")
 
 
+def same_data(what: str, expected: str, found: str) -> None:
+    """On a worker: AutoproxError when its `what` (e.g. "probe batch of digits") has the sha256
+    `found`, not the client's `expected` (another copy of a data folder, or another version of a
+    library that makes images), as its results would silently differ from the client's."""
+    if found != expected:
+        from dask.distributed import get_worker
+
+        raise AutoproxError(
+            f"worker {get_worker().address} has another {what} than this process (sha256 {found[:12]}, "
+            f"here {expected[:12]}); give every worker the same data and the same package versions"
+        )
+
+
 def _limit_threads(threads: int) -> None:
     import torch
 

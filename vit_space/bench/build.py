@@ -126,7 +126,10 @@ def build_bench(
 
         # a folder's absolute path: a worker's working directory is not this one
         where = {d: d if d in BUILTIN else str(Path(d).expanduser().resolve()) for d in plan.datasets}
-        tasks = [(plan.space, arch, where[dataset], plan.recipe, seed, str(device)) for arch, dataset, seed in todo]
+        tasks = [
+            (plan.space, arch, where[dataset], plan.recipe, seed, str(device), data[dataset].digest)
+            for arch, dataset, seed in todo
+        ]
         for position, result in run_all(client, _train_task, tasks, desc, progress):
             record(*todo[position], result)
     else:
@@ -140,9 +143,16 @@ def build_bench(
     return Path(out)
 
 
-def _train_task(space: Space, arch: Arch, dataset: str, recipe: Recipe, seed: int, device: str) -> TrainResult:
-    """A worker's task: one training run, its data loaded (and kept) in the worker."""
-    return train(space, arch, load_images(dataset, space.img_size), recipe, seed, device)
+def _train_task(
+    space: Space, arch: Arch, dataset: str, recipe: Recipe, seed: int, device: str, data_sha: str
+) -> TrainResult:
+    """A worker's task: one training run, its data loaded (and kept) in the worker; AutoproxError
+    unless that data has the client's sha256 `data_sha`."""
+    from vit_space.cluster import same_data
+
+    data = load_images(dataset, space.img_size)
+    same_data(f"copy of the data set {dataset}", data_sha, data.digest)
+    return train(space, arch, data, recipe, seed, device)
 
 
 def _open_journal(journal: Path, config: dict, resume: bool) -> set[tuple[str, str, int]]:

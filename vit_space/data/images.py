@@ -16,12 +16,13 @@ images as ``(N, C, H, W)`` uint8 tensors with ``(N,)`` int64 labels. Understood:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,16 @@ BUILTIN = ("fmnist", "digits")
 SPLIT_SEED = 0  # fixed: every run of every seed sees the same train/test split
 
 
+def tensors_sha256(*tensors: torch.Tensor) -> str:
+    """sha256 of the tensors' dtypes, shapes and bytes, in order (the same values, the same digest)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype} {tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
 @dataclass(frozen=True, eq=False)
 class ImageData:
     """A data set split for training: ``(N, C, H, W)`` uint8 images and ``(N,)`` int64 labels."""
@@ -67,6 +78,11 @@ class ImageData:
     @property
     def image_size(self) -> int:
         return self.train_images.shape[-1]
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of both splits' images and labels (computed once)."""
+        return tensors_sha256(self.train_images, self.train_labels, self.test_images, self.test_labels)
 
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and (sample) std of the training images, in [0, 1] units, from exact integer

@@ -26,7 +26,7 @@ from vit_space.data.batches import BatchSpec
 from vit_space.data.paths import cache_root
 from vit_space.device import float32_matmul, resolve_device
 from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, conditions, probe_conditions
-from vit_space.probe.networks import batch_of, build_seeded, built_ahead
+from vit_space.probe.networks import batch_digest, batch_of, build_seeded, built_ahead
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
@@ -287,10 +287,16 @@ def probe_into(
     return time.perf_counter() - start
 
 
-def _probe_task(space: Space, arch: Arch, spec: ProbeSpec, conditions: list[str], device: str, marker: str | None):
+def _probe_task(
+    space: Space, arch: Arch, spec: ProbeSpec, conditions: list[str], device: str, marker: str | None, batch_sha: str
+):
     """A worker's task: probe and save into the shared cache folder that holds `marker` when this
     worker sees it (returns the seconds, None), else return (seconds, statistics per condition)
-    for the client to save."""
+    for the client to save. AutoproxError unless its probe batch has the client's sha256 `batch_sha`."""
+    from vit_space.cluster import same_data
+
+    batch = spec.for_space(space).batch
+    same_data(f"probe batch of {batch.dataset}", batch_sha, batch_digest(batch))
     if marker is not None and os.path.exists(marker):
         return probe_into(space, arch, spec, conditions, device, StatsCache(os.path.dirname(marker))), None
     start = time.perf_counter()
@@ -304,7 +310,10 @@ def _fill_on(client, space: Space, todo: list, cache: StatsCache, progress: bool
     if not todo:  # nothing to probe: the folder is not checked either
         return
     with shared_folder(client, cache.root) as marker:
-        tasks = [(space, arch, spec, missing, str(device), marker) for arch, spec, missing in todo]
+        tasks = [
+            (space, arch, spec, missing, str(device), marker, batch_digest(spec.for_space(space).batch))
+            for arch, spec, missing in todo
+        ]
         for index, (seconds, stats) in run_all(client, _probe_task, tasks, "probing", progress):
             arch, spec, _ = todo[index]
             for condition, entry in (stats or {}).items():

@@ -11,6 +11,7 @@ from torch import nn
 
 from gp_proxy.errors import AutoproxError
 from vit_space.data.batches import BatchSpec, get_dataset, make_batch
+from vit_space.data.images import tensors_sha256
 from vit_space.device import cpu_seeded, resolve_device
 from vit_space.spaces import Arch, Space
 
@@ -18,6 +19,12 @@ from vit_space.spaces import Arch, Space
 @lru_cache(maxsize=8)
 def batch_of(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
     return make_batch(spec)
+
+
+@lru_cache(maxsize=8)
+def batch_digest(spec: BatchSpec) -> str:
+    """sha256 of `spec`'s probe batch, images and labels: a worker checks that it makes the client's."""
+    return tensors_sha256(*batch_of(spec))
 
 
 def build_seeded(space: Space, arch: Arch, batch: BatchSpec, device: str | torch.device = "cpu") -> nn.Module:

@@ -33,7 +33,7 @@ from vit_space.bench.benchmark import load_bench
 from vit_space.data.batches import BatchSpec, get_dataset
 from vit_space.device import float32_matmul, resolve_device
 from vit_space.probe.cache import ProbeSpec, StatsCache, digest, fill, load_bundle
-from vit_space.probe.networks import batch_of, build_seeded, built_ahead
+from vit_space.probe.networks import batch_digest, batch_of, build_seeded, built_ahead
 from vit_space.proxies.zero_cost import PASS_PROXIES
 from vit_space.spaces import Arch, Space, get_space
 
@@ -145,6 +145,14 @@ def measure_pass(
     return scores, seconds
 
 
+def _measure_task(batch_sha: str, space: Space, arch: Arch, batch: BatchSpec, names: Sequence[str], device: str):
+    """A worker's task: `measure_pass`, once its probe batch has the client's sha256 `batch_sha`."""
+    from vit_space.cluster import same_data
+
+    same_data(f"probe batch of {batch.dataset}", batch_sha, batch_digest(batch))
+    return measure_pass(space, arch, batch, names, device)
+
+
 def pass_scores(
     space: Space,
     archs: Sequence[Arch],
@@ -179,8 +187,8 @@ def pass_scores(
     if client is not None:
         from vit_space.cluster import run_all
 
-        jobs = [(space, archs[i], batch, missing, device) for i, missing in todo]
-        results = ((todo[j][0], result) for j, result in run_all(client, measure_pass, jobs, "proxies", progress))
+        jobs = [(batch_digest(batch), space, archs[i], batch, missing, device) for i, missing in todo]
+        results = ((todo[j][0], result) for j, result in run_all(client, _measure_task, jobs, "proxies", progress))
     else:  # on a GPU the next network is built while the current one is scored
         device = resolve_device(device)
         build = lambda job: build_seeded(space, archs[job[0]], batch, device)  # noqa: E731
