@@ -13,7 +13,8 @@ Shared by every Dask path (`vit_space.cluster.run_all` too): `checked` runs a ta
 the client's version and returns an AutoproxError rather than raising it (it would only repeat, so
 Dask must not retry it); `finished` yields futures as they finish and gives up, in one line, on a
 cluster that has had no worker for `distributed.scheduler.no-workers-timeout` (Dask's own setting;
-300 s when unset).
+300 s when unset); `gathered` gives their results, raising those AutoproxErrors, and one line
+when Dask cancelled the tasks (a lost scheduler).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -84,11 +86,23 @@ def checked(client_version: str, fn: Callable, *args: Any) -> Any:
         return UserFault(str(e))
 
 
-def unwrapped(result: Any) -> Any:
-    """A `checked` task's result, its `UserFault` raised here as AutoproxError: the caller's own error."""
-    if isinstance(result, UserFault):
-        raise AutoproxError(result.message)
-    return result
+def _cancelled(error: CancelledError) -> AutoproxError:
+    """One line for tasks Dask cancelled (e.g. `scheduler-connection-lost`), with Dask's reason."""
+    reason = getattr(error, "reason", None) or next((g.reason for g in getattr(error, "error_groups", ())), "unknown")
+    return AutoproxError(f"Dask cancelled the tasks ({reason}); check the cluster's scheduler and run again")
+
+
+def gathered(client, futures: Sequence[Future]) -> list[Any]:
+    """The results of `checked` tasks `futures`, each task's `UserFault` raised here as the caller's
+    own AutoproxError; AutoproxError too when Dask cancelled them."""
+    try:
+        results = client.gather(list(futures))
+    except CancelledError as e:
+        raise _cancelled(e) from None
+    faults = [r for r in results if isinstance(r, UserFault)]
+    if faults:
+        raise AutoproxError(faults[0].message)
+    return results
 
 
 def finished(client, futures: Iterable[Future]) -> Iterator[Future]:
@@ -101,6 +115,8 @@ def finished(client, futures: Iterable[Future]) -> Iterator[Future]:
     while pending:
         try:
             done, pending = wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+        except CancelledError as e:
+            raise _cancelled(e) from None
         except TimeoutError:
             if client.nthreads():
                 alone_since = None
@@ -178,7 +194,7 @@ def dask_map(objective: Objective, client, device: str | torch.device | None = N
             )
             for _ in finished(client, futures):
                 pass
-            done = [unwrapped(values) for values in client.gather(futures)]
+            done = gathered(client, futures)
         out = [None] * len(expressions)
         for i, values in enumerate(done):
             out[i::count] = values

@@ -88,7 +88,12 @@ def in_process(workers: int):
     from dask.distributed import Client, LocalCluster
 
     with LocalCluster(
-        n_workers=workers, processes=False, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR
+        n_workers=workers,
+        processes=False,
+        threads_per_worker=1,
+        protocol="tcp",  # not in-process queues: a tcp:// address, as `--cluster tcp://HOST:PORT` takes
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
     ) as cluster:
         with Client(cluster) as client:
             yield cluster, client
@@ -134,6 +139,18 @@ def test_a_cluster_without_workers_is_one_error_after_dasks_no_workers_timeout(t
         config = DiscoveryConfig(iterations=2, population=6)
         with pytest.warns(AutoproxWarning), pytest.raises(AutoproxError, match=r"no workers for 2 s, with 1 task\(s\)"):
             discover(planted_tasks(), config, tmp_path, progress=False, client=client)
+
+
+def test_a_lost_scheduler_is_one_error(caplog):
+    with in_process(1) as (cluster, _), connect(cluster.scheduler_address, timeout=2) as client:
+        lost = threading.Timer(1.5, cluster.close)
+        lost.start()
+        start = time.perf_counter()
+        with pytest.raises(AutoproxError, match=r"^Dask cancelled the tasks \(scheduler-connection-lost\); check"):
+            list(run_all(client, time.sleep, [(0.5,)] * 40, "lost", progress=False))
+        assert time.perf_counter() - start < 15
+        lost.join()
+    assert not [r for r in caplog.records if r.name == "distributed.client" and r.levelno >= logging.ERROR]
 
 
 def test_a_run_on_a_cluster_without_workers_goes_on_when_one_joins():

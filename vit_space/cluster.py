@@ -29,7 +29,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from gp_proxy import __version__
-from gp_proxy.dask_map import checked, finished, refusal, unwrapped
+from gp_proxy.dask_map import checked, finished, gathered, refusal
 from gp_proxy.errors import AutoproxError
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
@@ -121,6 +121,9 @@ def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
 
     kind, where = parse_cluster(spec)
     cluster = client = None
+    client_log = logging.getLogger("distributed.client")
+    client_level = client_log.level
+    client_log.setLevel(logging.CRITICAL)  # a lost scheduler is our one line, not Dask's tracebacks too
     try:
         if kind == "local":
             cluster = LocalCluster(
@@ -141,6 +144,7 @@ def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
             client.close()
         if cluster is not None:
             cluster.close()
+        client_log.setLevel(client_level)
 
 
 def run_all(client, fn: Callable, jobs: Sequence[tuple], desc: str, progress: bool = True) -> Iterator[tuple[int, Any]]:
@@ -156,7 +160,7 @@ def run_all(client, fn: Callable, jobs: Sequence[tuple], desc: str, progress: bo
     position = {f.key: i for i, f in enumerate(futures)}
     with tqdm(total=len(futures), desc=desc, unit="task", disable=not progress) as bar:
         for future in finished(client, futures):
-            result = unwrapped(future.result())
+            (result,) = gathered(client, [future])
             bar.update()
             yield position[future.key], result
             future.release()
