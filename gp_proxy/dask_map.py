@@ -34,7 +34,8 @@ import dask
 import torch
 from dask.utils import parse_timedelta
 from deap import gp
-from distributed import Future, WorkerPlugin, get_worker, wait
+from distributed import Future, WorkerPlugin, as_completed, get_worker
+from distributed.scheduler import NoWorkerError
 
 from gp_proxy import __version__
 from gp_proxy.device import device_name, resolve_device
@@ -92,13 +93,30 @@ def _cancelled(error: CancelledError) -> AutoproxError:
     return AutoproxError(f"Dask cancelled the tasks ({reason}); check the cluster's scheduler and run again")
 
 
+def _no_workers(how_long: str) -> AutoproxError:
+    return AutoproxError(
+        f"the Dask cluster has had no workers for {how_long}; start workers for its scheduler and run "
+        "again (or set distributed.scheduler.no-workers-timeout to wait longer)"
+    )
+
+
+def workers(client) -> int:
+    """How many workers the cluster has now; AutoproxError when its scheduler cannot be reached."""
+    try:
+        return len(client.nthreads())
+    except OSError as e:
+        raise AutoproxError(f"lost the Dask scheduler ({e}); check it and run again") from None
+
+
 def gathered(client, futures: Sequence[Future]) -> list[Any]:
     """The results of `checked` tasks `futures`, each task's `UserFault` raised here as the caller's
-    own AutoproxError; AutoproxError too when Dask cancelled them."""
+    own AutoproxError; AutoproxError too when Dask cancelled them or found no worker for them."""
     try:
         results = client.gather(list(futures))
     except CancelledError as e:
         raise _cancelled(e) from None
+    except NoWorkerError:  # the scheduler's own distributed.scheduler.no-workers-timeout
+        raise _no_workers("the scheduler's distributed.scheduler.no-workers-timeout") from None
     faults = [r for r in results if isinstance(r, UserFault)]
     if faults:
         raise AutoproxError(faults[0].message)
@@ -109,29 +127,21 @@ def finished(client, futures: Iterable[Future]) -> Iterator[Future]:
     """Yield `futures` as they finish, in any order. While none finishes and the cluster has no
     worker, Dask waits without a word: warn once, and raise AutoproxError when it has had none for
     `distributed.scheduler.no-workers-timeout` (`NO_WORKERS_TIMEOUT` when unset)."""
-    pending = set(futures)
+    ready = as_completed(futures, loop=client.loop)
     idle = parse_timedelta(dask.config.get("distributed.scheduler.no-workers-timeout") or NO_WORKERS_TIMEOUT)
     alone_since = None  # when the cluster was first seen without workers, this time
-    while pending:
-        try:
-            done, pending = wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
-        except CancelledError as e:
-            raise _cancelled(e) from None
-        except TimeoutError:
-            if client.nthreads():
-                alone_since = None
-                continue
-            if alone_since is None:
-                alone_since = time.monotonic()
-                warnings.warn(f"the Dask cluster has no workers; waiting up to {idle:g} s for one", AutoproxWarning)
-            if time.monotonic() - alone_since >= idle:
-                raise AutoproxError(
-                    f"the Dask cluster has had no workers for {idle:g} s, with {len(pending)} task(s) not done; "
-                    "start workers for its scheduler and run again "
-                    "(or set distributed.scheduler.no-workers-timeout to wait longer)"
-                ) from None
-            continue
-        yield from done
+    while not ready.is_empty():
+        with ready.thread_condition:  # as `as_completed` itself waits, but for at most POLL_SECONDS
+            woken = ready.has_ready() or ready.thread_condition.wait(timeout=POLL_SECONDS)
+        if woken or ready.has_ready():
+            yield from ready.next_batch(block=False)
+        elif workers(client):
+            alone_since = None
+        elif alone_since is None:
+            alone_since = time.monotonic()
+            warnings.warn(f"the Dask cluster has no workers; waiting up to {idle:g} s for one", AutoproxWarning)
+        elif time.monotonic() - alone_since >= idle:
+            raise _no_workers(f"{idle:g} s, with {ready.count()} task(s) not done")
 
 
 class ObjectivePlugin(WorkerPlugin):
@@ -180,7 +190,7 @@ def dask_map(objective: Objective, client, device: str | torch.device | None = N
     def on_cluster(_evaluate, trees) -> list[tuple[float, int]]:
         expressions = [str(t) for t in trees]
         with own_random_state():
-            count = max(len(client.nthreads()), 1)
+            count = max(workers(client), 1)
             batches = [expressions[i::count] for i in range(count) if expressions[i::count]]
             n = len(batches)
             futures = client.map(
@@ -192,7 +202,7 @@ def dask_map(objective: Objective, client, device: str | torch.device | None = N
                 [objective.clears] * n,
                 pure=False,
             )
-            for _ in finished(client, futures):
+            for _ in finished(client, futures):  # all of them, watching for a cluster without workers
                 pass
             done = gathered(client, futures)
         out = [None] * len(expressions)

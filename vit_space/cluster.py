@@ -140,11 +140,13 @@ def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
         check_versions(client)
         yield client
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-        client_log.setLevel(client_level)
+        try:
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            client_log.setLevel(client_level)
 
 
 def run_all(client, fn: Callable, jobs: Sequence[tuple], desc: str, progress: bool = True) -> Iterator[tuple[int, Any]]:
