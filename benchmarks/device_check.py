@@ -196,7 +196,7 @@ def main() -> None:
     workload = ["workload", "CPU", str(device), "target"]
     cache_row = (
         f"| ViT-Bench-101-sized cache: {probes} probes ({args.scale} AutoFormer + {args.scale} PiT x "
-        f"{len(DATASETS)} data sets) | {cpu_probe * probes / 60:.0f} min (estimated: CPU probe time x "
+        f"{len(DATASETS)} data sets) | {cpu_probe * probes / 60:.2f} min (estimated: CPU probe time x "
         f"{probes}) | {cache_seconds / 60:.2f} min | <= 2 min |"
     )
     save(table(workload, [cache_row]))
