@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import vit_space.cluster as cluster_mod
+from gp_proxy.dask_map import workers
 from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.bench.build import BuildPlan, build_bench, journal_path
 from vit_space.bench.training import Recipe
@@ -159,6 +160,8 @@ def test_a_lost_scheduler_is_one_error(caplog):
             list(run_all(client, time.sleep, [(0.5,)] * 40, "lost", progress=False))
         assert time.perf_counter() - start < 15
         lost.join()
+        with pytest.raises(AutoproxError, match=r"^lost the Dask scheduler \(.*\); check it and run again$"):
+            workers(client)  # how `finished` counts workers while nothing finishes
     assert not [r for r in caplog.records if r.name == "distributed.client" and r.levelno >= logging.ERROR]
 
 
