@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import logging
 import os
@@ -376,6 +377,11 @@ def test_discovery_on_the_cluster_finds_what_one_process_finds(client, tmp_path)
     spread = discover(tasks, config, tmp_path / "spread", progress=False, client=client, device="cpu")
     assert [str(i) for i in spread.halloffame] == [str(i) for i in alone.halloffame]
     assert list(spread.logbook) == list(alone.logbook) and spread.evaluations == alone.evaluations
+    # stopped after 7 steps on the cluster, then resumed there: the same run again
+    discover(tasks, dataclasses.replace(config, iterations=7), tmp_path / "halves", progress=False, client=client)
+    resumed = discover(tasks, config, tmp_path / "halves", resume=True, progress=False, client=client)
+    assert [str(i) for i in resumed.halloffame] == [str(i) for i in alone.halloffame]
+    assert list(resumed.logbook) == list(alone.logbook)
 
 
 def test_discovery_holds_the_objective_on_every_worker_and_survives_a_killed_one(client, tmp_path):
