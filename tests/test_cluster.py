@@ -320,6 +320,12 @@ def test_a_worker_killed_mid_training_loses_no_run(client, tmp_path):
     runs = [json.loads(line) for line in journal_path(spread).read_text().splitlines()[1:]]
     assert len(runs) == 6  # every run journalled once, none twice
     client.wait_for_workers(2, timeout=60)
+    # a build stopped after 3 runs (its journal cut there), resumed on the cluster: one process's accuracies
+    lines = journal_path(spread).read_text().splitlines(keepends=True)
+    journal_path(tmp_path / "halves.json").write_text("".join(lines[:4]))
+    resumed = build_bench(PLAN, tmp_path / "halves.json", resume=True, progress=False, client=client)
+    assert accuracies(resumed) == accuracies(alone)
+    assert len(journal_path(resumed).read_text().splitlines()) == 1 + 6
 
 
 def _other_data_on_worker(other: bool) -> None:
