@@ -7,15 +7,18 @@ import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from tqdm.auto import tqdm
+
 from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.cli.commands import HANDLERS
 from vit_space.cli.parser import build_parser
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, fallback: Callable) -> None:
-    """Print an AutoproxWarning as one line, `autoprox: warning: ...`; hand others to `fallback`."""
+    """Print an AutoproxWarning as one line, `autoprox: warning: ...` (above any progress bar, not
+    inside it); hand others to `fallback`."""
     if issubclass(category, AutoproxWarning):
-        print(f"autoprox: warning: {message}", file=sys.stderr)
+        tqdm.write(f"autoprox: warning: {message}", file=sys.stderr)
     else:
         fallback(message, category, filename, lineno, file, line)
 
