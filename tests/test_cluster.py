@@ -366,7 +366,10 @@ def test_a_worker_with_other_images_than_the_client_is_refused(client, tmp_path)
             pass_scores(SPACE, ARCHS[:2], batch, ["zico"], cache, progress=False, client=client)
         with pytest.raises(AutoproxError, match=refused.format("copy of the data set digits")):
             build_bench(PLAN, tmp_path / "bench.json", progress=False, client=client)
-    finally:
+    finally:  # once the refused runs' tasks still in flight are done: they could cache a mirrored batch again
+        deadline = time.time() + 60
+        while any(client.processing().values()) and time.time() < deadline:
+            time.sleep(0.05)
         client.run(_other_data_on_worker, False)
     assert not list((tmp_path / "cache").rglob("*.pt")) and not list((tmp_path / "cache").rglob("*.json"))
     assert len(journal_path(tmp_path / "bench.json").read_text().splitlines()) == 1  # its header alone

@@ -26,7 +26,7 @@ from vit_space.data.batches import BatchSpec
 from vit_space.data.paths import cache_root
 from vit_space.device import float32_matmul, resolve_device
 from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, conditions, probe_conditions
-from vit_space.probe.networks import batch_digest, batch_of, build_seeded, built_ahead
+from vit_space.probe.networks import batch_digest, batch_of, build_seeded, built_ahead, same_batch
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
@@ -293,10 +293,7 @@ def _probe_task(
     """A worker's task: probe and save into the shared cache folder that holds `marker` when this
     worker sees it (returns the seconds, None), else return (seconds, statistics per condition)
     for the client to save. AutoproxError unless its probe batch has the client's sha256 `batch_sha`."""
-    from vit_space.cluster import same_data
-
-    batch = spec.for_space(space).batch
-    same_data(f"probe batch of {batch.dataset}", batch_sha, batch_digest(batch))
+    same_batch(spec.for_space(space).batch, batch_sha)
     if marker is not None and os.path.exists(marker):
         return probe_into(space, arch, spec, conditions, device, StatsCache(os.path.dirname(marker))), None
     start = time.perf_counter()

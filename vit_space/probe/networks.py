@@ -27,6 +27,13 @@ def batch_digest(spec: BatchSpec) -> str:
     return tensors_sha256(*batch_of(spec))
 
 
+def same_batch(spec: BatchSpec, client_sha: str) -> None:
+    """On a Dask worker: AutoproxError unless its probe batch for `spec` has the client's sha256."""
+    from vit_space.cluster import same_data
+
+    same_data(f"probe batch of {spec.dataset}", client_sha, batch_digest(spec))
+
+
 def build_seeded(space: Space, arch: Arch, batch: BatchSpec, device: str | torch.device = "cpu") -> nn.Module:
     """`arch` built for `batch`'s data set with its seeded init under the batch seed (on the CPU, so
     the weights do not depend on the device), in train mode, on `device` (the model every probe and

@@ -33,7 +33,7 @@ from vit_space.bench.benchmark import load_bench
 from vit_space.data.batches import BatchSpec, get_dataset
 from vit_space.device import float32_matmul, resolve_device
 from vit_space.probe.cache import ProbeSpec, StatsCache, digest, fill, load_bundle
-from vit_space.probe.networks import batch_digest, batch_of, build_seeded, built_ahead
+from vit_space.probe.networks import batch_digest, batch_of, build_seeded, built_ahead, same_batch
 from vit_space.proxies.zero_cost import PASS_PROXIES
 from vit_space.spaces import Arch, Space, get_space
 
@@ -147,9 +147,7 @@ def measure_pass(
 
 def _measure_task(batch_sha: str, space: Space, arch: Arch, batch: BatchSpec, names: Sequence[str], device: str):
     """A worker's task: `measure_pass`, once its probe batch has the client's sha256 `batch_sha`."""
-    from vit_space.cluster import same_data
-
-    same_data(f"probe batch of {batch.dataset}", batch_sha, batch_digest(batch))
+    same_batch(batch, batch_sha)
     return measure_pass(space, arch, batch, names, device)
 
 
