@@ -11,10 +11,10 @@ expressions, so a task whose worker dies runs again on any other.
 
 Shared by every Dask path (`vit_space.cluster.run_all` too): `checked` runs a task on a worker of
 the client's version and returns an AutoproxError rather than raising it (it would only repeat, so
-Dask must not retry it); `finished` yields futures as they finish and gives up, in one line, on a
-cluster that has had no worker for `distributed.scheduler.no-workers-timeout` (Dask's own setting;
-300 s when unset); `gathered` gives their results, raising those AutoproxErrors, and one line
-when Dask cancelled the tasks (a lost scheduler).
+Dask must not retry it); `finished` yields futures with their results as they finish, raising those
+AutoproxErrors, one line when Dask cancelled the tasks (a lost scheduler), and one line on a cluster
+that has had no worker for `distributed.scheduler.no-workers-timeout` (Dask's own setting; 300 s
+when unset).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -108,33 +108,37 @@ def workers(client) -> int:
         raise AutoproxError(f"lost the Dask scheduler ({e}); check it and run again") from None
 
 
-def gathered(client, futures: Sequence[Future]) -> list[Any]:
-    """The results of `checked` tasks `futures`, each task's `UserFault` raised here as the caller's
-    own AutoproxError; AutoproxError too when Dask cancelled them or found no worker for them."""
-    try:
-        results = client.gather(list(futures))
-    except CancelledError as e:
-        raise _cancelled(e) from None
-    except NoWorkerError:  # the scheduler's own distributed.scheduler.no-workers-timeout
-        raise _no_workers("the scheduler's distributed.scheduler.no-workers-timeout") from None
-    faults = [r for r in results if isinstance(r, UserFault)]
-    if faults:
-        raise AutoproxError(faults[0].message)
-    return results
+def _outcome(future: Future, result: Any) -> Any:
+    """`result` as `as_completed(with_results=True)` gave it for `checked` task `future`: a task's
+    `UserFault` raised as the caller's own AutoproxError, a task's error raised as itself, and one
+    line for tasks Dask cancelled or found no worker for."""
+    if isinstance(result, CancelledError):
+        raise _cancelled(result)
+    if future.status == "error":
+        _, error, traceback = result
+        if isinstance(error, NoWorkerError):  # the scheduler's own distributed.scheduler.no-workers-timeout
+            raise _no_workers("the scheduler's distributed.scheduler.no-workers-timeout") from None
+        raise error.with_traceback(traceback)
+    if isinstance(result, UserFault):
+        raise AutoproxError(result.message)
+    return result
 
 
-def finished(client, futures: Iterable[Future]) -> Iterator[Future]:
-    """Yield `futures` as they finish, in any order. While none finishes and the cluster has no
+def finished(client, futures: Iterable[Future]) -> Iterator[tuple[Future, Any]]:
+    """Yield (future, its result) as each of `checked` tasks `futures` finishes, in any order (see
+    `_outcome` for errors). Each result is fetched as its task finishes, so a caller slow to take
+    them loses none to a worker that leaves meanwhile. While none finishes and the cluster has no
     worker, Dask waits without a word: warn once, and raise AutoproxError when it has had none for
     `distributed.scheduler.no-workers-timeout` (`NO_WORKERS_TIMEOUT` when unset)."""
-    ready = as_completed(futures, loop=client.loop)
+    ready = as_completed(futures, loop=client.loop, with_results=True, raise_errors=False)
     idle = parse_timedelta(dask.config.get("distributed.scheduler.no-workers-timeout") or NO_WORKERS_TIMEOUT)
     alone_since = None  # when the cluster was first seen without workers, this time
     while not ready.is_empty():
         with ready.thread_condition:  # as `as_completed` itself waits, but for at most POLL_SECONDS
             woken = ready.has_ready() or ready.thread_condition.wait(timeout=POLL_SECONDS)
         if woken or ready.has_ready():
-            yield from ready.next_batch(block=False)
+            for future, result in ready.next_batch(block=False):
+                yield future, _outcome(future, result)
         elif workers(client):
             alone_since = None
         elif alone_since is None:
@@ -202,12 +206,10 @@ def dask_map(objective: Objective, client, device: str | torch.device | None = N
                 [objective.clears] * n,
                 pure=False,
             )
-            for _ in finished(client, futures):  # all of them, watching for a cluster without workers
-                pass
-            done = gathered(client, futures)
+            done = {future.key: values for future, values in finished(client, futures)}
         out = [None] * len(expressions)
-        for i, values in enumerate(done):
-            out[i::count] = values
+        for i, future in enumerate(futures):
+            out[i::count] = done[future.key]
         return out
 
     try:

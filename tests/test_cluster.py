@@ -177,6 +177,22 @@ def test_a_run_on_a_cluster_without_workers_goes_on_when_one_joins():
         joins.join()
 
 
+def test_results_finished_before_every_worker_left_reach_a_slow_caller():
+    """Dask forgets the result of a finished task whose worker leaves before the client reads it (the
+    future is "lost" and waits for a worker to recompute it): `finished` reads each as it finishes."""
+    with in_process(1) as (cluster, client):
+        results = run_all(client, abs, [(-1,), (-2,), (-3,)], "slow", progress=False)
+        taken = [next(results)]
+        time.sleep(1)  # the caller is busy; the other tasks finish meanwhile
+        cluster.scale(0)
+        while client.nthreads():
+            time.sleep(0.1)
+        rest = threading.Thread(target=lambda: taken.extend(results), daemon=True)
+        rest.start()
+        rest.join(10)  # before: Client.gather of a lost future waited for a worker, with no timeout
+        assert sorted(r for _, r in taken) == [1, 2, 3]
+
+
 def test_a_worker_with_several_threads_moves_its_objective_once_and_scores_in_turn(monkeypatch):
     """`dask worker --nthreads 4` may run two batches of one step at once on one worker."""
     from concurrent.futures import ThreadPoolExecutor

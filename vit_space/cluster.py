@@ -29,7 +29,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from gp_proxy import __version__
-from gp_proxy.dask_map import checked, finished, gathered, refusal
+from gp_proxy.dask_map import checked, finished, refusal
 from gp_proxy.errors import AutoproxError
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
@@ -161,8 +161,7 @@ def run_all(client, fn: Callable, jobs: Sequence[tuple], desc: str, progress: bo
     ]
     position = {f.key: i for i, f in enumerate(futures)}
     with tqdm(total=len(futures), desc=desc, unit="task", disable=not progress) as bar:
-        for future in finished(client, futures):
-            (result,) = gathered(client, [future])
+        for future, result in finished(client, futures):
             bar.update()
             yield position[future.key], result
             future.release()
