@@ -5,7 +5,11 @@ workers, the scheduler's overhead per task, and a paper estimate of a ViT-Bench-
   build       `--runs` af-tiny networks trained `--steps` steps on digits (one task per run);
   discover    `--iterations` elitism steps on af-tiny's two tasks (statistics probed beforehand),
               scoring `--parents` 1 and 4 programs per step (one batch per worker per step; the
-              hall of fame checked equal across one process and the clusters);
+              hall of fame checked equal across one process and the clusters); with
+              `--vitbench-cache DIR` (the cache `benchmarks/cache_full.py` fills), also on
+              ViT-Bench-101's six search tasks (AutoFormer and PiT x three KD data sets, the
+              50% search split of `experiments/discover_vitbench.py`), at 1, 4 and 16 programs per
+              step: statistics large enough that a program takes tens of milliseconds;
   overhead    `--tasks` empty tasks through `run_all` on 2 workers: wall time per task;
   estimate    100 architectures x 3 data sets x 300 epochs, from a measured AutoFormer-Ti step
               (224 px, batch `--batch`, this CPU, one thread) and CIFAR-100's 50,000 training
@@ -116,6 +120,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100, help="discovery steps for the discover rows")
     parser.add_argument("--tasks", type=int, default=500, help="empty tasks for the overhead row")
     parser.add_argument("--batch", type=int, default=32, help="batch of the AutoFormer step in the estimate")
+    parser.add_argument("--vitbench-cache", help="ViT-Bench-101's statistics (batch 16, sketch 32): adds discover rows")
     parser.add_argument("--out", default="results/scaling.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -124,21 +129,30 @@ def main() -> None:
     spec = ProbeSpec(BatchSpec("digits", image_size=None))
     cache = StatsCache(tempfile.mkdtemp(prefix="scaling_tasks_"))
     tasks = tasks_for(["af-tiny"], None, spec, cache, compute_missing=True)  # probed here, not timed
-    stats, build, search, found = {}, {}, {1: {}, 4: {}}, set()
+    searches = {("af-tiny", 1): tasks, ("af-tiny", 4): tasks}
+    if args.vitbench_cache:
+        spec = ProbeSpec(BatchSpec("c100", "skimage", 16, 0), 32)
+        large = tasks_for(
+            ["autoformer", "pit"], None, spec, StatsCache(args.vitbench_cache), test_fraction=0.5, split_seed=0
+        )
+        searches |= {("ViT-Bench-101", parents): large for parents in (1, 4, 16)}
+    stats, build, search, found = {}, {}, {key: {} for key in searches}, set()
     for workers in (0, 1, 2):  # 0: one process, no cluster
         with connect(f"local:{workers}") if workers else nullcontext() as client:
             timed_stats(probe_archs[:2], client)  # warm-up: imports, the batch, the training data
             timed_build(build_archs[:1], 5, client)
             stats[workers] = timed_stats(probe_archs, client)
             build[workers] = timed_build(build_archs, args.steps, client)
-            for parents, seconds in search.items():
-                seconds[workers], halloffame = timed_discover(tasks, args.iterations, parents, client)
-                found.add((parents, tuple(halloffame)))
+            for (bench, parents), seconds in search.items():
+                seconds[workers], halloffame = timed_discover(
+                    searches[bench, parents], args.iterations, parents, client
+                )
+                found.add((bench, parents, tuple(halloffame)))
             if workers == 2:
                 per_task = overhead(client, args.tasks)
     assert len(found) == len(search), "a cluster's discovery differs from one process's"
     stats_alone, build_alone = stats.pop(0), build.pop(0)
-    search_alone = {parents: seconds.pop(0) for parents, seconds in search.items()}
+    search_alone = {key: seconds.pop(0) for key, seconds in search.items()}
     step = autoformer_step(args.batch)
     steps_per_run = EPOCHS * EPOCH_IMAGES // args.batch
     cpu_seconds = RUNS * steps_per_run * step
@@ -150,7 +164,9 @@ def main() -> None:
         args.out,
         "Dask scaling on this machine, and a ViT-Bench-101-sized estimate",
         f"python benchmarks/scaling.py --archs {args.archs} --runs {args.runs} --steps {args.steps} "
-        f"--iterations {args.iterations} --tasks {args.tasks} --batch {args.batch} --out {args.out}",
+        f"--iterations {args.iterations} --tasks {args.tasks} --batch {args.batch} "
+        + (f"--vitbench-cache {args.vitbench_cache} " if args.vitbench_cache else "")
+        + f"--out {args.out}",
         f"({os.cpu_count()} cores, torch {torch.__version__}, one torch thread per process; load average "
         f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; workers warmed up before timing)",
         table(
@@ -169,12 +185,12 @@ def main() -> None:
                 row(f"`bench build`: {args.runs} af-tiny runs of {args.steps} steps on digits", build_alone, build),
                 *(
                     row(
-                        f"`discover`: {args.iterations} elitism steps of {parents} program(s) on af-tiny's "
-                        f"{len(tasks)} tasks (`--parents {parents}`)",
-                        search_alone[parents],
+                        f"`discover`: {args.iterations} elitism steps of {parents} program(s) on {bench}'s "
+                        f"{len(searches[bench, parents])} tasks (`--parents {parents}`)",
+                        search_alone[bench, parents],
                         seconds,
                     )
-                    for parents, seconds in search.items()
+                    for (bench, parents), seconds in search.items()
                 ),
             ],
         ),
