@@ -10,6 +10,11 @@ workers, the scheduler's overhead per task, and a paper estimate of a ViT-Bench-
               ViT-Bench-101's six search tasks (AutoFormer and PiT x three KD data sets, the
               50% search split of `experiments/discover_vitbench.py`), at 1, 4 and 16 programs per
               step: statistics large enough that a program takes tens of milliseconds;
+  scoring     with `--vitbench-cache`: the pickled size of what a worker is sent for discovery on
+              ViT-Bench-101 (the training rows) and of the whole objective, the seconds to send it
+              to 1 worker, and the seconds to score the same 40 programs in this process, as a
+              task on that worker (a thread beside its event loop) and on the worker's main thread
+              (`Client.run`), each on a cleared memo;
   overhead    `--tasks` empty tasks through `run_all` on 2 workers: wall time per task;
   estimate    100 architectures x 3 data sets x 300 epochs, from a measured AutoFormer-Ti step
               (224 px, batch `--batch`, this CPU, one thread) and CIFAR-100's 50,000 training
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import random
 import tempfile
 import time
@@ -35,8 +41,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from deap import gp
 
 from gp_proxy import DiscoveryConfig, discover, table, write_report
+from gp_proxy.objective import Objective, task_pset
+from gp_proxy.program import generate, parse
 from vit_space import BatchSpec, BuildPlan, ProbeSpec, Recipe, StatsCache, build_bench, fill, get_space, tasks_for
 from vit_space.cluster import connect, run_all
 
@@ -74,6 +83,43 @@ def timed_discover(tasks: list, iterations: int, parents: int, client) -> tuple[
     start = time.perf_counter()
     found = discover(tasks, config, tempfile.mkdtemp(prefix="scaling_discover_"), progress=False, client=client)
     return time.perf_counter() - start, [str(p) for p in found.halloffame]
+
+
+def _score(objective: Objective, expressions: list[str]) -> float:
+    """Seconds to score `expressions` by `objective`, its memo cleared first."""
+    objective.clear()
+    pset = task_pset(objective.tasks)
+    start = time.perf_counter()
+    for expression in expressions:
+        objective(parse(expression, pset))
+    return time.perf_counter() - start
+
+
+def _score_on_main_thread(key: str, expressions: list[str], dask_worker=None) -> float:
+    return _score(dask_worker.data[key], expressions)
+
+
+def scoring(tasks: list, client, programs: int = 40) -> dict[str, float]:
+    """What discovery sends a worker (MB pickled: `sent`, `whole`; seconds to send: `send`) and the
+    seconds to score the same `programs` random programs `here`, in a worker's task `thread` and on
+    its `main` thread (after one warm-up batch each)."""
+    objective = Objective(tasks)
+    pset, rng_state = task_pset(tasks), random.getstate()
+    random.seed(0)
+    warm, timed = ([str(gp.PrimitiveTree(generate(pset, 1, 5))) for _ in range(programs)] for _ in range(2))
+    random.setstate(rng_state)
+    sent = objective.training_only()
+    out = {"whole": len(pickle.dumps(objective)) / 1e6, "sent": len(pickle.dumps(sent)) / 1e6}
+    start = time.perf_counter()
+    on_worker = client.scatter(sent, broadcast=True)
+    out["send"] = time.perf_counter() - start
+    _score(objective, warm)
+    out["here"] = _score(objective, timed)
+    client.submit(_score, on_worker, warm, pure=False).result()
+    out["thread"] = client.submit(_score, on_worker, timed, pure=False).result()
+    out["main"] = min(client.run(_score_on_main_thread, on_worker.key, timed).values())
+    del on_worker
+    return out
 
 
 def _nothing(index: int) -> int:
@@ -148,6 +194,8 @@ def main() -> None:
                     searches[bench, parents], args.iterations, parents, client
                 )
                 found.add((bench, parents, tuple(halloffame)))
+            if workers == 1 and args.vitbench_cache:
+                scored = scoring(large, client)
             if workers == 2:
                 per_task = overhead(client, args.tasks)
     assert len(found) == len(search), "a cluster's discovery differs from one process's"
@@ -193,6 +241,17 @@ def main() -> None:
                     for (bench, parents), seconds in search.items()
                 ),
             ],
+        ),
+        *(
+            [
+                f"What a worker is sent to discover on ViT-Bench-101: its training rows, {scored['sent']:,.0f} MB "
+                f"pickled (the whole objective: {scored['whole']:,.0f} MB), {scored['send']:.1f} s to send to 1 "
+                f"worker. The same 40 programs scored in this process: {scored['here']:.2f} s; as a task on that "
+                f"worker (a thread beside its event loop): {scored['thread']:.2f} s; on the worker's main thread "
+                f"(`Client.run`): {scored['main']:.2f} s."
+            ]
+            if args.vitbench_cache
+            else []
         ),
         f"Scheduler overhead: {per_task * 1e3:.2f} ms per task ({args.tasks} empty tasks on 2 workers, "
         "submission to result in this process).",

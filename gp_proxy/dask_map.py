@@ -184,12 +184,13 @@ def _evaluate_on_worker(plugin: str, expressions: list[str], clears: int) -> lis
 @contextmanager
 def dask_map(objective: Objective, client, device: str | torch.device | None = None) -> Iterator[Callable]:
     """`map(evaluate, trees)` over the workers of `client`: every call splits the trees (as
-    expressions) in one batch per worker connected at that moment; the objective is held on each
+    expressions) in one batch per worker connected at that moment; the objective, its training
+    architectures only (`Objective.training_only`: a worker only scores programs), is held on each
     worker (see `ObjectivePlugin`) for the duration of the block. The results are `map`'s."""
     where = None if device is None else device_name(device)  # spelling checked here, resolved by each worker
     name = f"autoprox-objective-{uuid.uuid4().hex}"
     with own_random_state():
-        client.register_plugin(ObjectivePlugin(objective, where), name=name)
+        client.register_plugin(ObjectivePlugin(objective.training_only(), where), name=name)
 
     def on_cluster(_evaluate, trees) -> list[tuple[float, int]]:
         expressions = [str(t) for t in trees]

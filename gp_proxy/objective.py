@@ -107,6 +107,20 @@ class Objective:
         """The same objective with every task's statistics on `device` (programs are then evaluated there)."""
         return Objective(tasks_on(self.tasks, device), self.mode, self.decimals, self.memo_bytes, self.stack)
 
+    def training_only(self) -> Objective:
+        """The same fitness from the training architectures alone (the held-out rows dropped; tasks
+        that shared statistics and a split still share one copy): what a Dask worker, which only
+        scores programs, is sent. Its `report` has no held-out correlations."""
+        kept: dict[tuple, StatsBundle] = {}
+        tasks = []
+        for t in self.tasks:
+            key = (id(t.bundle), t.train.tobytes())
+            if key not in kept:
+                kept[key] = t.bundle.subset(t.train)
+            rows = np.arange(len(t.train))
+            tasks.append(replace(t, bundle=kept[key], accuracy=t.accuracy[t.train], train=rows, test=rows[:0]))
+        return Objective(tasks, self.mode, self.decimals, self.memo_bytes, self.stack)
+
     def __reduce__(self) -> tuple:
         """Pickled as its tasks and settings: the training subsets and the memo are rebuilt, not sent."""
         return Objective, (self.tasks, self.mode, self.decimals, self.memo_bytes, self.stack)

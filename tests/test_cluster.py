@@ -225,6 +225,30 @@ def test_a_worker_with_several_threads_moves_its_objective_once_and_scores_in_tu
     assert all(r == expected for r in results) and expected[-1][0] > 0.3
 
 
+def test_workers_are_sent_the_training_rows_only_and_score_to_the_bit_as_the_whole_objective():
+    import pickle
+
+    from deap import gp
+    from synthetic import planted_tasks
+
+    from gp_proxy.objective import Objective, task_pset
+    from gp_proxy.program import generate
+
+    tasks = planted_tasks(archs=40)  # two tasks sharing one bundle and one 20/20 split
+    whole = Objective(tasks)
+    sent = whole.training_only()
+    assert [len(t.train) for t in sent.tasks] == [20, 20] and [len(t.test) for t in sent.tasks] == [0, 0]
+    assert sent.tasks[0].bundle is sent.tasks[1].bundle and sent.tasks[0].bundle.num_archs == 20
+    assert 0.45 < len(pickle.dumps(sent)) / len(pickle.dumps(whole)) < 0.55
+    pset = task_pset(tasks)
+    random.seed(5)
+    trees = [gp.PrimitiveTree(generate(pset, 1, 5)) for _ in range(200)]
+    trees.append(gp.PrimitiveTree.from_string("agg_sum_mlp(fro(gW))", pset))
+    fitnesses = [whole(t) for t in trees]
+    assert [sent(t) for t in trees] == fitnesses and fitnesses[-1][0] > 0.3
+    assert len({f for f in fitnesses if f[0] != float("-inf")}) > 20  # the programs differ, not all invalid
+
+
 @pytest.fixture(scope="module")
 def client():
     with connect("local:2") as client:
