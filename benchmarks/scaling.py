@@ -10,11 +10,11 @@ workers, the scheduler's overhead per task, and a paper estimate of a ViT-Bench-
               ViT-Bench-101's six search tasks (AutoFormer and PiT x three KD data sets, the
               50% search split of `experiments/discover_vitbench.py`), at 1, 4 and 16 programs per
               step: statistics large enough that a program takes tens of milliseconds;
-  scoring     with `--vitbench-cache`: the pickled size of what a worker is sent for discovery on
-              ViT-Bench-101 (the training rows) and of the whole objective, the seconds to send it
-              to 1 worker, and the seconds to score the same 40 programs in this process, as a
-              task on that worker (a thread beside its event loop) and on the worker's main thread
-              (`Client.run`), each on a cleared memo;
+  scoring     with `--vitbench-cache`: what a worker is sent to discover on ViT-Bench-101 (the
+              training rows; MB pickled, next to the whole objective), the seconds to send it to
+              1 worker and to send its statistic tensors alone as torch pickles them, and the
+              seconds to score the same 40 programs in this process, as a task on that worker (a
+              thread beside its event loop) and on its main thread (`Client.run`), on a cleared memo;
   overhead    `--tasks` empty tasks through `run_all` on 2 workers: wall time per task;
   estimate    100 architectures x 3 data sets x 300 epochs, from a measured AutoFormer-Ti step
               (224 px, batch `--batch`, this CPU, one thread) and CIFAR-100's 50,000 training
@@ -100,9 +100,10 @@ def _score_on_main_thread(key: str, expressions: list[str], dask_worker=None) ->
 
 
 def scoring(tasks: list, client, programs: int = 40) -> dict[str, float]:
-    """What discovery sends a worker (MB pickled: `sent`, `whole`; seconds to send: `send`) and the
-    seconds to score the same `programs` random programs `here`, in a worker's task `thread` and on
-    its `main` thread (after one warm-up batch each)."""
+    """What discovery sends a worker (MB pickled: `sent`, `whole`), the seconds to send it (`send`)
+    and its statistic tensors as torch pickles them (`send_torch`), and the seconds to score the same
+    `programs` random programs `here`, in a worker's task `thread` and on its `main` thread (after
+    one warm-up batch each)."""
     objective = Objective(tasks)
     pset, rng_state = task_pset(tasks), random.getstate()
     random.seed(0)
@@ -110,6 +111,11 @@ def scoring(tasks: list, client, programs: int = 40) -> dict[str, float]:
     random.setstate(rng_state)
     sent = objective.training_only()
     out = {"whole": len(pickle.dumps(objective)) / 1e6, "sent": len(pickle.dumps(sent)) / 1e6}
+    start = time.perf_counter()
+    bundles = {id(t.bundle): t.bundle for t in sent.tasks}.values()
+    as_torch = client.scatter([b.tensors for b in bundles], broadcast=True)
+    out["send_torch"] = time.perf_counter() - start
+    del as_torch
     start = time.perf_counter()
     on_worker = client.scatter(sent, broadcast=True)
     out["send"] = time.perf_counter() - start
@@ -246,9 +252,10 @@ def main() -> None:
             [
                 f"What a worker is sent to discover on ViT-Bench-101: its training rows, {scored['sent']:,.0f} MB "
                 f"pickled (the whole objective: {scored['whole']:,.0f} MB), {scored['send']:.1f} s to send to 1 "
-                f"worker. The same 40 programs scored in this process: {scored['here']:.2f} s; as a task on that "
-                f"worker (a thread beside its event loop): {scored['thread']:.2f} s; on the worker's main thread "
-                f"(`Client.run`): {scored['main']:.2f} s."
+                f"worker (its statistic tensors alone, pickled by torch rather than as numpy arrays: "
+                f"{scored['send_torch']:.1f} s). The same 40 programs scored in this process: "
+                f"{scored['here']:.2f} s; as a task on that worker (a thread beside its event loop): "
+                f"{scored['thread']:.2f} s; on the worker's main thread (`Client.run`): {scored['main']:.2f} s."
             ]
             if args.vitbench_cache
             else []

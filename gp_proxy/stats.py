@@ -105,6 +105,22 @@ class StatsBundle:
             move(self.tensors), move(self.numel), move(self.mask), move(self.groups), self.block.to(device), self.ids
         )
 
+    def __reduce__(self) -> tuple:
+        """Pickled as numpy arrays and the name of its device: Dask sends numpy arrays as buffers
+        without copying them, where torch's own pickling copies every tensor (`benchmarks/scaling.py`
+        measures both sent to a worker)."""
+        arrays = lambda d: {k: v.cpu().numpy() for k, v in d.items()}  # noqa: E731
+        parts = (arrays(self.tensors), arrays(self.numel), arrays(self.mask), arrays(self.groups))
+        return _unpickled_bundle, (*parts, self.block.cpu().numpy(), self.ids, str(self.block.device))
+
+
+def _unpickled_bundle(tensors, numel, mask, groups, block, ids: tuple[str, ...], device: str) -> StatsBundle:
+    """A `StatsBundle` from the numpy arrays `StatsBundle.__reduce__` made, back on `device`."""
+    tensor = lambda a: torch.from_numpy(a if a.flags.writeable else a.copy())  # noqa: E731
+    each = lambda d: {k: tensor(v) for k, v in d.items()}  # noqa: E731
+    bundle = StatsBundle(each(tensors), each(numel), each(mask), each(groups), tensor(block), ids)
+    return bundle if device == "cpu" else bundle.to(device)
+
 
 def stack(stats: list[UnitStats], ids: list[str] | None = None) -> StatsBundle:
     """Stack per-network statistics into a `StatsBundle`, padding units with masked zeros."""

@@ -128,6 +128,18 @@ def test_discovery_on_the_gpu_scores_programs_as_the_cpu_does(tmp_path):
 
 
 @pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU")
+def test_statistics_pickled_on_the_gpu_come_back_on_it():
+    import pickle
+
+    from synthetic import planted_tasks
+
+    bundle = planted_tasks()[0].bundle
+    back = pickle.loads(pickle.dumps(bundle.to("cuda")))
+    assert back.block.device.type == "cuda" and all(t.is_cuda for t in back.tensors.values())
+    assert all(torch.equal(back.tensors[k].cpu(), bundle.tensors[k]) for k in bundle.tensors)
+
+
+@pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU")
 def test_programs_on_the_gpu_keep_float32_matmuls_whatever_the_process_set(tmp_path):
     bundle = _bundle(tmp_path, "cpu").to("cuda")
     program = parse("agg_sum_all(fro(matmul(gram(W), gW)))", build_pset(bundle.names, sorted(bundle.groups)))
