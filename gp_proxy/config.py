@@ -66,6 +66,12 @@ class DiscoveryConfig:
         skip |= {"validation", "validation_seed"} if not self.validation else set()
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
+    @property
+    def programs_per_step(self) -> int:
+        """How many programs a step scores together (through `toolbox.map`): the elitism `batch`, or
+        the (mu + lambda) `lambda_` (its retries score fewer)."""
+        return self.batch if self.algorithm == "elitism" else self.lambda_
+
     def algorithm_options(self) -> dict:
         """The keyword arguments of `ALGORITHMS[self.algorithm]` taken from this config (its own
         parameters, named as the fields)."""

@@ -15,6 +15,7 @@ import itertools
 import multiprocessing
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from gp_proxy.checkpoint import load_checkpoint, save_checkpoint
 from gp_proxy.config import DiscoveryConfig
 from gp_proxy.device import resolve_device
-from gp_proxy.errors import AutoproxError
+from gp_proxy.errors import AutoproxError, AutoproxWarning
 from gp_proxy.evolve import ALGORITHMS, StopHook, jcm_of, make_stats, make_toolbox
 from gp_proxy.fitness import Task, split_for_validation
 from gp_proxy.halloffame import HallOfFame
@@ -89,6 +90,7 @@ def discover(
             f"workers={workers} evaluates in forked CPU processes, which cannot use statistics on {off_cpu[0]}; "
             "use workers=1 on a GPU, or move the tasks' statistics to the CPU"
         )
+    _warn_of_idle_workers(config, workers, client)
     pset, out_dir = task_pset(tasks), Path(out_dir)
     checkpoint = out_dir / "checkpoint.json"
     if checkpoint.exists() and not resume:
@@ -163,6 +165,22 @@ def _budget(max_evaluations: int) -> StopHook | None:
     if not max_evaluations:
         return None
     return lambda iteration, population, halloffame, logbook: logbook[-1]["evals"] >= max_evaluations
+
+
+def _warn_of_idle_workers(config: DiscoveryConfig, workers: int, client) -> None:
+    """An AutoproxWarning when a step scores fewer programs than there are workers (the process
+    pool's, or the Dask cluster's now): the others would wait through every step."""
+    if client is not None:
+        from gp_proxy.dask_map import workers as cluster_workers
+
+        workers = cluster_workers(client)
+    per_step, option = config.programs_per_step, "batch (--parents)" if config.algorithm == "elitism" else "lambda_"
+    if workers > 1 and per_step < workers:
+        warnings.warn(
+            f"{config.algorithm} scores {per_step} program(s) per step on {workers} workers, so "
+            f"{workers - per_step} wait through every step; set {option} to {workers} or more",
+            AutoproxWarning,
+        )
 
 
 _WORKER_OBJECTIVE: Objective | None = None

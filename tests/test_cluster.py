@@ -439,7 +439,7 @@ def test_discovery_on_the_cluster_finds_what_one_process_finds(client, tmp_path)
 
     from gp_proxy.discovery import DiscoveryConfig, discover
 
-    tasks, config = planted_tasks(), DiscoveryConfig(iterations=12, population=20, hall_of_fame=5, seed=5)
+    tasks, config = planted_tasks(), DiscoveryConfig(iterations=12, population=20, hall_of_fame=5, seed=5, batch=2)
     alone = discover(tasks, config, tmp_path / "alone", progress=False)
     spread = discover(tasks, config, tmp_path / "spread", progress=False, client=client, device="cpu")
     assert [str(i) for i in spread.halloffame] == [str(i) for i in alone.halloffame]
@@ -449,6 +449,10 @@ def test_discovery_on_the_cluster_finds_what_one_process_finds(client, tmp_path)
     resumed = discover(tasks, config, tmp_path / "halves", resume=True, progress=False, client=client)
     assert [str(i) for i in resumed.halloffame] == [str(i) for i in alone.halloffame]
     assert list(resumed.logbook) == list(alone.logbook)
+    idle = r"^elitism scores 1 program\(s\) per step on 2 workers, so 1 wait through every step; set batch"
+    one_parent = dataclasses.replace(config, batch=1, iterations=1)
+    with pytest.warns(AutoproxWarning, match=idle):
+        discover(tasks, one_parent, tmp_path / "one", progress=False, client=client)
 
 
 def test_discovery_holds_the_objective_on_every_worker_and_survives_a_killed_one(client, tmp_path):

@@ -2,6 +2,7 @@ import dataclasses
 import json
 import random
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from synthetic import planted_tasks
 import gp_proxy.discovery
 import gp_proxy.results
 from gp_proxy.discovery import DiscoveryConfig, discover, task_pset
-from gp_proxy.errors import AutoproxError
+from gp_proxy.errors import AutoproxError, AutoproxWarning
 from gp_proxy.evolve import elitism_preserve_step, evaluate_invalid, make_toolbox
 from gp_proxy.library import known_proxy
 from gp_proxy.objective import Objective
@@ -193,6 +194,17 @@ def test_a_process_pool_gives_the_same_result(tmp_path):
     pooled = discover(tasks, config, tmp_path / "b", workers=2, progress=False)
     assert [str(i) for i in pooled.halloffame] == [str(i) for i in serial.halloffame]
     assert list(pooled.logbook) == list(serial.logbook)
+
+
+def test_a_step_scoring_fewer_programs_than_there_are_workers_is_warned_of(tmp_path):
+    config = DiscoveryConfig(algorithm="mu+lambda", iterations=1, lambda_=1, seed=5, **FAST)
+    idle = r"^mu\+lambda scores 1 program\(s\) per step on 2 workers, so 1 wait through every step; set lambda_ to 2"
+    with pytest.warns(AutoproxWarning, match=idle):
+        discover(planted_tasks(), config, tmp_path / "a", workers=2, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AutoproxWarning)
+        discover(planted_tasks(), dataclasses.replace(config, lambda_=2), tmp_path / "b", workers=2, progress=False)
+        discover(planted_tasks(), config, tmp_path / "c", progress=False)  # one worker: none waits
 
 
 def test_a_process_pool_is_refused_for_statistics_on_another_device(tmp_path):
