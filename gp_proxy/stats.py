@@ -8,8 +8,9 @@ rescaled. Units are padded to the longest network; `mask` says which units exist
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
+import numpy as np
 import torch
 
 from gp_proxy.errors import AutoproxError
@@ -17,7 +18,7 @@ from gp_proxy.errors import AutoproxError
 
 @dataclass(frozen=True)
 class UnitStats:
-    """Statistics of one network.
+    """Statistics of one network (pickled as numpy arrays, as `StatsBundle`).
 
     tensors: name -> (U, S, S) float32 sketches (zeros where the statistic is absent).
     numel:   name -> (U,) float64 element count of the full tensor (0 where absent).
@@ -47,6 +48,9 @@ class UnitStats:
         for name, g in self.groups.items():
             if g.shape != (units,):
                 raise AutoproxError(f"group {name!r} has shape {tuple(g.shape)}, expected ({units},)")
+
+    def __reduce__(self) -> tuple:
+        return _pickled(self)
 
 
 @dataclass(frozen=True)
@@ -106,20 +110,39 @@ class StatsBundle:
         )
 
     def __reduce__(self) -> tuple:
-        """Pickled as numpy arrays and the name of its device: Dask sends numpy arrays as buffers
-        without copying them, where torch's own pickling copies every tensor (`benchmarks/scaling.py`
-        measures both sent to a worker)."""
-        arrays = lambda d: {k: v.cpu().numpy() for k, v in d.items()}  # noqa: E731
-        parts = (arrays(self.tensors), arrays(self.numel), arrays(self.mask), arrays(self.groups))
-        return _unpickled_bundle, (*parts, self.block.cpu().numpy(), self.ids, str(self.block.device))
+        return _pickled(self)
 
 
-def _unpickled_bundle(tensors, numel, mask, groups, block, ids: tuple[str, ...], device: str) -> StatsBundle:
-    """A `StatsBundle` from the numpy arrays `StatsBundle.__reduce__` made, back on `device`."""
-    tensor = lambda a: torch.from_numpy(a if a.flags.writeable else a.copy())  # noqa: E731
-    each = lambda d: {k: tensor(v) for k, v in d.items()}  # noqa: E731
-    bundle = StatsBundle(each(tensors), each(numel), each(mask), each(groups), tensor(block), ids)
-    return bundle if device == "cpu" else bundle.to(device)
+Statistics = UnitStats | StatsBundle
+
+
+def _numpy(value):
+    """`value` with every tensor in it (alone or in a dict) as a numpy array on the CPU."""
+    if isinstance(value, dict):
+        return {k: _numpy(v) for k, v in value.items()}
+    return value.cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+
+def _torch(value, device: str):
+    """`_numpy`'s inverse: every numpy array in `value` as a tensor on `device`."""
+    if isinstance(value, dict):
+        return {k: _torch(v, device) for k, v in value.items()}
+    if not isinstance(value, np.ndarray):
+        return value
+    return torch.from_numpy(value if value.flags.writeable else value.copy()).to(device)
+
+
+def _pickled(stats: Statistics) -> tuple:
+    """`__reduce__` of statistics: their fields as numpy arrays and the name of their device. Dask
+    sends numpy arrays as buffers without copying them, where torch's own pickling copies every
+    tensor (`benchmarks/scaling.py` measures both sent to a worker)."""
+    parts = {f.name: _numpy(getattr(stats, f.name)) for f in fields(stats)}
+    return _unpickled, (type(stats), parts, str(stats.block.device))
+
+
+def _unpickled(kind: type[Statistics], parts: dict, device: str) -> Statistics:
+    """Statistics of class `kind` from the fields `_pickled` made, back on `device`."""
+    return kind(**{name: _torch(value, device) for name, value in parts.items()})
 
 
 def stack(stats: list[UnitStats], ids: list[str] | None = None) -> StatsBundle:

@@ -225,22 +225,34 @@ def test_a_worker_with_several_threads_moves_its_objective_once_and_scores_in_tu
     assert all(r == expected for r in results) and expected[-1][0] > 0.3
 
 
-def test_statistics_pickle_as_numpy_arrays_and_come_back_equal():
+def _unit_stats():
+    from gp_proxy.stats import UnitStats
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {"W": torch.randn(5, 8, 8, generator=g), "gW": torch.randn(5, 8, 8, generator=g)}
+    numel = {n: torch.full((5,), 4096.0, dtype=torch.float64) for n in tensors}
+    return UnitStats(tensors, numel, {"mlp": torch.arange(5) % 2 == 1}, torch.arange(5) // 2)
+
+
+@pytest.mark.parametrize("kind", ["bundle", "one network"])
+def test_statistics_pickle_as_numpy_arrays_and_come_back_equal(kind):
     """Dask sends numpy arrays as buffers, without the copy torch's own pickling makes."""
     import pickle
 
     from synthetic import planted_tasks
 
-    bundle = planted_tasks()[0].bundle
+    stats = planted_tasks()[0].bundle if kind == "bundle" else _unit_stats()
     buffers = []
-    data = pickle.dumps(bundle, protocol=5, buffer_callback=buffers.append)
-    assert sum(b.raw().nbytes for b in buffers) >= sum(t.numel() * 4 for t in bundle.tensors.values())
+    data = pickle.dumps(stats, protocol=5, buffer_callback=buffers.append)
+    assert sum(b.raw().nbytes for b in buffers) >= sum(t.numel() * 4 for t in stats.tensors.values())
     back = pickle.loads(data, buffers=buffers)
-    for part in ("tensors", "numel", "mask", "groups"):
-        mine, theirs = getattr(bundle, part), getattr(back, part)
+    assert type(back) is type(stats)
+    for part in ("tensors", "numel", "groups") + (("mask",) if kind == "bundle" else ()):
+        mine, theirs = getattr(stats, part), getattr(back, part)
         assert list(mine) == list(theirs)
         assert all(torch.equal(mine[k], theirs[k]) and mine[k].dtype == theirs[k].dtype for k in mine)
-    assert torch.equal(back.block, bundle.block) and back.ids == bundle.ids and back.block.device.type == "cpu"
+    assert torch.equal(back.block, stats.block) and back.block.dtype == stats.block.dtype
+    assert back.block.device.type == "cpu" and getattr(back, "ids", ()) == getattr(stats, "ids", ())
 
 
 def test_workers_are_sent_the_training_rows_only_and_score_to_the_bit_as_the_whole_objective():
