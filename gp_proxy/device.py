@@ -1,7 +1,7 @@
 """Where tensors go: `auto|cpu|cuda|cuda:N` resolved to a torch device, or one line naming what
 torch sees. `discover` uses it so that each Dask worker places the statistics on its own device.
-`float32_matmul` keeps a GPU's float32 matmuls in float32 (no TF32) while programs, probes and
-training run."""
+`float32_matmul` keeps float32 matmuls and convolutions in float32 (no TF32 on a GPU, no bf16
+through oneDNN on a CPU) while programs, probes and training run."""
 
 from __future__ import annotations
 
@@ -51,21 +51,30 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 @contextmanager
 def float32_matmul() -> Iterator[None]:
-    """Within the block, CUDA matmuls and cuDNN convolutions use full float32 (no TF32); restored after.
+    """Within the block, float32 matmuls and convolutions keep float32's precision (no TF32 on a GPU,
+    no bf16 through oneDNN on a CPU); every precision setting of the process is restored after.
 
-    It sets torch's `allow_tf32` flags, or, where the process already set TF32 through the newer
-    `fp32_precision` API (reading the old flags then raises), that API: torch refuses a mix of the two."""
-    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-    flags = [(matmul, "allow_tf32", False), (cudnn, "allow_tf32", False)]
+    It calls `torch.set_float32_matmul_precision("highest")` and sets cuDNN's `allow_tf32`, or, where
+    the process set precisions through torch's newer per-backend `fp32_precision` API (reading the
+    former then raises: torch refuses a mix of the two), sets each backend's `fp32_precision`."""
+    backends = torch.backends
+    owners = (backends.cuda.matmul, backends.cudnn.conv, backends.mkldnn.matmul, backends.mkldnn.conv)
+    precisions = [owner.fp32_precision for owner in owners]
     try:
-        saved = [getattr(owner, name) for owner, name, _ in flags]
+        legacy = torch.get_float32_matmul_precision(), backends.cudnn.allow_tf32
     except RuntimeError:
-        flags = [(matmul, "fp32_precision", "ieee"), (cudnn.conv, "fp32_precision", "ieee")]
-        saved = [getattr(owner, name) for owner, name, _ in flags]
-    for owner, name, off in flags:
-        setattr(owner, name, off)
+        legacy = None
+        for owner in owners:
+            owner.fp32_precision = "ieee"
+    else:
+        torch.set_float32_matmul_precision("highest")
+        backends.cudnn.allow_tf32 = False
     try:
         yield
     finally:
-        for (owner, name, _), value in zip(flags, saved):
-            setattr(owner, name, value)
+        if legacy is not None:
+            torch.set_float32_matmul_precision(legacy[0])
+            backends.cudnn.allow_tf32 = legacy[1]
+        for owner, precision in zip(owners, precisions):  # as they were, those the calls above changed too
+            if owner.fp32_precision != precision:
+                owner.fp32_precision = precision

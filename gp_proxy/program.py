@@ -7,7 +7,6 @@ import random
 import re
 import weakref
 from collections import OrderedDict
-from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 
@@ -249,7 +248,6 @@ class Evaluator:
     def __init__(self, bundle: StatsBundle, memo_bytes: int = 1 << 30):
         self.memo_bytes = memo_bytes
         self.hits = self.misses = 0
-        self._cuda = bundle.block.device.type == "cuda"
         self._terminals = {n: Mat(t, bundle.numel[n], bundle.mask[n]) for n, t in bundle.tensors.items()}
         self._ops = {name: op.fn for name, op in PRIMITIVES.items()}
         self._ops.update(
@@ -282,7 +280,7 @@ class Evaluator:
                         wanted[j] = True
             else:
                 values[i] = self._terminal(node.name)
-        with float32_matmul() if self._cuda else nullcontext():  # a GPU's matmuls in float32, whatever the process set
+        with float32_matmul():  # matmuls in float32 (no TF32, no bf16), whatever the process set
             for i in reversed(range(len(tree))):  # bottom-up: compute what is missing
                 if wanted[i] and values[i] is None:
                     values[i] = self._recall(keys[i]) or self._compute(

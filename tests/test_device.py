@@ -73,11 +73,15 @@ def test_float32_matmul_uses_torchs_newer_api_where_the_process_does():
         matmul.fp32_precision = conv.fp32_precision = "tf32"  # torch's newer API: the old flags now raise when read
         with pytest.raises(RuntimeError, match="mix of the legacy and new APIs"):
             torch.backends.cuda.matmul.allow_tf32  # noqa: B018
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"  # a CPU's oneDNN matmuls in bf16
         with float32_matmul():
             assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "ieee")
+            assert torch.backends.mkldnn.matmul.fp32_precision == "ieee"
         assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+        assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"
     finally:
         matmul.fp32_precision, conv.fp32_precision = saved  # "none" makes the old flags readable again
+        torch.backends.mkldnn.matmul.fp32_precision = "none"
     assert isinstance(torch.backends.cuda.matmul.allow_tf32, bool)
 
 
@@ -139,14 +143,37 @@ def test_statistics_pickled_on_the_gpu_come_back_on_it():
     assert all(torch.equal(back.tensors[k].cpu(), bundle.tensors[k]) for k in bundle.tensors)
 
 
-@pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU")
-def test_programs_on_the_gpu_keep_float32_matmuls_whatever_the_process_set(tmp_path):
-    bundle = _bundle(tmp_path, "cpu").to("cuda")
-    program = parse("agg_sum_all(fro(matmul(gram(W), gW)))", build_pset(bundle.names, sorted(bundle.groups)))
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU"))]
+)
+def test_probes_and_programs_keep_float32_matmuls_whatever_the_process_set(tmp_path, device):
+    """`torch.set_float32_matmul_precision("medium")` gives a GPU's float32 matmuls TF32, and a CPU's
+    bf16 where oneDNN has AMX or AVX512-BF16 (as this machine's CPU does): probes and programs keep
+    float32 all the same, and the process keeps its setting."""
     saved = torch.get_float32_matmul_precision()
     try:
-        exact = Evaluator(bundle)(program)
+        exact = _bundle(tmp_path / "highest", device)
+        program = parse("agg_sum_all(fro(matmul(gram(W), gW)))", build_pset(exact.names, sorted(exact.groups)))
+        scores = Evaluator(exact.to(device))(program)
         torch.set_float32_matmul_precision("medium")  # TF32 (or bf16) matmuls for the rest of the process
-        assert np.array_equal(Evaluator(bundle)(program), exact)
+        medium = _bundle(tmp_path / "medium", device)
+        assert torch.get_float32_matmul_precision() == "medium"
+        assert np.array_equal(Evaluator(exact.to(device))(program), scores)
+        for name in exact.names:  # a GPU's backward kernels are not all deterministic: to float tolerance there
+            same = torch.equal if device == "cpu" else lambda a, b: torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+            assert same(medium.tensors[name], exact.tensors[name]), name
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
+def test_float32_matmul_keeps_a_process_precision_of_medium_readable_and_restores_it():
+    saved = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        with float32_matmul():
+            assert torch.get_float32_matmul_precision() == "highest"
+            assert torch.backends.mkldnn.matmul.fp32_precision == "ieee" and not torch.backends.cudnn.allow_tf32
+        assert torch.get_float32_matmul_precision() == "medium" and torch.backends.cudnn.allow_tf32
+        assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"
     finally:
         torch.set_float32_matmul_precision(saved)

@@ -5,8 +5,8 @@ Every model autoprox builds is built on the CPU under its seeded RNG (so the wei
 same on every device), then moved. Statistics, scores and accuracies come back to the CPU, so
 the cache on disk does not depend on the device. All probe statistics, pass proxies and training
 run in float32 (SynFlow in float64, as on the CPU); `float32_matmul` (from `gp_proxy.device`)
-switches TF32 off while a probe, a pass proxy, a training run or a program runs, so a GPU's
-matmuls and convolutions keep float32's precision.
+switches TF32 (GPU) and oneDNN's bf16 (CPU) off while a probe, a pass proxy, a training run or a
+program runs, so matmuls and convolutions keep float32's precision whatever the process set.
 """
 
 from __future__ import annotations
