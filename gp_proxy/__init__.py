@@ -11,7 +11,7 @@ Names are imported on first use (PEP 562), so `import gp_proxy` stays cheap: tor
 DEAP and sympy load with the first name that needs them, networkx with `to_graph`; never
 vit_space. The modules: `primitives`, `program` (the language), `fitness`, `objective` (the
 fitness of a program), `evolve` (the algorithms), `config`, `discovery`, `checkpoint`, `results`
-(a run), `library`, `store`, `simplification`, `symbolic`, `export`, `markdown`, `atomic`, `device`.
+(a run), `library`, `store`, `simplification`, `symbolic`, `export`, `markdown`, `atomic`, `device`, `memory`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ _EXPORTS = {
     "DiscoveryConfig": "config",
     "discover": "discovery",
     "resolve_device": "device",
+    "freed_memory_kept": "memory",
     "DiscoveryResult": "results",
     "best_of_runs": "results",
     "FrontRow": "results",
@@ -83,6 +84,7 @@ __all__ = [
     "correlations",
     "discover",
     "ensemble_of_run",
+    "freed_memory_kept",
     "front_proxy",
     "jcm",
     "kendall",
@@ -126,6 +128,7 @@ if TYPE_CHECKING:
     )
     from gp_proxy.library import KNOWN_PROXIES, known_proxy
     from gp_proxy.markdown import table, write_report
+    from gp_proxy.memory import freed_memory_kept
     from gp_proxy.objective import Objective
     from gp_proxy.primitives import build_pset
     from gp_proxy.program import Evaluator, parse

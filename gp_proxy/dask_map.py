@@ -40,6 +40,7 @@ from distributed.scheduler import NoWorkerError
 from gp_proxy import __version__
 from gp_proxy.device import device_name, resolve_device
 from gp_proxy.errors import AutoproxError, AutoproxWarning
+from gp_proxy.memory import keep_freed_memory, return_freed_memory
 from gp_proxy.objective import Objective, task_pset
 from gp_proxy.program import parse
 
@@ -159,8 +160,15 @@ class ObjectivePlugin(WorkerPlugin):
 
     def setup(self, worker) -> None:
         """On the worker: a lock, as a worker with several threads may run two batches at once (the
-        memo of subtrees is not thread-safe, so they take turns)."""
+        memo of subtrees is not thread-safe, so they take turns); freed memory kept for reuse, as
+        `discover` keeps it in one process (`gp_proxy.memory`)."""
         self._lock = threading.Lock()
+        self._kept = keep_freed_memory()
+
+    def teardown(self, worker) -> None:
+        """On the worker, when discovery ends: its free memory back to the OS."""
+        if self._kept:
+            return_freed_memory()
 
     def evaluate(self, expressions: list[str], clears: int) -> list[tuple[float, int]]:
         """The fitnesses of `expressions` by the objective on its device; its memo is cleared

@@ -27,11 +27,12 @@ from tqdm.auto import tqdm
 from gp_proxy.checkpoint import load_checkpoint, save_checkpoint
 from gp_proxy.config import DiscoveryConfig
 from gp_proxy.device import resolve_device
-from gp_proxy.errors import AutoproxError, AutoproxWarning
+from gp_proxy.errors import AutoproxError, IdleWorkersWarning
 from gp_proxy.evolve import ALGORITHMS, StopHook, jcm_of, make_stats, make_toolbox
 from gp_proxy.fitness import Task, split_for_validation
 from gp_proxy.halloffame import HallOfFame
 from gp_proxy.library import known_proxy
+from gp_proxy.memory import freed_memory_kept
 from gp_proxy.objective import Objective, task_pset, tasks_on
 from gp_proxy.program import parse
 from gp_proxy.results import DiscoveryResult, save_results
@@ -100,7 +101,7 @@ def discover(
     )
     objective = Objective(fit_tasks, config.jcm)
     halloffame = HallOfFame(config.hall_of_fame)
-    with _evaluation_map(objective, workers, client, device) as map_fn:
+    with freed_memory_kept(), _evaluation_map(objective, workers, client, device) as map_fn:
         toolbox = make_toolbox(
             pset, objective, config.min_height, config.max_height, config.height_limit, config.size_limit, map_fn
         )
@@ -168,7 +169,7 @@ def _budget(max_evaluations: int) -> StopHook | None:
 
 
 def _warn_of_idle_workers(config: DiscoveryConfig, workers: int, client) -> None:
-    """An AutoproxWarning when a step scores fewer programs than there are workers (the process
+    """An IdleWorkersWarning when a step scores fewer programs than there are workers (the process
     pool's, or the Dask cluster's now): the others would wait through every step."""
     if client is not None:
         from gp_proxy.dask_map import workers as cluster_workers
@@ -179,7 +180,7 @@ def _warn_of_idle_workers(config: DiscoveryConfig, workers: int, client) -> None
         warnings.warn(
             f"{config.algorithm} scores {per_step} program(s) per step on {workers} workers, so "
             f"{workers - per_step} wait through every step; set {option} to {workers} or more",
-            AutoproxWarning,
+            IdleWorkersWarning,
         )
 
 

@@ -8,3 +8,7 @@ class AutoproxError(ValueError):
 class AutoproxWarning(UserWarning):
     """Something the user should know (a repaired file, a dropped duplicate); the CLI prints it as
     one line, `autoprox: warning: ...`, and goes on."""
+
+
+class IdleWorkersWarning(AutoproxWarning):
+    """A discovery step scores fewer programs than there are workers: the others wait through it."""

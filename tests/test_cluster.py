@@ -467,6 +467,7 @@ def test_discovery_on_the_cluster_finds_what_one_process_finds(client, tmp_path)
         discover(tasks, one_parent, tmp_path / "one", progress=False, client=client)
 
 
+@pytest.mark.filterwarnings("ignore::gp_proxy.errors.IdleWorkersWarning")  # one program per step
 def test_discovery_holds_the_objective_on_every_worker_and_survives_a_killed_one(client, tmp_path):
     """Every worker keeps its copy of the statistics for the whole run (Dask's memory manager drops
     extra copies of scattered data within seconds, which left one worker doing all the work and lost
@@ -502,6 +503,7 @@ def test_discovery_holds_the_objective_on_every_worker_and_survives_a_killed_one
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the workers see a GPU")
+@pytest.mark.filterwarnings("ignore::gp_proxy.errors.IdleWorkersWarning")  # one program per step
 def test_discovery_asking_workers_for_a_gpu_they_lack_is_one_error(client, tmp_path):
     from synthetic import planted_tasks
 

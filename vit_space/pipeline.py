@@ -7,6 +7,7 @@ it stopped and reaches the same result.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from gp_proxy.discovery import DiscoveryConfig, DiscoveryResult, discover
+from gp_proxy.errors import IdleWorkersWarning
 from gp_proxy.store import load_proxy
 from vit_space.bench.benchmark import load_bench
 from vit_space.data.batches import BatchSpec, get_dataset
@@ -102,17 +104,19 @@ def run_job(
     on_step("discovery")
     discover_dir = out / "discover"
     tasks = tasks_for([bench_name], None, spec, cache, device=device, client=client)
-    discovery = discover(
-        tasks,
-        DiscoveryConfig(iterations=iterations, seed=seed, seed_proxies=SEED_PROXIES),
-        discover_dir,
-        resume=(discover_dir / "checkpoint.json").is_file(),
-        probe=spec.as_dict(),
-        provenance={"benchmarks": [bench_name], "tasks": [t.name for t in tasks], "holdout": 0.5, "split_seed": 0},
-        progress=progress,
-        client=client,
-        device=device,
-    )
+    with warnings.catch_warnings():  # the job scores one program per step, on a cluster too (the same results)
+        warnings.simplefilter("ignore", IdleWorkersWarning)
+        discovery = discover(
+            tasks,
+            DiscoveryConfig(iterations=iterations, seed=seed, seed_proxies=SEED_PROXIES),
+            discover_dir,
+            resume=(discover_dir / "checkpoint.json").is_file(),
+            probe=spec.as_dict(),
+            provenance={"benchmarks": [bench_name], "tasks": [t.name for t in tasks], "holdout": 0.5, "split_seed": 0},
+            progress=progress,
+            client=client,
+            device=device,
+        )
     best = load_proxy(discovery.saved[0])
 
     exports = []

@@ -1,0 +1,50 @@
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+CHURN = """
+import resource
+import torch
+from gp_proxy.memory import freed_memory_kept
+
+
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def churn():
+    start = faults()
+    for _ in range(20):
+        torch.ones(16 * 2**20)  # 64 MiB allocated, written and freed
+    return faults() - start
+
+
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+before = churn()
+with freed_memory_kept() as kept:
+    churn()  # the first 64 MiB come from the OS once
+    inside, held = churn(), resident()
+after = churn()
+print(kept, before, inside, after, held, resident())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="sets glibc's malloc")
+@pytest.mark.parametrize("trim", [None, "65536"])  # glibc's own default, and what Dask's nanny sets on its workers
+def test_freed_memory_is_reused_within_the_block_and_returned_after_it(trim):
+    """Measured in a process of its own: the settings hold for a whole process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | {"OMP_NUM_THREADS": "1"}
+    env |= {"MALLOC_TRIM_THRESHOLD_": trim} if trim else {}
+    out = subprocess.run([sys.executable, "-c", CHURN], env=env, capture_output=True, text=True, timeout=120)
+    kept, before, inside, after, held, released = out.stdout.split()
+    pages = 20 * 64 * 2**20 // os.sysconf("SC_PAGE_SIZE")  # what 20 fresh 64 MiB blocks fault in
+    assert kept == "True" and int(before) > pages / 2 and int(after) > pages / 2
+    assert int(inside) < pages / 100  # the same block, reused
+    assert int(released) < int(held) - 32 * 2**20  # handed back to the OS after the block
