@@ -32,7 +32,6 @@ from gp_proxy.evolve import ALGORITHMS, StopHook, jcm_of, make_stats, make_toolb
 from gp_proxy.fitness import Task, split_for_validation
 from gp_proxy.halloffame import HallOfFame
 from gp_proxy.library import known_proxy
-from gp_proxy.memory import freed_memory_kept
 from gp_proxy.objective import Objective, task_pset, tasks_on
 from gp_proxy.program import parse
 from gp_proxy.results import DiscoveryResult, save_results
@@ -101,7 +100,7 @@ def discover(
     )
     objective = Objective(fit_tasks, config.jcm)
     halloffame = HallOfFame(config.hall_of_fame)
-    with freed_memory_kept(), _evaluation_map(objective, workers, client, device) as map_fn:
+    with _evaluation_map(objective, workers, client, device) as map_fn:
         toolbox = make_toolbox(
             pset, objective, config.min_height, config.max_height, config.height_limit, config.size_limit, map_fn
         )

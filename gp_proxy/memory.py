@@ -4,8 +4,9 @@ Scoring a program allocates and frees tensors of the same few sizes, program aft
 glibc's malloc serves large blocks from `mmap` and trims the top of its heap, so it hands freed
 tensors back to the OS, and every new tensor page-faults its memory in again (Dask's nanny sets
 `MALLOC_TRIM_THRESHOLD_` low on its workers, which makes them hand back even more).
-`freed_memory_kept` turns that off for a block: `discover` runs inside one, and each Dask worker
-from its objective's set-up to its removal. `benchmarks/freed_memory.py` measures it.
+`keep_freed_memory` turns that off: each Dask worker of a discovery keeps freed memory from its
+objective's set-up to its removal (`return_freed_memory`), `freed_memory_kept` for a block.
+`benchmarks/freed_memory.py` measures it on a worker.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import dask
 import pytest
 import torch
 
+import gp_proxy.memory
 import vit_space.cluster as cluster_mod
 from gp_proxy.dask_map import workers
 from gp_proxy.errors import AutoproxError, AutoproxWarning
@@ -484,15 +485,18 @@ def test_discovery_holds_the_objective_on_every_worker_and_survives_a_killed_one
         count = lambda dask_worker: sum(n.startswith("autoprox-objective") for n in dask_worker.plugins)  # noqa: E731
         return sorted(client.run(count).values())
 
+    def keeping() -> list[int]:  # blocks that keep freed memory for reuse, on each worker
+        return sorted(client.run(lambda: gp_proxy.memory._holders).values())
+
     tasks = planted_tasks()
     objective, pset = Objective(tasks), task_pset(tasks)
     random.seed(1)
     trees = [gp.PrimitiveTree(generate(pset, 1, 3)) for _ in range(40)]
     with dask_map(objective, client) as map_fn:
         time.sleep(3)  # past the memory manager's first round (every 2 s)
-        assert held() == [1, 1]
+        assert held() == [1, 1] and keeping() == [1, 1]
         assert map_fn(None, trees) == [objective(t) for t in trees]
-    assert held() == [0, 0]
+    assert held() == [0, 0] and keeping() == [0, 0]  # the memory went back to the OS
     config = DiscoveryConfig(iterations=60, population=20, hall_of_fame=5, seed=3)
     alone = discover(tasks, config, tmp_path / "alone", progress=False)
     with killed_while_busy(client) as caught:
