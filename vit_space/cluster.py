@@ -33,6 +33,7 @@ from gp_proxy.dask_map import checked, finished, refusal
 from gp_proxy.errors import AutoproxError
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
+LOST_WORKER_TIMEOUT = "120s"  # how long a local cluster waits for a lost worker's restart
 RETRIES = 2  # reruns of a task that raised (not an AutoproxError), before its error is the caller's
 
 
@@ -117,6 +118,7 @@ def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
     """A Dask `Client` for `spec` (see `parse_cluster`), closed after the block; a local cluster is
     shut down with it. AutoproxError when the scheduler cannot be reached within `timeout` seconds
     or a worker runs another autoprox version."""
+    import dask
     from dask.distributed import Client, LocalCluster
 
     kind, where = parse_cluster(spec)
@@ -124,29 +126,33 @@ def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
     client_log = logging.getLogger("distributed.client")
     client_level = client_log.level
     client_log.setLevel(logging.CRITICAL)  # a lost scheduler is our one line, not Dask's tracebacks too
-    try:
-        if kind == "local":
-            cluster = LocalCluster(
-                n_workers=where,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
-            client = Client(cluster)
-            client.run(_limit_threads, 1)  # one torch thread per worker: the numbers of a one-thread run
-        else:
-            client = _client_within(where, timeout)
-        check_versions(client)
-        yield client
-    finally:
+    # a local cluster drops a worker its nanny has not restarted within this (Dask's default, 15 s, a
+    # worker importing torch on a busy machine can take); its nanny goes on restarting it meanwhile
+    waits = {"distributed.deploy.lost-worker-timeout": LOST_WORKER_TIMEOUT} if kind == "local" else {}
+    with dask.config.set(waits):
         try:
-            if client is not None:
-                client.close()
-            if cluster is not None:
-                cluster.close()
+            if kind == "local":
+                cluster = LocalCluster(
+                    n_workers=where,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+                client = Client(cluster)
+                client.run(_limit_threads, 1)  # one torch thread per worker: the numbers of a one-thread run
+            else:
+                client = _client_within(where, timeout)
+            check_versions(client)
+            yield client
         finally:
-            client_log.setLevel(client_level)
+            try:
+                if client is not None:
+                    client.close()
+                if cluster is not None:
+                    cluster.close()
+            finally:
+                client_log.setLevel(client_level)
 
 
 def run_all(client, fn: Callable, jobs: Sequence[tuple], desc: str, progress: bool = True) -> Iterator[tuple[int, Any]]:
