@@ -160,8 +160,8 @@ class ObjectivePlugin(WorkerPlugin):
 
     def setup(self, worker) -> None:
         """On the worker: a lock, as a worker with several threads may run two batches at once (the
-        memo of subtrees is not thread-safe, so they take turns); freed memory kept for reuse, as
-        `discover` keeps it in one process (`gp_proxy.memory`)."""
+        memo of subtrees is not thread-safe, so they take turns); freed memory kept for reuse, which
+        Dask's nanny has its workers hand back to the OS (`gp_proxy.memory`)."""
         self._lock = threading.Lock()
         self._kept = keep_freed_memory()
 
