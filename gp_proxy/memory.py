@@ -22,7 +22,7 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's <malloc.h>
 GLIBC_DEFAULTS = {"MALLOC_TRIM_THRESHOLD_": 128 * 1024, "MALLOC_MMAP_MAX_": 65536}
 
 _LOCK = threading.Lock()
-_holders = 0  # blocks inside `freed_memory_kept` now, in this process
+_holders = 0  # calls of `keep_freed_memory` not yet paired with `return_freed_memory`, in this process
 
 
 def _libc() -> ctypes.CDLL | None:
