@@ -177,3 +177,33 @@ def test_float32_matmul_keeps_a_process_precision_of_medium_readable_and_restore
         assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"
     finally:
         torch.set_float32_matmul_precision(saved)
+
+
+@pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU")
+def test_a_probe_on_the_gpu_waits_for_it_once_per_kind_of_statistic():
+    """Synchronising CUDA calls of the data and minibatch probes of a built network, after a warm-up
+    (which copies the sketch indices over): one per statistic copied back (7 + 2), not one per sketch."""
+    import warnings
+
+    from vit_space.probe.hooks import probe, probe_minibatches
+    from vit_space.probe.networks import batch_of
+
+    space = get_space("autoformer")
+    model = space.build(space.sample(random.Random(0)), num_classes=100, img_size=224).cuda()
+    images, labels = (t.cuda() for t in batch_of(BatchSpec("c100", "skimage", 8, 0)))
+
+    def both_probes() -> None:
+        probe(model, images, lambda logits: torch.nn.functional.cross_entropy(logits, labels))
+        probe_minibatches(model, images, labels, 4)
+
+    both_probes()
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            both_probes()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    synced = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert 0 < len(synced) <= 7 + 2, synced[:3]

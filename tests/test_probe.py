@@ -106,6 +106,20 @@ def test_hooks_removed_and_gradients_cleared(model_and_batch):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_a_probe_copies_its_statistics_to_the_cpu_once_per_kind(monkeypatch):
+    """Every copy to the CPU waits for a GPU: a probe makes one per kind of statistic it returns,
+    not one per sketch (about 4 x 7 per block before)."""
+    space = get_space("autoformer")
+    spec = ProbeSpec(BatchSpec("c100", "skimage", 8, 0), conditions=("data", "minibatch", "heads"))
+    copies, to_cpu = [], torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda t, *a, **k: copies.append(tuple(t.shape)) or to_cpu(t, *a, **k))
+    stats = probe_arch(space, space.sample(random.Random(0)), spec)
+    kinds = [name for condition in stats.values() for name in condition.tensors]
+    assert len(kinds) == 7 + 2 + 3  # data, minibatch (gW, sgW), heads (Ae, Ar, Ah)
+    assert len(copies) == len(kinds)
+    assert all(shape[1:] == (32, 32) for shape in copies)  # whole stacks of (units, 32, 32) sketches
+
+
 def test_seeded_probe_of_an_arch_is_reproducible_and_conditions_differ():
     spec = ProbeSpec(
         BatchSpec("chaoyang", batch_size=2, image_size=64), sketch_size=S, conditions=("data", "noise", "synflow")

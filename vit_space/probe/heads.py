@@ -26,7 +26,7 @@ from torch import nn
 from gp_proxy.errors import AutoproxError
 from gp_proxy.stats import UnitStats
 from vit_space.probe.hooks import Block, find_blocks, probability_site, unit_stats
-from vit_space.probe.sketch import sketch
+from vit_space.probe.sketch import sketch, stack_sketches
 
 HEAD_KINDS = ("Ae", "Ar", "Ah")
 POWER_STEPS = 100  # at most this many power-iteration steps for ||P||_2 (tests check it against the SVD)
@@ -85,7 +85,7 @@ def probe_heads(
     `units` maps unit names to other module paths (`hooks.unit_paths`)."""
     blocks = find_blocks(model, units)
     count = 4 * len(blocks)
-    sketches = {k: [torch.zeros(size, size) for _ in range(count)] for k in HEAD_KINDS}
+    sketches = {k: [torch.zeros(size, size, device=images.device) for _ in range(count)] for k in HEAD_KINDS}
     numel = {k: torch.zeros(count, dtype=torch.float64) for k in HEAD_KINDS}
 
     def hook_for(read: Callable[[tuple], torch.Tensor], unit: int):
@@ -115,7 +115,7 @@ def probe_heads(
             f"the heads condition saw no attention probabilities in blocks {missing}: their attention "
             "does not pass its softmax through attn_drop (or talking heads' proj_w)"
         )
-    tensors = {k: torch.stack(v) for k, v in sketches.items()}
+    tensors = stack_sketches(sketches)
     if not all(torch.isfinite(t).all() for t in tensors.values()):
         raise AutoproxError("the heads probe produced NaN/inf; the model or batch diverges")
     return unit_stats(tensors, numel, len(blocks))

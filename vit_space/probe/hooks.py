@@ -25,7 +25,7 @@ from torch import nn
 
 from gp_proxy.errors import AutoproxError, AutoproxWarning
 from gp_proxy.stats import UnitStats
-from vit_space.probe.sketch import sketch, sketch_indices
+from vit_space.probe.sketch import sketch, sketch_indices, stack_sketches
 
 LINEARS = ("qkv", "proj", "fc1", "fc2")
 KINDS = ("W", "gW", "X", "gX", "Y", "gY", "A")
@@ -130,7 +130,8 @@ def _fast_attention(attn: nn.Module) -> bool:
 
 def attention_sketch(attn: nn.Module, qkv: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     """(size, size) sketch of the softmax probabilities (B, H, N, N) of timm's `Attention`,
-    computed from its qkv output (B, N, 3*H*hd) for the sketched rows only (not rescaled)."""
+    computed from its qkv output (B, N, 3*H*hd) for the sketched rows only (not rescaled), on
+    the output's device."""
     with torch.no_grad():
         batch, tokens, _ = qkv.shape
         heads = attn.num_heads
@@ -140,16 +141,17 @@ def attention_sketch(attn: nn.Module, qkv: torch.Tensor, size: int, seed: int) -
         b, h, n = rows // (heads * tokens), (rows // tokens) % heads, rows % tokens
         logits = torch.einsum("sd,snd->sn", q[b, h, n], k[b, h]) * attn.scale
         cols = sketch_indices(tokens, size, seed, qkv.device)
-        return logits.softmax(dim=-1).index_select(1, cols).float().cpu()
+        return logits.softmax(dim=-1).index_select(1, cols).float()
 
 
 class _Recorder:
-    """Hooks that fill `sketches[kind][unit]` and `numel[kind][unit]` during one pass."""
+    """Hooks that fill `sketches[kind][unit]` (on the model's device) and `numel[kind][unit]`
+    during one pass."""
 
     def __init__(self, blocks: list[Block], size: int, seed: int):
         self.blocks, self.size, self.seed = blocks, size, seed
-        units = 4 * len(blocks)
-        self.sketches = {k: [torch.zeros(size, size) for _ in range(units)] for k in KINDS}
+        units, device = 4 * len(blocks), blocks[0].linears[0].weight.device
+        self.sketches = {k: [torch.zeros(size, size, device=device) for _ in range(units)] for k in KINDS}
         self.numel = {k: torch.zeros(units, dtype=torch.float64) for k in KINDS}
         self.handles: list = []
         self.fused: list[tuple[nn.Module, bool]] = []
@@ -224,7 +226,7 @@ class _Recorder:
                     self.record("gW", 4 * b + j, linear.weight.grad)
 
     def result(self) -> UnitStats:
-        return unit_stats({k: torch.stack(v) for k, v in self.sketches.items()}, dict(self.numel), len(self.blocks))
+        return unit_stats(stack_sketches(self.sketches), dict(self.numel), len(self.blocks))
 
 
 def probe(
@@ -288,10 +290,12 @@ def probe_minibatches(
     blocks = find_blocks(model, units)
     linears = [linear for block in blocks for linear in block.linears]
     stacks = slice_gradients(model, linears, images, labels, parts)
-    tensors = {
-        "gW": torch.stack([sketch(s.mean(0), size, seed) for s in stacks]),
-        "sgW": torch.stack([sketch(s.std(0, correction=0), size, seed) for s in stacks]),
-    }
+    tensors = stack_sketches(
+        {
+            "gW": [sketch(s.mean(0), size, seed) for s in stacks],
+            "sgW": [sketch(s.std(0, correction=0), size, seed) for s in stacks],
+        }
+    )
     counts = torch.tensor([float(linear.weight.numel()) for linear in linears], dtype=torch.float64)
     stats = unit_stats(tensors, {"gW": counts, "sgW": counts.clone()}, len(blocks))
     if not all(torch.isfinite(t).all() for t in tensors.values()):

@@ -19,7 +19,7 @@ from vit_space.probe import conditions, heads, hooks, sketch
 from vit_space.probe.cache import PREFIX
 
 STITCHED = (  # module, the top-level names the scorer copies from it (with what they call)
-    (sketch, {"sketch_indices", "as_matrix", "sketch"}),
+    (sketch, {"sketch_indices", "as_matrix", "sketch", "stack_sketches"}),
     (
         hooks,
         {
