@@ -56,5 +56,6 @@ def sketch(t: torch.Tensor, size: int, seed: int, match_rms: bool = True) -> tor
 def stack_sketches(sketches: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Each kind's per-unit (size, size) sketches stacked (units, size, size), on the CPU. On a GPU
     the first copy waits for the pass and the others find it done, so a probe waits on the device
-    once per kind rather than once per sketch (about 400 times in a 12-block network)."""
+    once per kind rather than once per sketch (300 times for a 12-block network's data statistics:
+    six per unit and one per attention)."""
     return {kind: torch.stack(units).cpu() for kind, units in sketches.items()}
