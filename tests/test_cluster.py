@@ -308,8 +308,8 @@ def test_workers_with_another_version_are_refused(client, monkeypatch, tmp_path)
     with pytest.raises(AutoproxError, match=refused):
         list(run_all(client, abs, [(-1,)], "versions", progress=False))
     monkeypatch.setattr(gp_proxy.dask_map, "__version__", "9.9.9")
+    config = DiscoveryConfig(iterations=2, population=6, batch=2)  # a batch per worker: no IdleWorkersWarning
     with pytest.raises(AutoproxError, match=refused):
-        config = DiscoveryConfig(iterations=2, population=6, batch=2)  # a batch per worker: no IdleWorkersWarning
         discover(planted_tasks(), config, tmp_path, progress=False, client=client)
 
 
