@@ -446,7 +446,8 @@ def test_a_shipped_run_retrains_to_its_numbers_and_a_retrain_is_bit_equal(digits
     logged = next(r for r in runs if (r["arch"], r["dataset"], r["seed"]) == (record["hash"], "digits", 0))
     torch.set_num_threads(1)
     result = train(space, record["arch"], digits, recipe, seed=0)
-    assert result.top1 == record["digits_base_seeds"]["0"]  # the file's accuracy (not bit-equal: see the loss)
+    # the file's accuracy; the loss is allowed 1e-4 (another CPU or BLAS can change its last bits)
+    assert result.top1 == record["digits_base_seeds"]["0"]
     assert result.final_loss == pytest.approx(logged["final_loss"], rel=1e-4)
     short = Recipe.from_dict({**payload["recipe"], "steps": 60})
     first, again = (train(space, record["arch"], digits, short, seed=0) for _ in range(2))
