@@ -53,7 +53,7 @@ def main() -> None:
         f"# {args.title}",
         "",
         f"Command: `python experiments/joint_report.py --cache CACHE --bench {args.bench} --proxy {args.proxy} "
-        f"--out {args.out}`",
+        f"--title {args.title!r} --out {args.out}`",
         "",
         "Held-out JCM per benchmark (mean Kendall tau over its fields on the half of its architectures "
         "that discovery never saw; split seed 0) and the mean over all held-out fields. Programs are "
