@@ -20,7 +20,8 @@
 The architectures are seeded samples of the spaces, the statistics go to a temporary folder
 (removed at the end), and accuracies for the discovery tasks are stand-ins (speed does not depend
 on them). The report is written after each section, in the order above, so a run cut short
-keeps what it measured. Where torch sees no GPU it prints one line and exits 0; `--device cpu`
+keeps what it measured, and a section that fails is reported in one line while the next ones
+still run. Where torch sees no GPU it prints one line and exits 0; `--device cpu`
 runs the same on the CPU (a dry run).
 
     python benchmarks/device_check.py --out results/device_check.md
@@ -35,6 +36,8 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -169,7 +172,8 @@ def main() -> None:
         f"python benchmarks/device_check.py --device {args.device} --archs {args.archs} "
         f"--fidelity-archs {args.fidelity_archs} --scale {args.scale} --programs {args.programs} --out {args.out}"
     )
-    start, sections = time.perf_counter(), []
+    start, sections, measured = time.perf_counter(), [], {}
+    workload = ["workload", "CPU", str(device), "target"]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still removes the temporary folder
 
     def save(*blocks: str, done: bool = False) -> None:
@@ -181,9 +185,19 @@ def main() -> None:
         threads = f"(torch {torch.__version__}, CPU with {torch.get_num_threads()} threads; {status})"
         write_report(args.out, title, command, threads, *sections, echo=False)
 
-    with tempfile.TemporaryDirectory(prefix="device_check_") as folder:
-        probe, agree, cpu_probe = probe_rows(device, args.archs, Path(folder))
-        save(
+    def run(what: str, section: Callable[[], list[str]]) -> None:
+        """Save `section`'s blocks; a section that raises is saved as one line and the next ones still
+        run, so a GPU lent for a few minutes loses only that section."""
+        try:
+            blocks = section()
+        except Exception as e:  # noqa: BLE001 (any failure: reported, not fatal)
+            traceback.print_exc()
+            blocks = [f"{what}: failed on this run ({type(e).__name__}: {e})."]
+        save(*blocks)
+
+    def probe_section() -> list[str]:
+        probe, agree, measured["cpu_probe"] = probe_rows(device, args.archs, Path(folder))
+        return [
             "Data probe at 224 px, batch 16 (skimage batch, c100), probes per second after one warm-up probe; "
             f"on {device} each network built in line (build, then probe) and built ahead (`fill`: the next "
             "network's seeded init on the CPU while the current one is probed):",
@@ -191,33 +205,59 @@ def main() -> None:
             "Scores of the same networks from each device's statistics (Kendall tau, and the largest relative "
             "difference of a score):",
             table(["space", "proxy", "networks", "tau", "max relative difference", "target tau >= 0.99"], agree),
+        ]
+
+    def cache_section() -> list[str]:
+        measured["tasks"], seconds, probes = cache_tasks(device, args.scale, Path(folder) / "bench")
+        cpu = (
+            f"{measured['cpu_probe'] * probes / 60:.2f} min (estimated: CPU probe time x {probes})"
+            if "cpu_probe" in measured
+            else "n/a (no probe row)"
         )
-        tasks, cache_seconds, probes = cache_tasks(device, args.scale, Path(folder) / "bench")
-    workload = ["workload", "CPU", str(device), "target"]
-    cache_row = (
-        f"| ViT-Bench-101-sized cache: {probes} probes ({args.scale} AutoFormer + {args.scale} PiT x "
-        f"{len(DATASETS)} data sets) | {cpu_probe * probes / 60:.2f} min (estimated: CPU probe time x "
-        f"{probes}) | {cache_seconds / 60:.2f} min | <= 2 min |"
-    )
-    save(table(workload, [cache_row]))
-    cpu_programs, on_cpu = min(args.programs, CPU_PROGRAMS), [replace(t, bundle=t.bundle.to("cpu")) for t in tasks]
-    rows = []
-    for stacked, way in ((True, "one pass per space (the default on a GPU)"), (False, "one pass per task (on a CPU)")):
-        rate, cpu_rate = discovery_rate(tasks, args.programs, stacked), discovery_rate(on_cpu, cpu_programs, stacked)
-        rows.append(
-            f"| discovery, {way}: random programs per second on all {len(tasks)} tasks (memo cleared; statistics "
-            f"on {tasks[0].bundle.block.device} for the device column; the CPU's from the first {cpu_programs} "
-            f"of the {args.programs} programs) | {cpu_rate:.1f} | {rate:.1f} | >= 500 |"
+        row = (
+            f"| ViT-Bench-101-sized cache: {probes} probes ({args.scale} AutoFormer + {args.scale} PiT x "
+            f"{len(DATASETS)} data sets) | {cpu} | {seconds / 60:.2f} min | <= 2 min |"
         )
-    save(table(workload, rows))
-    fidelity = fidelity_rows(device, args.fidelity_archs)
+        return [table(workload, [row])]
+
+    def discovery_section() -> list[str]:
+        if "tasks" not in measured:
+            return ["Discovery: not run (no cache to score programs on)."]
+        tasks = measured.pop("tasks")
+        cpu_programs, on_cpu = min(args.programs, CPU_PROGRAMS), [replace(t, bundle=t.bundle.to("cpu")) for t in tasks]
+        rows = []
+        for stacked, way in (
+            (True, "one pass per space (the default on a GPU)"),
+            (False, "one pass per task (on a CPU)"),
+        ):
+            rate = discovery_rate(tasks, args.programs, stacked)
+            cpu_rate = discovery_rate(on_cpu, cpu_programs, stacked)
+            rows.append(
+                f"| discovery, {way}: random programs per second on all {len(tasks)} tasks (memo cleared; "
+                f"statistics on {tasks[0].bundle.block.device} for the device column; the CPU's from the first "
+                f"{cpu_programs} of the {args.programs} programs) | {cpu_rate:.1f} | {rate:.1f} | >= 500 |"
+            )
+        return [table(workload, rows)]
+
+    def fidelity_section() -> list[str]:
+        return [
+            f"Sketch fidelity on {device} (32x32 sketches vs full tensors, Kendall tau; c100 batch at 224 px):",
+            table(["space", "networks", *PROXIES, "target tau >= 0.95"], fidelity_rows(device, args.fidelity_archs)),
+        ]
+
+    def training_section() -> list[str]:
+        return [
+            "Training (`train`, seconds; held-out top-1 % CPU / device):",
+            table(["run", "CPU (s)", f"{device} (s)", "speed-up", "top-1 CPU / device"], [training_row(device)]),
+        ]
+
+    with tempfile.TemporaryDirectory(prefix="device_check_") as folder:
+        run("Probe and agreement", probe_section)
+        run("Cache", cache_section)
+    run("Discovery", discovery_section)
+    run("Sketch fidelity", fidelity_section)
+    run("Training", training_section)
     save(
-        f"Sketch fidelity on {device} (32x32 sketches vs full tensors, Kendall tau; c100 batch at 224 px):",
-        table(["space", "networks", *PROXIES, "target tau >= 0.95"], fidelity),
-    )
-    save(
-        "Training (`train`, seconds; held-out top-1 % CPU / device):",
-        table(["run", "CPU (s)", f"{device} (s)", "speed-up", "top-1 CPU / device"], [training_row(device)]),
         "Programs over statistics used in the agreement rows: "
         + ", ".join(f"{p} = `{KNOWN_PROXIES[p].expression}`" for p in AGREEMENT_PROXIES if p in KNOWN_PROXIES)
         + ".",

@@ -1,4 +1,8 @@
+import importlib
 import random
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,3 +211,31 @@ def test_a_probe_on_the_gpu_waits_for_it_once_per_kind_of_statistic():
             torch.cuda.set_sync_debug_mode("default")
     synced = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
     assert 0 < len(synced) <= 7 + 2, synced[:3]
+
+
+def test_device_check_reports_a_failed_section_in_one_line_and_runs_the_next_ones(tmp_path, monkeypatch):
+    """A GPU is lent for minutes: one section that fails (here the probe, then the cache) must not
+    cost the sections after it. The training section runs for real on the CPU."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    check = importlib.import_module("device_check")
+
+    def out_of_memory(*args):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    def unwritable(*args):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(check, "probe_rows", out_of_memory)
+    monkeypatch.setattr(check, "cache_tasks", unwritable)
+    monkeypatch.setattr(check, "fidelity_rows", lambda device, count: [f"| autoformer | {count} | 1 | 1 | 1 | ok |"])
+    out = tmp_path / "report.md"
+    argv = ["device_check.py", "--device", "cpu", "--archs", "3", "--fidelity-archs", "3", "--scale", "3"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--programs", "1", "--out", str(out)])
+    check.main()
+    report = out.read_text()
+    assert "Probe and agreement: failed on this run (RuntimeError: CUDA out of memory (simulated))." in report
+    assert "Cache: failed on this run (OSError: disk full (simulated))." in report
+    assert "Discovery: not run (no cache to score programs on)." in report
+    assert "| autoformer | 3 | 1 | 1 | 1 | ok |" in report  # the sections after the failures ran
+    assert re.search(r"\| af-tiny on digits, 50 steps \| [\d.]+ \| [\d.]+ \| [\d.]+x \| [\d.]+ / [\d.]+ \|", report)
+    assert "whole check" in report and "later sections missing" not in report
