@@ -1,6 +1,6 @@
 """Retrain the shipped benchmark's quickest runs from its recorded recipe and compare.
 
-For the `--runs` quickest runs of `--dataset` in `af-tiny`'s journal (its recorded seconds),
+For the `--runs` quickest runs of `--dataset` in the benchmark's journal (its recorded seconds),
 train the same architecture with the file's recipe and the run's seed on one torch thread, and
 report the recorded and the new top-1 (% of the test split) and final training loss (mean of the
 last 10% of steps) side by side. A retrain on another machine or torch build is not bit-equal:
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -31,9 +32,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=6, help="how many of the quickest recorded runs to retrain")
     parser.add_argument("--out", default="results/retrain_check.md")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, got {args.runs}")
     torch.set_num_threads(1)
     bench = load_bench(args.bench)
-    payload = json.loads(open(bench.source, encoding="utf-8").read())
+    payload = json.loads(Path(bench.source).read_text(encoding="utf-8"))
+    if args.dataset not in payload["datasets"]:
+        parser.error(
+            f"--dataset must be one of {', '.join(payload['datasets'])} (the benchmark's), got {args.dataset!r}"
+        )
     space, recipe, data = get_space(bench.space), Recipe.from_dict(payload["recipe"]), load_images(args.dataset)
     archs = {r["hash"]: r["arch"] for r in payload["records"]}
     _, runs = read_journal(journal_path(bench.source))

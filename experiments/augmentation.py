@@ -15,6 +15,7 @@ import json
 import random
 import statistics
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -36,9 +37,17 @@ def main() -> None:
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--out", default="results/augmentation.md")
     args = parser.parse_args()
+    if not all(s.strip().isdigit() for s in args.seeds.split(",")):
+        parser.error(f"--seeds must be comma-separated integers >= 0, got {args.seeds!r}")
+    if args.steps < 1 or args.shift < 1:
+        parser.error(f"--steps and --shift must be at least 1, got {args.steps} and {args.shift}")
     torch.set_num_threads(1)
     bench = load_bench(args.bench)
-    payload = json.loads(open(bench.source, encoding="utf-8").read())
+    payload = json.loads(Path(bench.source).read_text(encoding="utf-8"))
+    if not 1 <= args.archs <= len(payload["records"]):
+        parser.error(
+            f"--archs must be 1 to {len(payload['records'])} (the benchmark's architectures), got {args.archs}"
+        )
     space, data = get_space(bench.space), load_images(args.dataset)
     plain = replace(Recipe.from_dict(payload["recipe"]), steps=args.steps, epochs=0.0, shift=0)
     shifted = replace(plain, shift=args.shift)

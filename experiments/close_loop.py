@@ -19,6 +19,7 @@ import argparse
 import glob
 import json
 import random
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -72,7 +73,9 @@ def main() -> None:
 
     # 1. discovery on the training half (a finished one is read back from its saved proxy)
     best = out / "discover" / "proxies" / "rank01.json"
-    if not best.is_file():
+    if best.is_file():
+        _check_finished(out / "discover" / "checkpoint.json", args.iterations, args.seed)
+    else:
         tasks = bench_tasks(bench, datasets, spec, cache, compute_missing=True)
         config = DiscoveryConfig(iterations=args.iterations, seed=args.seed)
         resume = (out / "discover" / "checkpoint.json").is_file()
@@ -208,6 +211,17 @@ def main() -> None:
         )
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _check_finished(checkpoint: Path, iterations: int, seed: int) -> None:
+    """Exit with one line when the finished discovery beside `checkpoint` ran other steps or another seed."""
+    state = json.loads(checkpoint.read_text(encoding="utf-8"))
+    done = (state["iteration"], state["config"]["seed"])
+    if done != (iterations, seed):
+        sys.exit(
+            f"close_loop: {checkpoint.parent} holds a discovery of {done[0]} steps with seed {done[1]}, not "
+            f"--iterations {iterations} --seed {seed}; use those or another --out"
+        )
 
 
 def _train_jcm(ranking, bench, fields) -> float:

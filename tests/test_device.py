@@ -231,6 +231,7 @@ def test_device_check_reports_a_failed_section_in_one_line_and_runs_the_next_one
     out = tmp_path / "report.md"
     argv = ["device_check.py", "--device", "cpu", "--archs", "3", "--fidelity-archs", "3", "--scale", "3"]
     monkeypatch.setattr(sys, "argv", [*argv, "--programs", "1", "--out", str(out)])
+    monkeypatch.setattr(check.signal, "signal", lambda *args: None)  # pytest keeps its own SIGTERM handler
     check.main()
     report = out.read_text()
     assert "Probe and agreement: failed on this run (RuntimeError: CUDA out of memory (simulated))." in report
