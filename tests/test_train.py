@@ -4,6 +4,7 @@ import gzip
 import json
 import pickle
 import random
+import shlex
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from vit_space.bench.benchmark import load_bench
 from vit_space.bench.build import BuildPlan, build_bench, journal_path, read_journal
 from vit_space.bench.training import Recipe, train, validate_fits
 from vit_space.cli import main
+from vit_space.cli.parser import build_parser
 from vit_space.data import images as datasets
 from vit_space.data import readers
 from vit_space.data.images import FMNIST_FILES, fetch_fmnist, load_images
@@ -266,7 +268,11 @@ def test_cli_bench_build_and_bad_inputs(tmp_path, capsys):
         == 0
     )
     assert "2 architectures; fields: digits_base_acc" in capsys.readouterr().out
-    assert json.loads(out.read_text())["command"].startswith("autoprox bench build --space af-tiny")
+    command = json.loads(out.read_text())["command"]
+    assert command.startswith("autoprox bench build --space af-tiny")
+    rerun = vars(build_parser().parse_args(shlex.split(command)[1:]))  # the recorded command parses again
+    assert rerun["archs"] == "2" and rerun["seeds"] == "1" and rerun["steps"] == 5 and rerun["test_size"] == 50
+    assert rerun["out"] == str(out) and rerun["cluster"] is None and "--device" not in command
     (tmp_path / "empty").mkdir()
     cases = [
         (["--dataset", str(tmp_path / "empty")], "unknown data layout"),

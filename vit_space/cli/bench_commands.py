@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shlex
 
 import numpy as np
 
@@ -41,9 +42,10 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _build_command(args: argparse.Namespace) -> str:
-    """The `bench build` command that reproduces `args` (options that change no number left out)."""
-    skip = {"func", "command", "bench_command", "resume", "shard", "threads", "quiet"}
-    parts = [f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in skip]
+    """The `bench build` command that reproduces `args`, runnable anywhere: the parser's own
+    fields and the options that say only where or how fast it runs are left out."""
+    skip = {"handler", "command", "bench_command", "resume", "shard", "threads", "quiet", "device", "cluster"}
+    parts = [f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in vars(args).items() if k not in skip]
     return "autoprox bench build " + " ".join(parts)
 
 
