@@ -151,3 +151,26 @@ def test_keys_separate_everything_that_changes_the_numbers():
         ]
     }
     assert len(keys) == 6
+
+
+def test_unfused_attention_has_entries_of_its_own_and_the_default_keeps_its_file_names(setup, monkeypatch):
+    from vit_space.proxies.scores import ScoreCache
+
+    space, archs, cache = setup
+    fused = fill(space, archs, [SPEC], cache, progress=False)
+    data_key, heads_key = SPEC.key(space, archs[0], "data"), SPEC.key(space, archs[0], "heads")
+    score_key = ScoreCache.key(space, archs[0], SPEC.for_space(space).batch)
+    assert "attention" not in data_key and "attention" not in score_key  # files written before keep their names
+    monkeypatch.setattr("timm.layers.config._USE_FUSED_ATTN", 0)  # as TIMM_FUSED_ATTN=0 does at import
+    assert SPEC.key(space, archs[0], "data") == data_key | {"attention": "unfused"}
+    assert SPEC.key(space, archs[0], "heads") == heads_key  # the heads condition runs unfused either way
+    assert ScoreCache.key(space, archs[0], SPEC.for_space(space).batch) == score_key | {"attention": "unfused"}
+    unfused = fill(space, archs, [SPEC], cache, progress=False)
+    assert (fused.computed, unfused.computed, unfused.cached) == (3, 3, 0)
+    assert len(list(cache.root.rglob("*.pt"))) == 12
+    a = load_bundle(space, archs, SPEC, cache)
+    monkeypatch.setattr("timm.layers.config._USE_FUSED_ATTN", 1)
+    b = load_bundle(space, archs, SPEC, cache)
+    for name in ("X", "Y", "gX", "A"):  # the same statistics up to float rounding
+        torch.testing.assert_close(a.tensors[name], b.tensors[name], rtol=1e-4, atol=1e-6)
+    assert not torch.equal(a.tensors["X"], b.tensors["X"])  # but not to the bit: why the keys differ

@@ -354,7 +354,7 @@ def test_a_worker_that_does_not_see_the_shared_folder_returns_its_statistics(tmp
     from vit_space.probe.networks import batch_digest
 
     spec, marker = SPECS[0], tmp_path / ".autoprox-shared-x"
-    task = (SPACE, ARCHS[0], spec, ["data"], "cpu", str(marker), batch_digest(spec.for_space(SPACE).batch))
+    task = (SPACE, ARCHS[0], spec, ["data"], "cpu", str(marker), batch_digest(spec.for_space(SPACE).batch), "fused")
     seconds, returned = _probe_task(*task)
     assert seconds > 0 and set(returned) == {"data"} and not list(tmp_path.iterdir())
     marker.touch()
@@ -423,6 +423,13 @@ def _other_data_on_worker(other: bool) -> None:
     networks.make_batch, build.load_images = (mirrored_batch, mirrored_data) if other else (make_batch, load_images)
 
 
+def settled(client, timeout: float = 60) -> None:
+    """Wait until the workers run no task (those of a refused run may still be in flight)."""
+    deadline = time.time() + timeout
+    while any(client.processing().values()) and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_worker_with_other_images_than_the_client_is_refused(client, tmp_path):
     """Another copy of a data folder, or another scikit-image making the probe images, would make
     its results silently differ from one process's."""
@@ -439,13 +446,35 @@ def test_a_worker_with_other_images_than_the_client_is_refused(client, tmp_path)
         with pytest.raises(AutoproxError, match=refused.format("copy of the data set digits")):
             build_bench(PLAN, tmp_path / "bench.json", progress=False, client=client)
     finally:  # once the refused runs' tasks still in flight are done: they could cache a mirrored batch again
-        deadline = time.time() + 60
-        while any(client.processing().values()) and time.time() < deadline:
-            time.sleep(0.05)
+        settled(client)
         client.run(_other_data_on_worker, False)
     assert not list((tmp_path / "cache").rglob("*.pt")) and not list((tmp_path / "cache").rglob("*.json"))
     assert len(journal_path(tmp_path / "bench.json").read_text().splitlines()) == 1  # its header alone
     fill(SPACE, ARCHS[:2], SPECS, cache, progress=False, client=client)  # the workers' own images again
+
+
+def _fused_attention_on_worker(fused: bool) -> None:
+    import timm.layers.config
+
+    timm.layers.config._USE_FUSED_ATTN = int(fused)  # as TIMM_FUSED_ATTN does at import
+
+
+def test_a_worker_running_another_attention_kernel_is_refused(client, tmp_path):
+    """Its statistics would agree with this process's to float rounding only, under this process's key."""
+    from vit_space.proxies.scores import pass_scores
+
+    refused = r"^worker tcp://\S+ runs timm's unfused attention, this process fused; set TIMM_FUSED_ATTN alike"
+    cache, batch = StatsCache(tmp_path / "cache"), SPECS[0].for_space(SPACE).batch
+    client.run(_fused_attention_on_worker, False)
+    try:
+        with pytest.raises(AutoproxError, match=refused):
+            fill(SPACE, ARCHS[:2], SPECS, cache, progress=False, client=client)
+        with pytest.raises(AutoproxError, match=refused):
+            pass_scores(SPACE, ARCHS[:2], batch, ["naswot"], cache, progress=False, client=client)
+    finally:
+        settled(client)
+        client.run(_fused_attention_on_worker, True)
+    assert not list((tmp_path / "cache").rglob("*.pt")) and not list((tmp_path / "cache").rglob("*.json"))
 
 
 def test_discovery_on_the_cluster_finds_what_one_process_finds(client, tmp_path):

@@ -26,7 +26,14 @@ from vit_space.data.batches import BatchSpec
 from vit_space.data.paths import cache_root
 from vit_space.device import float32_matmul, resolve_device
 from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, conditions, probe_conditions
-from vit_space.probe.networks import batch_digest, batch_of, build_seeded, built_ahead, same_batch
+from vit_space.probe.networks import (
+    attention_kernel,
+    batch_digest,
+    batch_of,
+    build_seeded,
+    built_ahead,
+    same_probe,
+)
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
@@ -122,7 +129,9 @@ class ProbeSpec:
 
     def key(self, space: Space, arch: Arch, condition: str) -> dict:
         """The cache key of one entry (JSON-able). A `minibatch` entry names its slice count K only when
-        K is not the default (entries of the default predate the option and keep their files)."""
+        K is not the default, and an entry names unfused attention only when timm's is switched off
+        (`attention_key`; the `heads` condition always runs unfused): entries of the defaults predate
+        these options and keep their files."""
         slices = (
             {"minibatches": self.minibatches} if condition == "minibatch" and self.minibatches != MINIBATCHES else {}
         )
@@ -134,7 +143,18 @@ class ProbeSpec:
             "sketch": self.sketch_size,
             "condition": condition,
             **slices,
+            **(attention_key() if condition != "heads" else {}),
         }
+
+
+def attention_key() -> dict:
+    """`{"attention": "unfused"}` where timm's fused attention is switched off (`TIMM_FUSED_ATTN=0`,
+    `timm.layers.set_fused_attn(False)`, or a torch without it), else empty. The two kernels give
+    the same statistics up to float rounding, not to the bit, so a cache keeps them apart. The
+    device, TF32 and oneDNN's bf16 are not in a key: statistics come back to the CPU and are
+    computed in float32 on every device (`vit_space.device.float32_matmul`), and no option changes
+    their dtype."""
+    return {} if attention_kernel() == "fused" else {"attention": "unfused"}
 
 
 def digest(key: dict) -> str:
@@ -288,12 +308,20 @@ def probe_into(
 
 
 def _probe_task(
-    space: Space, arch: Arch, spec: ProbeSpec, conditions: list[str], device: str, marker: str | None, batch_sha: str
+    space: Space,
+    arch: Arch,
+    spec: ProbeSpec,
+    conditions: list[str],
+    device: str,
+    marker: str | None,
+    batch_sha: str,
+    attention: str,
 ):
     """A worker's task: probe and save into the shared cache folder that holds `marker` when this
     worker sees it (returns the seconds, None), else return (seconds, statistics per condition)
-    for the client to save. AutoproxError unless its probe batch has the client's sha256 `batch_sha`."""
-    same_batch(spec.for_space(space).batch, batch_sha)
+    for the client to save. AutoproxError unless its probe batch has the client's sha256 `batch_sha`
+    and its attention kernel is the client's `attention`."""
+    same_probe(spec.for_space(space).batch, batch_sha, attention)
     if marker is not None and os.path.exists(marker):
         return probe_into(space, arch, spec, conditions, device, StatsCache(os.path.dirname(marker))), None
     start = time.perf_counter()
@@ -306,9 +334,10 @@ def _fill_on(client, space: Space, todo: list, cache: StatsCache, progress: bool
 
     if not todo:  # nothing to probe: the folder is not checked either
         return
+    kernel = attention_kernel()
     with shared_folder(client, cache.root) as marker:
         tasks = [
-            (space, arch, spec, missing, str(device), marker, batch_digest(spec.for_space(space).batch))
+            (space, arch, spec, missing, str(device), marker, batch_digest(spec.for_space(space).batch), kernel)
             for arch, spec, missing in todo
         ]
         for index, (seconds, stats) in run_all(client, _probe_task, tasks, "probing", progress):

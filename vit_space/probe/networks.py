@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import torch
+from timm.layers import use_fused_attn
 from torch import nn
 
 from gp_proxy.errors import AutoproxError
@@ -27,11 +28,25 @@ def batch_digest(spec: BatchSpec) -> str:
     return tensors_sha256(*batch_of(spec))
 
 
-def same_batch(spec: BatchSpec, client_sha: str) -> None:
-    """On a Dask worker: AutoproxError unless its probe batch for `spec` has the client's sha256."""
+def attention_kernel() -> str:
+    """ "fused" or "unfused": the attention timm's modules built now run (timm's switch, which
+    `TIMM_FUSED_ATTN` or `timm.layers.set_fused_attn` sets). The two agree to float rounding, not to the bit."""
+    return "fused" if use_fused_attn() else "unfused"
+
+
+def same_probe(spec: BatchSpec, client_sha: str, client_attention: str) -> None:
+    """On a Dask worker: AutoproxError unless its probe batch for `spec` has the client's sha256 and
+    its networks run the client's attention kernel (`attention_kernel`)."""
     from vit_space.cluster import same_data
 
     same_data(f"probe batch of {spec.dataset}", client_sha, batch_digest(spec))
+    if (found := attention_kernel()) != client_attention:
+        from dask.distributed import get_worker
+
+        raise AutoproxError(
+            f"worker {get_worker().address} runs timm's {found} attention, this process {client_attention}; "
+            "set TIMM_FUSED_ATTN alike for every worker"
+        )
 
 
 def build_seeded(space: Space, arch: Arch, batch: BatchSpec, device: str | torch.device = "cpu") -> nn.Module:

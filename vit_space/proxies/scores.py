@@ -32,8 +32,8 @@ from gp_proxy.store import SavedProxy, json_safe, load_proxy, read_json
 from vit_space.bench.benchmark import load_bench
 from vit_space.data.batches import BatchSpec, get_dataset
 from vit_space.device import float32_matmul, resolve_device
-from vit_space.probe.cache import ProbeSpec, StatsCache, digest, fill, load_bundle
-from vit_space.probe.networks import batch_digest, batch_of, build_seeded, built_ahead, same_batch
+from vit_space.probe.cache import ProbeSpec, StatsCache, attention_key, digest, fill, load_bundle
+from vit_space.probe.networks import attention_kernel, batch_digest, batch_of, build_seeded, built_ahead, same_probe
 from vit_space.proxies.zero_cost import PASS_PROXIES
 from vit_space.spaces import Arch, Space, get_space
 
@@ -91,7 +91,14 @@ class ScoreCache:
 
     @staticmethod
     def key(space: Space, arch: Arch, batch: BatchSpec) -> dict:
-        return {"format": SCORES_VERSION, "space": space.name, "arch": space.to_json(arch), "batch": batch.key()}
+        """The key of one file; it names unfused attention where timm's is switched off (`attention_key`)."""
+        return {
+            "format": SCORES_VERSION,
+            "space": space.name,
+            "arch": space.to_json(arch),
+            "batch": batch.key(),
+            **attention_key(),
+        }
 
     def path(self, key: dict) -> Path:
         return self.root / key["space"] / f"{digest(key)}.json"
@@ -145,9 +152,12 @@ def measure_pass(
     return scores, seconds
 
 
-def _measure_task(batch_sha: str, space: Space, arch: Arch, batch: BatchSpec, names: Sequence[str], device: str):
-    """A worker's task: `measure_pass`, once its probe batch has the client's sha256 `batch_sha`."""
-    same_batch(batch, batch_sha)
+def _measure_task(
+    batch_sha: str, attention: str, space: Space, arch: Arch, batch: BatchSpec, names: Sequence[str], device: str
+):
+    """A worker's task: `measure_pass`, once its probe batch has the client's sha256 `batch_sha` and
+    its attention kernel is the client's `attention`."""
+    same_probe(batch, batch_sha, attention)
     return measure_pass(space, arch, batch, names, device)
 
 
@@ -185,7 +195,9 @@ def pass_scores(
     if client is not None:
         from vit_space.cluster import run_all
 
-        jobs = [(batch_digest(batch), space, archs[i], batch, missing, device) for i, missing in todo]
+        jobs = [
+            (batch_digest(batch), attention_kernel(), space, archs[i], batch, missing, device) for i, missing in todo
+        ]
         results = ((todo[j][0], result) for j, result in run_all(client, _measure_task, jobs, "proxies", progress))
     else:  # on a GPU the next network is built while the current one is scored
         device = resolve_device(device)
