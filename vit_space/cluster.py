@@ -20,7 +20,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,7 +34,7 @@ from gp_proxy import __version__
 from gp_proxy.dask_map import checked, finished, refusal
 from gp_proxy.errors import AutoproxError
 
-CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
+CONNECT_TIMEOUT = 5.0  # seconds to reach a scheduler before giving up (a handshake takes milliseconds)
 LOST_WORKER_TIMEOUT = "120s"  # how long a local cluster waits for a lost worker's restart
 RETRIES = 2  # reruns of a task that raised (not an AutoproxError), before its error is the caller's
 
@@ -89,28 +91,38 @@ def check_versions(client) -> None:
 
 
 def _client_within(address: str, timeout: float):
-    """A `Client` of the scheduler at `address`, or AutoproxError after `timeout` seconds, whatever
-    is listening there (Dask's own timeout does not cover a port that accepts and never answers)."""
+    """A `Client` of the scheduler at `address`, or AutoproxError: at once where nothing listens
+    there (a refused connection, an unknown host), else after `timeout` seconds whatever is
+    listening (Dask's own timeout does not cover a port that accepts and never answers)."""
     from dask.distributed import Client
 
+    start = time.monotonic()
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:  # refused, no such host, no route, or no answer within the timeout
+        raise AutoproxError(f"cannot reach the Dask scheduler at {address}: {e.strerror or e}") from None
+    left = max(timeout - (time.monotonic() - start), 0.1)
     made: dict[str, Any] = {}
 
     def make() -> None:
         try:
-            made["client"] = Client(address, timeout=round(0.8 * timeout, 1))  # its own reason, in time
-        except Exception as e:  # noqa: BLE001 (an unreachable address, or something there that is not Dask)
-            made["error"] = e
+            made["client"] = Client(address, timeout=round(0.8 * left, 1))  # its own reason, in time
+        except OSError as e:  # Dask's reason for a scheduler that did not answer in time
+            made["error"] = str(e)
+        except Exception as e:  # noqa: BLE001 (its reply made no sense: whatever answered is not Dask)
+            made["error"] = f"what answered is not a Dask scheduler: {type(e).__name__}"
         if made.get("abandoned") and "client" in made:
             made["client"].close()
 
     thread = threading.Thread(target=make, daemon=True)
     thread.start()
-    thread.join(timeout)
+    thread.join(left)
     if "client" in made:
         return made["client"]
     made["abandoned"] = True
-    reason = f" ({made['error']})" if "error" in made else ": nothing answered as a Dask scheduler"
-    raise AutoproxError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s{reason}")
+    reason = made.get("error", f"nothing answered as a Dask scheduler within {timeout:g} s")
+    raise AutoproxError(f"cannot reach the Dask scheduler at {address}: {reason}")
 
 
 @contextmanager
