@@ -35,13 +35,26 @@ def test_cuda_without_a_gpu_names_what_torch_sees():
             resolve_device(asked)
 
 
+PROXY_FILE = Path(__file__).resolve().parents[1] / "results" / "discovery" / "seed0" / "proxies" / "rank01.json"
+COMMANDS = {  # every command that builds or runs a model, each as it would run on the CPU
+    "stats": "stats --space af-tiny --sample 2 --datasets digits --cache {tmp}/cache",
+    "rank": "rank --bench af-tiny --proxy snip --cache {tmp}/cache",
+    "score": f"score {PROXY_FILE} --space af-tiny --sample 2 --cache {{tmp}}/cache",
+    "search": "search --space af-tiny --proxy snip --params 0.01-0.03 --out {tmp}/out --cache {tmp}/cache",
+    "discover": "discover --bench af-tiny --iterations 2 --out {tmp}/out --cache {tmp}/cache",
+    "run": "run --out {tmp}/out --cache {tmp}/cache",
+    "bench build": "bench build --space af-tiny --dataset digits --archs 1 --steps 2 --out {tmp}/out/b.json",
+    "simplify": f"simplify {PROXY_FILE} --bench af-tiny --compute-missing --cache {{tmp}}/cache",
+}
+
+
 @pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
-def test_cli_refuses_cuda_on_one_line(tmp_path, capsys):
-    argv = ["stats", "--space", "af-tiny", "--sample", "2", "--datasets", "digits", "--cache", str(tmp_path)]
-    code = main([*argv, "--device", "cuda"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_cli_refuses_cuda_on_one_line_before_any_work(command, tmp_path, capsys):
+    code = main([*COMMANDS[command].format(tmp=tmp_path).split(), "--device", "cuda"])
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "sees no CUDA device" in err
-    assert not list(tmp_path.rglob("*.pt"))
+    assert not list(tmp_path.iterdir())  # nothing written: no cache, no output folder
 
 
 def test_float32_matmul_switches_tf32_off_and_restores_it():

@@ -303,7 +303,12 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
 def cmd_simplify(args: argparse.Namespace) -> None:
     proxy = load_proxy(args.proxy)
     bundles = saved_proxy_bundles(
-        proxy, csv_list(args.bench), StatsCache(args.cache), args.compute_missing, progress=not args.quiet
+        proxy,
+        csv_list(args.bench),
+        StatsCache(args.cache),
+        args.compute_missing,
+        progress=not args.quiet,
+        device=resolve_device(args.device),
     )
     result = simplify(proxy.tree(), [Evaluator(b, memo_bytes=1 << 28) for b in bundles], rank=not args.exact_only)
     print(f"original:   {proxy.expression}\nsimplified: {result.expression}")

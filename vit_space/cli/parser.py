@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compute-missing", action="store_true", help="probe architectures missing from the cache")
     p.add_argument("--out", help="write the simplified proxy here (the original expression kept inside)")
     _add_cache_args(p)
+    _add_device_arg(p)
     p.set_defaults(handler="simplify")
 
     p = sub.add_parser("search", help="search a space for the best-scoring architectures within a budget")

@@ -281,10 +281,16 @@ def proxy_scores(
 
 
 def saved_proxy_bundles(
-    proxy: SavedProxy, benches: Sequence[str], cache: StatsCache, compute_missing: bool = False, progress: bool = True
+    proxy: SavedProxy,
+    benches: Sequence[str],
+    cache: StatsCache,
+    compute_missing: bool = False,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> list[StatsBundle]:
     """The statistics a saved proxy reads, under its own spec, for every architecture of each
-    benchmark and each of its data sets (KD ones where there are)."""
+    benchmark and each of its data sets (KD ones where there are); with `compute_missing`, those
+    missing are probed on `device` first. The bundles are on the CPU."""
     bundles = []
     for name in benches:
         bench = load_bench(name)
@@ -293,6 +299,6 @@ def saved_proxy_bundles(
         for dataset in bench.datasets(bench.default_kind()):
             spec = ProbeSpec.from_dict(proxy.probe, dataset)
             if compute_missing:
-                fill(space, archs, [spec], cache, progress=progress)
+                fill(space, archs, [spec], cache, progress=progress, device=device)
             bundles.append(load_bundle(space, archs, spec, cache))
     return bundles
