@@ -15,13 +15,16 @@
   fidelity    the sketch fidelity check on the device: SNIP, grad-norm and weight-L2 from 32x32
               sketches vs full tensors, Kendall tau over `--fidelity-archs` networks per space
               (target >= 0.95, as on the CPU in results/sketch_fidelity.md);
-  training    50 steps of `train` (an af-tiny network on digits), on the device and on the CPU.
+  training    50 steps of `train` (an af-tiny network on digits), on the device and on the CPU;
+              one AutoFormer-Ti training step at 224 px (batch `--step-batch`) on each, and
+              ViT-Bench-101's build (300 runs of 300 epochs) priced with it on N workers.
 
 The architectures are seeded samples of the spaces, the statistics go to a temporary folder
 (removed at the end), and accuracies for the discovery tasks are stand-ins (speed does not depend
 on them). The report is written after each section, in the order above, so a run cut short
 keeps what it measured, and a section that fails is reported in one line while the next ones
-still run. Where torch sees no GPU it prints one line and exits 0; `--device cpu`
+still run; the script then exits 1, naming the failed sections, as it does when CPU and device
+scores disagree (tau < 0.99). Where torch sees no GPU it prints one line and exits 0; `--device cpu`
 runs the same on the CPU (a dry run).
 
     python benchmarks/device_check.py --out results/device_check.md
@@ -44,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from discovery_throughput import fresh_rate  # a sibling script: benchmarks/ is on sys.path when run
+from vitbench_scale import EPOCH_IMAGES, EPOCHS, RUNS, autoformer_step, days_on, steps_per_run  # sibling script
 
 from gp_proxy import Task, kendall, table, write_report
 from gp_proxy.discovery import task_pset
@@ -144,6 +148,14 @@ def training_row(device: torch.device) -> str:
     )
 
 
+def scale_rows(device: torch.device, batch: int) -> tuple[str, list[str]]:
+    """An AutoFormer-Ti training step at 224 px on the CPU and on `device`, and ViT-Bench-101's build
+    priced with the device's step on N such devices (`vitbench_scale.days_on`)."""
+    cpu, dev = (autoformer_step(batch, device=where) for where in (torch.device("cpu"), device))
+    step = f"| AutoFormer-Ti, one step at 224 px, batch {batch} | {cpu:.3g} | {dev:.3g} | {cpu / dev:.1f}x | |"
+    return step, [f"| {n} | {days_on(n, cpu, batch):,.1f} | {days_on(n, dev, batch):,.1f} |" for n in (1, 8, 64, RUNS)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto (default; skips without a GPU), cuda, cuda:N or cpu")
@@ -151,14 +163,16 @@ def main() -> None:
     parser.add_argument("--fidelity-archs", type=int, default=30, help="networks per space for the fidelity rows")
     parser.add_argument("--scale", type=int, default=100, help="networks per space in the cache row")
     parser.add_argument("--programs", type=int, default=500, help="random programs for the discovery row")
+    parser.add_argument("--step-batch", type=int, default=32, help="batch of the AutoFormer-Ti training step")
     parser.add_argument("--out", default="results/device_check.md")
     args = parser.parse_args()
     for option in ("archs", "fidelity_archs", "scale"):
         value = getattr(args, option)
         if value < 3:
             parser.error(f"--{option.replace('_', '-')} must be at least 3 (a Kendall tau needs 3), got {value}")
-    if args.programs < 1:
-        parser.error(f"--programs must be at least 1, got {args.programs}")
+    for option in ("programs", "step_batch"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
     try:
         device = resolve_device(args.device)
     except AutoproxError as e:
@@ -170,9 +184,10 @@ def main() -> None:
     title = f"Device check: {name} next to the CPU"
     command = (
         f"python benchmarks/device_check.py --device {args.device} --archs {args.archs} "
-        f"--fidelity-archs {args.fidelity_archs} --scale {args.scale} --programs {args.programs} --out {args.out}"
+        f"--fidelity-archs {args.fidelity_archs} --scale {args.scale} --programs {args.programs} "
+        f"--step-batch {args.step_batch} --out {args.out}"
     )
-    start, sections, measured = time.perf_counter(), [], {}
+    start, sections, measured, failed = time.perf_counter(), [], {}, []
     workload = ["workload", "CPU", str(device), "target"]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still removes the temporary folder
 
@@ -193,10 +208,13 @@ def main() -> None:
         except Exception as e:  # noqa: BLE001 (any failure: reported, not fatal)
             traceback.print_exc()
             blocks = [f"{what}: failed on this run ({type(e).__name__}: {e})."]
+            failed.append(what)
         save(*blocks)
 
     def probe_section() -> list[str]:
         probe, agree, measured["cpu_probe"] = probe_rows(device, args.archs, Path(folder))
+        if any("BELOW" in row for row in agree):
+            failed.append("agreement (Kendall tau < 0.99)")
         return [
             "Data probe at 224 px, batch 16 (skimage batch, c100), probes per second after one warm-up probe; "
             f"on {device} each network built in line (build, then probe) and built ahead (`fill`: the next "
@@ -246,9 +264,16 @@ def main() -> None:
         ]
 
     def training_section() -> list[str]:
+        step, estimate = scale_rows(device, args.step_batch)
         return [
-            "Training (`train`, seconds; held-out top-1 % CPU / device):",
-            table(["run", "CPU (s)", f"{device} (s)", "speed-up", "top-1 CPU / device"], [training_row(device)]),
+            "Training (`train`, seconds; held-out top-1 % CPU / device; the AutoFormer-Ti step is the fastest of "
+            "3 after a warm-up, on random images):",
+            table(["run", "CPU (s)", f"{device} (s)", "speed-up", "top-1 CPU / device"], [training_row(device), step]),
+            f"ViT-Bench-101's scale priced with that step ({RUNS} runs of {EPOCHS} epochs of {EPOCH_IMAGES:,} "
+            f"images, {steps_per_run(args.step_batch):,} steps of batch {args.step_batch} each), each run one task "
+            "on one worker, so ceil(runs / workers) runs in turn (data loading, evaluation and the scheduler's "
+            "milliseconds per task left out):",
+            table(["workers", "days on CPU workers like this one", f"days on {name}s"], estimate),
         ]
 
     with tempfile.TemporaryDirectory(prefix="device_check_") as folder:
@@ -264,6 +289,8 @@ def main() -> None:
         done=True,
     )
     print(f"written: {args.out}")
+    if failed:
+        sys.exit(f"device_check: failed: {', '.join(failed)} (see {args.out})")
 
 
 if __name__ == "__main__":

@@ -40,17 +40,14 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from deap import gp
+from vitbench_scale import EPOCH_IMAGES, EPOCHS, RUNS, autoformer_step, steps_per_run  # sibling script
 
 from gp_proxy import DiscoveryConfig, discover, table, write_report
 from gp_proxy.objective import Objective, task_pset
 from gp_proxy.program import generate, parse
 from vit_space import BatchSpec, BuildPlan, ProbeSpec, Recipe, StatsCache, build_bench, fill, get_space, tasks_for
 from vit_space.cluster import connect, run_all
-
-EPOCH_IMAGES = 50_000  # CIFAR-100's training set
-RUNS, EPOCHS = 100 * 3, 300  # ViT-Bench-101: 100 architectures per space x 3 data sets, 300 epochs
 
 
 def small_archs(count: int) -> list[dict]:
@@ -139,23 +136,6 @@ def overhead(client, tasks: int) -> float:
     return (time.perf_counter() - start) / tasks
 
 
-def autoformer_step(batch: int, reps: int = 3) -> float:
-    """Seconds of one AdamW training step of an AutoFormer-Ti (mid-sized sample) at 224 px."""
-    space = get_space("autoformer")
-    torch.manual_seed(0)
-    model = space.build(space.sample(random.Random(0)), num_classes=100).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    images, labels = torch.randn(batch, 3, 224, 224), torch.randint(0, 100, (batch,))
-    seconds = []
-    for _ in range(reps + 1):
-        start = time.perf_counter()
-        F.cross_entropy(model(images), labels).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        seconds.append(time.perf_counter() - start)
-    return min(seconds[1:])
-
-
 def row(name: str, alone: float, by_workers: dict[int, float]) -> str:
     cells = [f"{alone:.1f}"]
     for workers, seconds in by_workers.items():
@@ -208,8 +188,7 @@ def main() -> None:
     stats_alone, build_alone = stats.pop(0), build.pop(0)
     search_alone = {key: seconds.pop(0) for key, seconds in search.items()}
     step = autoformer_step(args.batch)
-    steps_per_run = EPOCHS * EPOCH_IMAGES // args.batch
-    cpu_seconds = RUNS * steps_per_run * step
+    cpu_seconds = RUNS * steps_per_run(args.batch) * step
     efficiency = build_alone / build[2] / 2
     estimate = [
         f"| {n} | {cpu_seconds / (n * min(efficiency, 1.0)) / 86400:,.0f} |" for n in (1, 2, 8, 64, 512) if n > 1
@@ -263,9 +242,9 @@ def main() -> None:
         f"Scheduler overhead: {per_task * 1e3:.2f} ms per task ({args.tasks} empty tasks on 2 workers, "
         "submission to result in this process).",
         f"Estimate for ViT-Bench-101's scale ({RUNS} runs of {EPOCHS} epochs of {EPOCH_IMAGES:,} images, "
-        f"{steps_per_run:,} steps of batch {args.batch} each): an AutoFormer-Ti step takes {step:.2f} s on one "
-        f"CPU thread here, so {cpu_seconds / 86400:,.0f} CPU-days in one process; on N such workers at the "
-        f"2-worker efficiency measured above ({min(efficiency, 1.0):.0%}):",
+        f"{steps_per_run(args.batch):,} steps of batch {args.batch} each): an AutoFormer-Ti step takes "
+        f"{step:.2f} s on one CPU thread here, so {cpu_seconds / 86400:,.0f} CPU-days in one process; on N such "
+        f"workers at the 2-worker efficiency measured above ({min(efficiency, 1.0):.0%}):",
         table(["workers", "days"], estimate),
         "On GPU workers, divide by the CPU/GPU ratio of a training step (`benchmarks/device_check.py`; not yet "
         "measured: no GPU has been lent to this project's sessions).",

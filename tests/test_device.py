@@ -243,13 +243,44 @@ def test_device_check_reports_a_failed_section_in_one_line_and_runs_the_next_one
     monkeypatch.setattr(check, "fidelity_rows", lambda device, count: [f"| autoformer | {count} | 1 | 1 | 1 | ok |"])
     out = tmp_path / "report.md"
     argv = ["device_check.py", "--device", "cpu", "--archs", "3", "--fidelity-archs", "3", "--scale", "3"]
-    monkeypatch.setattr(sys, "argv", [*argv, "--programs", "1", "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", [*argv, "--programs", "1", "--step-batch", "1", "--out", str(out)])
     monkeypatch.setattr(check.signal, "signal", lambda *args: None)  # pytest keeps its own SIGTERM handler
-    check.main()
+    with pytest.raises(SystemExit, match=rf"^device_check: failed: Probe and agreement, Cache \(see {out}\)$"):
+        check.main()
     report = out.read_text()
     assert "Probe and agreement: failed on this run (RuntimeError: CUDA out of memory (simulated))." in report
     assert "Cache: failed on this run (OSError: disk full (simulated))." in report
     assert "Discovery: not run (no cache to score programs on)." in report
     assert "| autoformer | 3 | 1 | 1 | 1 | ok |" in report  # the sections after the failures ran
     assert re.search(r"\| af-tiny on digits, 50 steps \| [\d.]+ \| [\d.]+ \| [\d.]+x \| [\d.]+ / [\d.]+ \|", report)
+    assert "| AutoFormer-Ti, one step at 224 px, batch 1 |" in report and "| 300 |" in report
     assert "whole check" in report and "later sections missing" not in report
+
+
+@pytest.mark.slow
+def test_device_check_runs_every_section_for_real_on_the_cpu(tmp_path, monkeypatch, capsys):
+    """The dry run, nothing replaced: what a GPU machine runs, at the smallest sizes."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    check = importlib.import_module("device_check")
+    out = tmp_path / "report.md"
+    argv = ["device_check.py", "--device", "cpu", "--archs", "3", "--fidelity-archs", "3", "--scale", "3"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--programs", "5", "--step-batch", "1", "--out", str(out)])
+    monkeypatch.setattr(check.signal, "signal", lambda *args: None)  # pytest keeps its own SIGTERM handler
+    check.main()  # returns: every section ran and the CPU agrees with itself
+    report = out.read_text()
+    assert "failed on this run" not in report and "whole check" in report
+    agreement = re.findall(r"\| (autoformer|pit) \| (\w+) \| 3 \| ([-\d.]+) \| ([\d.e+-]+) \| ok \|", report)
+    assert len(agreement) == 8 and {tau for *_, tau, _ in agreement} == {"1.000"}  # the same device twice
+    assert re.search(r"ViT-Bench-101-sized cache: 18 probes .* \| [\d.]+ min \| <= 2 min \|", report)
+    assert len(re.findall(r"\| discovery, one pass per (space|task).* \| [\d.]+ \| [\d.]+ \| >= 500 \|", report)) == 2
+    assert len(re.findall(r"\| (autoformer|pit) \| 3 \| [-\d.]+ \| [-\d.]+ \| [-\d.]+ \| ", report)) == 2
+    step = re.search(r"\| AutoFormer-Ti, one step at 224 px, batch 1 \| ([\d.e-]+) \| ([\d.e-]+) \| [\d.]+x \|", report)
+    assert step and float(step[1]) > 0
+    estimate = report[report.index("| workers |") :]
+    rows = re.findall(r"^\| (\d+) \| [\d,.]+ \| ([\d,.]+) \|$", estimate, flags=re.M)
+    days = {int(n): float(d.replace(",", "")) for n, d in rows}
+    assert sorted(days) == [1, 8, 64, 300]
+    # 15,000,000 steps of batch 1 per run; 300 runs one after another on one worker, 38 in turn on 8, one on 300
+    assert days[1] == pytest.approx(300 * 15_000_000 * float(step[2]) / 86400, rel=0.01)
+    assert days[8] == pytest.approx(days[1] * 38 / 300, rel=0.01)
+    assert days[300] == pytest.approx(days[1] / 300, rel=0.01)
