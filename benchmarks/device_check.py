@@ -4,10 +4,11 @@
               device with each network built in line and built ahead (as `fill` does on a GPU);
   agreement   Kendall tau between the CPU's and the device's scores of the same networks under
               programs over the probe statistics and the NASWOT pass proxy (target >= 0.99);
-  cache       a ViT-Bench-101-sized cache on the device: `--scale` AutoFormers and as many PiTs,
-              each probed on the c100, flowers and chaoyang batches (600 probes at the default;
-              target <= 2 min). The CPU figure is the CPU probe time times the probe count: an
-              estimate from the probe row, not run (it would take hours);
+  cache       a ViT-Bench-101-sized cache on the device: `--scale` AutoFormers and as many PiTs
+              (ViT-Bench-101's own where its files are found, e.g. under AUTOPROX_BENCH_DIR, else
+              seeded samples of the spaces), each probed on the c100, flowers and chaoyang batches
+              (600 probes at the default; target <= 2 min). The CPU figure is the CPU probe time
+              times the probe count: an estimate from the probe row, not run (it would take hours);
   discovery   candidates per second, random programs scored on all of that cache's statistics held
               on the device, and on the CPU (the first 100 of them; target >= 500 per second on
               the device), each space's data sets scored in one pass (stacked, `Objective`'s
@@ -54,7 +55,17 @@ from gp_proxy.discovery import task_pset
 from gp_proxy.errors import AutoproxError
 from gp_proxy.library import KNOWN_PROXIES
 from gp_proxy.program import generate
-from vit_space import BatchSpec, ProbeSpec, StatsCache, fill, get_space, load_images, proxy_scores, resolve_device
+from vit_space import (
+    BatchSpec,
+    ProbeSpec,
+    StatsCache,
+    fill,
+    get_space,
+    load_bench,
+    load_images,
+    proxy_scores,
+    resolve_device,
+)
 from vit_space.bench.training import Recipe, train
 from vit_space.probe.cache import load_bundle
 from vit_space.probe.fidelity import PROXIES, both_ways
@@ -110,13 +121,24 @@ def fidelity_rows(device: torch.device, count: int) -> list[str]:
     return rows
 
 
-def cache_tasks(device: torch.device, scale: int, folder: Path) -> tuple[list[Task], float, int]:
+def cache_archs(name: str, scale: int) -> tuple[list[dict], str]:
+    """The first `scale` architectures of ViT-Bench-101's space `name` where its file is found
+    (`AUTOPROX_BENCH_DIR`, ...), else `scale` seeded samples of the space; and which of the two."""
+    space = get_space(name)
+    try:
+        return [space.validate(a) for a in load_bench(name).archs[:scale]], "ViT-Bench-101's own architectures"
+    except AutoproxError:
+        return [space.sample(random.Random(1000 + seed)) for seed in range(scale)], "seeded samples (no benchmark file)"
+
+
+def cache_tasks(device: torch.device, scale: int, folder: Path) -> tuple[list[Task], float, int, str]:
     """The ViT-Bench-101-sized cache probed on `device` into `folder`: its tasks (stand-in accuracies,
-    statistics loaded onto `device`), wall time, probes."""
-    cache, tasks, probes, start = StatsCache(folder), [], 0, time.perf_counter()
+    statistics loaded onto `device`), wall time, probes, and where the architectures came from."""
+    cache, tasks, probes, start, sources = StatsCache(folder), [], 0, time.perf_counter(), set()
     for name in ("autoformer", "pit"):
         space = get_space(name)
-        archs = [space.sample(random.Random(1000 + seed)) for seed in range(scale)]
+        archs, source = cache_archs(name, scale)
+        sources.add(source)
         specs = [ProbeSpec(BatchSpec(d, "skimage", 16, 0)) for d in DATASETS]
         probes += fill(space, archs, specs, cache, progress=True, device=device).computed
         params = np.array([space.num_params(a, 100) for a in archs], dtype=np.float64)
@@ -125,7 +147,7 @@ def cache_tasks(device: torch.device, scale: int, folder: Path) -> tuple[list[Ta
         for d, spec in enumerate(specs):
             bundle = load_bundle(space, archs, spec.for_space(space), cache).to(device)
             tasks.append(Task(f"{name}/{spec.batch.dataset}", bundle, params + noise[d], everything, everything[:0]))
-    return tasks, time.perf_counter() - start, probes
+    return tasks, time.perf_counter() - start, probes, " / ".join(sorted(sources))
 
 
 def discovery_rate(tasks: list[Task], programs: int, stacked: bool) -> float:
@@ -226,7 +248,7 @@ def main() -> None:
         ]
 
     def cache_section() -> list[str]:
-        measured["tasks"], seconds, probes = cache_tasks(device, args.scale, Path(folder) / "bench")
+        measured["tasks"], seconds, probes, source = cache_tasks(device, args.scale, Path(folder) / "bench")
         cpu = (
             f"{measured['cpu_probe'] * probes / 60:.2f} min (estimated: CPU probe time x {probes})"
             if "cpu_probe" in measured
@@ -234,7 +256,7 @@ def main() -> None:
         )
         row = (
             f"| ViT-Bench-101-sized cache: {probes} probes ({args.scale} AutoFormer + {args.scale} PiT x "
-            f"{len(DATASETS)} data sets) | {cpu} | {seconds / 60:.2f} min | <= 2 min |"
+            f"{len(DATASETS)} data sets; {source}) | {cpu} | {seconds / 60:.2f} min | <= 2 min |"
         )
         return [table(workload, [row])]
 

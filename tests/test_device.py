@@ -10,6 +10,7 @@ import torch
 
 from gp_proxy import Evaluator, build_pset, parse
 from gp_proxy.errors import AutoproxError
+from vit_space.bench.benchmark import load_bench
 from vit_space.cli import main
 from vit_space.data.batches import BatchSpec
 from vit_space.device import cpu_seeded, float32_matmul, resolve_device
@@ -272,6 +273,12 @@ def test_device_check_runs_every_section_for_real_on_the_cpu(tmp_path, monkeypat
     agreement = re.findall(r"\| (autoformer|pit) \| (\w+) \| 3 \| ([-\d.]+) \| ([\d.e+-]+) \| ok \|", report)
     assert len(agreement) == 8 and {tau for *_, tau, _ in agreement} == {"1.000"}  # the same device twice
     assert re.search(r"ViT-Bench-101-sized cache: 18 probes .* \| [\d.]+ min \| <= 2 min \|", report)
+    try:  # the benchmark's own architectures where its file is found (CI), else seeded samples
+        first = load_bench("pit").archs[:3]
+        assert "ViT-Bench-101's own architectures" in report
+        assert [a["depth"] for a in check.cache_archs("pit", 3)[0]] == [a["depth"] for a in first]
+    except AutoproxError:
+        assert "seeded samples (no benchmark file)" in report
     assert len(re.findall(r"\| discovery, one pass per (space|task).* \| [\d.]+ \| [\d.]+ \| >= 500 \|", report)) == 2
     assert len(re.findall(r"\| (autoformer|pit) \| 3 \| [-\d.]+ \| [-\d.]+ \| [-\d.]+ \| ", report)) == 2
     step = re.search(r"\| AutoFormer-Ti, one step at 224 px, batch 1 \| ([\d.e-]+) \| ([\d.e-]+) \| [\d.]+x \|", report)
