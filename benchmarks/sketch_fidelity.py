@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from gp_proxy.markdown import table, write_report
 from vit_space.bench.benchmark import load_bench
 from vit_space.data.batches import BatchSpec
+from vit_space.device import resolve_device
 from vit_space.probe.fidelity import PROXIES, both_ways
 from vit_space.spaces import get_space
 
@@ -28,8 +29,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="16,32,64")
     parser.add_argument("--spaces", default="autoformer,pit")
     parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
-    parser.add_argument("--out", default="results/sketch_fidelity.md")
+    parser.add_argument(
+        "--out", help="default: results/sketch_fidelity.md on the CPU, results/sketch_fidelity_cuda.md on a GPU"
+    )
     args = parser.parse_args()
+    if args.out is None:  # a GPU run does not overwrite the CPU's report
+        kind = resolve_device(args.device).type
+        args.out = f"results/sketch_fidelity{'' if kind == 'cpu' else '_' + kind}.md"
     sizes = [int(s) for s in args.sizes.split(",")]
     batch = BatchSpec("c100", batch_size=args.batch)
     rows = []
