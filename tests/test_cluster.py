@@ -413,6 +413,19 @@ def accuracies(path) -> list[dict]:
 PLAN = BuildPlan(SPACE, tuple(small_archs(3)), ("digits",), Recipe(steps=40, batch_size=16, test_size=200), (0, 1))
 
 
+def test_one_worker_and_two_give_byte_identical_statistics_and_the_same_accuracies(client, tmp_path):
+    """The issue's own test: `local:1` against `local:2` (the two workers finish in any order)."""
+    caches = {n: StatsCache(tmp_path / f"stats{n}") for n in (1, 2)}
+    with connect("local:1") as one:
+        fill(SPACE, ARCHS, SPECS, caches[1], progress=False, client=one)
+        build_bench(PLAN, tmp_path / "one.json", progress=False, client=one)
+    fill(SPACE, ARCHS, SPECS, caches[2], progress=False, client=client)
+    build_bench(PLAN, tmp_path / "two.json", progress=False, client=client)
+    assert entries(caches[1].root) == entries(caches[2].root) and len(entries(caches[1].root)) == 12
+    assert accuracies(tmp_path / "one.json") == accuracies(tmp_path / "two.json")
+    assert len(accuracies(tmp_path / "one.json")) == 3
+
+
 def test_a_worker_killed_mid_training_loses_no_run(client, tmp_path):
     """A build on two workers, one killed while it trains: the accuracies of a build in one process."""
     alone = build_bench(PLAN, tmp_path / "alone.json", progress=False)

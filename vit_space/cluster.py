@@ -149,6 +149,8 @@ def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    # its HTTP server (health checks) on a free local port: no clash with another cluster's 8787
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                     silence_logs=logging.ERROR,
                 )
                 client = Client(cluster)
