@@ -28,6 +28,7 @@ from vit_space.device import float32_matmul, resolve_device
 from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, conditions, probe_conditions
 from vit_space.probe.networks import (
     attention_kernel,
+    attention_key,
     batch_digest,
     batch_of,
     build_seeded,
@@ -145,16 +146,6 @@ class ProbeSpec:
             **slices,
             **(attention_key() if condition != "heads" else {}),
         }
-
-
-def attention_key() -> dict:
-    """`{"attention": "unfused"}` where timm's fused attention is switched off (`TIMM_FUSED_ATTN=0`,
-    `timm.layers.set_fused_attn(False)`, or a torch without it), else empty. The two kernels give
-    the same statistics up to float rounding, not to the bit, so a cache keeps them apart. The
-    device, TF32 and oneDNN's bf16 are not in a key: statistics come back to the CPU and are
-    computed in float32 on every device (`vit_space.device.float32_matmul`), and no option changes
-    their dtype."""
-    return {} if attention_kernel() == "fused" else {"attention": "unfused"}
 
 
 def digest(key: dict) -> str:

@@ -34,6 +34,16 @@ def attention_kernel() -> str:
     return "fused" if use_fused_attn() else "unfused"
 
 
+def attention_key() -> dict:
+    """`{"attention": "unfused"}` where timm's fused attention is switched off (`TIMM_FUSED_ATTN=0`,
+    `timm.layers.set_fused_attn(False)`, or a torch without it), else empty. The two kernels give
+    the same statistics up to float rounding, not to the bit, so a cache keeps them apart. The
+    device, TF32 and oneDNN's bf16 are not in a key: statistics come back to the CPU and are
+    computed in float32 on every device (`vit_space.device.float32_matmul`), and no option changes
+    their dtype."""
+    return {} if attention_kernel() == "fused" else {"attention": "unfused"}
+
+
 def same_probe(spec: BatchSpec, client_sha: str, client_attention: str) -> None:
     """On a Dask worker: AutoproxError unless its probe batch for `spec` has the client's sha256 and
     its networks run the client's attention kernel (`attention_kernel`)."""

@@ -32,8 +32,16 @@ from gp_proxy.store import SavedProxy, json_safe, load_proxy, read_json
 from vit_space.bench.benchmark import load_bench
 from vit_space.data.batches import BatchSpec, get_dataset
 from vit_space.device import float32_matmul, resolve_device
-from vit_space.probe.cache import ProbeSpec, StatsCache, attention_key, digest, fill, load_bundle
-from vit_space.probe.networks import attention_kernel, batch_digest, batch_of, build_seeded, built_ahead, same_probe
+from vit_space.probe.cache import ProbeSpec, StatsCache, digest, fill, load_bundle
+from vit_space.probe.networks import (
+    attention_kernel,
+    attention_key,
+    batch_digest,
+    batch_of,
+    build_seeded,
+    built_ahead,
+    same_probe,
+)
 from vit_space.proxies.zero_cost import PASS_PROXIES
 from vit_space.spaces import Arch, Space, get_space
 
