@@ -16,11 +16,11 @@ workers, the scheduler's overhead per task, and a paper estimate of a ViT-Bench-
               seconds to score the same 40 programs in this process, as a task on that worker (a
               thread beside its event loop) and on its main thread (`Client.run`), on a cleared memo;
   overhead    `--tasks` empty tasks through `run_all` on 2 workers: wall time per task;
-  estimate    100 architectures x 3 data sets x 300 epochs, from a measured AutoFormer-Ti step
-              (224 px, batch `--batch`, this CPU, one thread) and CIFAR-100's 50,000 training
-              images per epoch: CPU-years in one process, and on N workers at the measured
-              2-worker efficiency of `build` (for GPU workers, divide by the CPU/GPU step ratio
-              that `benchmarks/device_check.py` measures).
+  estimate    100 architectures x 3 data sets x 300 epochs (the issue's scale: one space's runs,
+              each epoch CIFAR-100's 50,000 training images), from a measured AutoFormer-Ti step
+              (224 px, batch `--batch`, this CPU, one thread): CPU-days in one process, and on N
+              workers, each run one task (`vitbench_scale.days_on`) at the measured 2-worker
+              efficiency of `build` (GPU workers: `benchmarks/device_check.py`).
 
 Speed-up = one process's time / the cluster's; efficiency = speed-up / workers. Every worker runs
 one torch thread, and so does the one process.
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 from deap import gp
-from vitbench_scale import EPOCH_IMAGES, EPOCHS, RUNS, autoformer_step, steps_per_run  # sibling script
+from vitbench_scale import EPOCH_IMAGES, EPOCHS, RUNS, autoformer_step, days_on, steps_per_run  # sibling script
 
 from gp_proxy import DiscoveryConfig, discover, table, write_report
 from gp_proxy.objective import Objective, task_pset
@@ -190,9 +190,7 @@ def main() -> None:
     step = autoformer_step(args.batch)
     cpu_seconds = RUNS * steps_per_run(args.batch) * step
     efficiency = build_alone / build[2] / 2
-    estimate = [
-        f"| {n} | {cpu_seconds / (n * min(efficiency, 1.0)) / 86400:,.0f} |" for n in (1, 2, 8, 64, 512) if n > 1
-    ]
+    estimate = [f"| {n} | {days_on(n, step / min(efficiency, 1.0), args.batch):,.1f} |" for n in (2, 8, 64, RUNS)]
     write_report(
         args.out,
         "Dask scaling on this machine, and a ViT-Bench-101-sized estimate",
@@ -244,10 +242,10 @@ def main() -> None:
         f"Estimate for ViT-Bench-101's scale ({RUNS} runs of {EPOCHS} epochs of {EPOCH_IMAGES:,} images, "
         f"{steps_per_run(args.batch):,} steps of batch {args.batch} each): an AutoFormer-Ti step takes "
         f"{step:.2f} s on one CPU thread here, so {cpu_seconds / 86400:,.0f} CPU-days in one process; on N such "
-        f"workers at the 2-worker efficiency measured above ({min(efficiency, 1.0):.0%}):",
+        f"workers, each run one task on one worker (ceil({RUNS} / N) runs in turn), each step slowed to the "
+        f"2-worker efficiency measured above ({min(efficiency, 1.0):.0%}):",
         table(["workers", "days"], estimate),
-        "On GPU workers, divide by the CPU/GPU ratio of a training step (`benchmarks/device_check.py`; not yet "
-        "measured: no GPU has been lent to this project's sessions).",
+        "On GPU workers: `benchmarks/device_check.py` times the same step on a GPU and prices the same build with it.",
     )
     print(f"written: {args.out}")
 

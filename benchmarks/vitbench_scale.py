@@ -1,4 +1,4 @@
-"""ViT-Bench-101's training bill: the runs, epochs and images of a build of its size, and one
+"""ViT-Bench-101's training bill at the issue's scale (100 architectures x 3 data sets x 300 epochs), and one
 measured AutoFormer-Ti training step to price it with (`scaling.py` on CPU workers,
 `device_check.py` on a GPU)."""
 
@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from vit_space import get_space
+from vit_space.device import float32_matmul
 
 EPOCH_IMAGES = 50_000  # CIFAR-100's training set
-RUNS, EPOCHS = 100 * 3, 300  # ViT-Bench-101: 100 architectures per space x 3 data sets, 300 epochs
+RUNS, EPOCHS = 100 * 3, 300  # the issue's scale: 100 architectures x 3 data sets (one space, KD), 300 epochs
 
 
 def autoformer_step(batch: int, reps: int = 3, device: str | torch.device = "cpu") -> float:
@@ -26,14 +27,15 @@ def autoformer_step(batch: int, reps: int = 3, device: str | torch.device = "cpu
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     images, labels = torch.randn(batch, 3, 224, 224).to(device), torch.randint(0, 100, (batch,)).to(device)
     seconds = []
-    for _ in range(reps + 1):
-        start = time.perf_counter()
-        F.cross_entropy(model(images), labels).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds.append(time.perf_counter() - start)
+    with float32_matmul():  # as `train` runs: no TF32 on a GPU, no bf16 on a CPU
+        for _ in range(reps + 1):
+            start = time.perf_counter()
+            F.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds.append(time.perf_counter() - start)
     return min(seconds[1:])
 
 
