@@ -165,6 +165,11 @@ def test_unfused_attention_has_entries_of_its_own_and_the_default_keeps_its_file
     assert SPEC.key(space, archs[0], "data") == data_key | {"attention": "unfused"}
     assert SPEC.key(space, archs[0], "heads") == heads_key  # the heads condition runs unfused either way
     assert ScoreCache.key(space, archs[0], SPEC.for_space(space).batch) == score_key | {"attention": "unfused"}
+    monkeypatch.setattr("timm.layers.config._USE_FUSED_ATTN", 2)  # timm's experimental level: Swin, XCiT fused too
+    assert SPEC.key(space, archs[0], "data") == data_key | {"attention": "fused+experimental"}
+    with pytest.raises(AutoproxError, match=r"no cached statistics .* with timm's fused\+experimental attention"):
+        load_bundle(space, archs, SPEC, cache)
+    monkeypatch.setattr("timm.layers.config._USE_FUSED_ATTN", 0)
     unfused = fill(space, archs, [SPEC], cache, progress=False)
     assert (fused.computed, unfused.computed, unfused.cached) == (3, 3, 0)
     assert len(list(cache.root.rglob("*.pt"))) == 12

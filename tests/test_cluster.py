@@ -382,10 +382,11 @@ def test_a_worker_that_does_not_see_the_shared_folder_returns_its_statistics(tmp
     """Decided per task, as a worker may join after the folder was checked: without the marker
     the task writes nothing and returns the statistics; with it, it writes them."""
     from vit_space.probe.cache import _probe_task
-    from vit_space.probe.networks import batch_digest
+    from vit_space.probe.networks import attention_kernel, batch_digest
 
     spec, marker = SPECS[0], tmp_path / ".autoprox-shared-x"
-    task = (SPACE, ARCHS[0], spec, ["data"], "cpu", str(marker), batch_digest(spec.for_space(SPACE).batch), "fused")
+    kernel = attention_kernel()
+    task = (SPACE, ARCHS[0], spec, ["data"], "cpu", str(marker), batch_digest(spec.for_space(SPACE).batch), kernel)
     seconds, returned = _probe_task(*task)
     assert seconds > 0 and set(returned) == {"data"} and not list(tmp_path.iterdir())
     marker.touch()
@@ -515,10 +516,13 @@ def test_a_worker_running_another_attention_kernel_is_refused(client, tmp_path):
             fill(SPACE, ARCHS[:2], SPECS, cache, progress=False, client=client)
         with pytest.raises(AutoproxError, match=refused):
             pass_scores(SPACE, ARCHS[:2], batch, ["naswot"], cache, progress=False, client=client)
+        with pytest.raises(AutoproxError, match=refused):  # training rounds differently too
+            build_bench(PLAN, tmp_path / "bench.json", progress=False, client=client)
     finally:
         settled(client)
         client.run(_fused_attention_on_worker, True)
     assert not list((tmp_path / "cache").rglob("*.pt")) and not list((tmp_path / "cache").rglob("*.json"))
+    assert len(journal_path(tmp_path / "bench.json").read_text().splitlines()) == 1  # its header alone
 
 
 def test_discovery_on_the_cluster_finds_what_one_process_finds(client, tmp_path):

@@ -22,7 +22,6 @@ import os
 import re
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from gp_proxy.dask_map import checked, finished, refusal
 from gp_proxy.errors import AutoproxError
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach a scheduler before giving up (a handshake takes milliseconds)
+PROBE_TIMEOUT = 1.0  # seconds the TCP check waits for the port to accept before leaving it to Dask
 LOST_WORKER_TIMEOUT = "120s"  # how long a local cluster waits for a lost worker's restart
 RETRIES = 2  # reruns of a task that raised (not an AutoproxError), before its error is the caller's
 
@@ -55,12 +55,20 @@ def same_data(what: str, expected: str, found: str) -> None:
     `found`, not the client's `expected` (another copy of a data folder, or another version of a
     library that makes images), as its results would silently differ from the client's."""
     if found != expected:
-        from dask.distributed import get_worker
-
         raise AutoproxError(
-            f"worker {get_worker().address} has another {what} than this process (sha256 {found[:12]}, "
+            f"{worker_name()} has another {what} than this process (sha256 {found[:12]}, "
             f"here {expected[:12]}); give every worker the same data and the same package versions"
         )
+
+
+def worker_name() -> str:
+    """ "worker ADDRESS" on a Dask worker, "this process" elsewhere."""
+    from dask.distributed import get_worker
+
+    try:
+        return f"worker {get_worker().address}"
+    except ValueError:  # not on a worker
+        return "this process"
 
 
 def _limit_threads(threads: int) -> None:
@@ -96,31 +104,34 @@ def _client_within(address: str, timeout: float):
     listening (Dask's own timeout does not cover a port that accepts and never answers)."""
     from dask.distributed import Client
 
-    start = time.monotonic()
     host, port = address.removeprefix("tcp://").rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as e:  # refused, no such host, no route, or no answer within the timeout
+    try:  # fails at once where nothing listens; anything slower is left to Dask's own connector
+        socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT).close()
+    except (ConnectionRefusedError, socket.gaierror) as e:
         raise AutoproxError(f"cannot reach the Dask scheduler at {address}: {e.strerror or e}") from None
-    left = max(timeout - (time.monotonic() - start), 0.1)
+    except OSError:  # a timeout or no route to the first address: the connector tries every address
+        pass
     made: dict[str, Any] = {}
+    lock = threading.Lock()  # a client made just after the wait ended is closed, not leaked
 
     def make() -> None:
         try:
-            made["client"] = Client(address, timeout=round(0.8 * left, 1))  # its own reason, in time
+            made["client"] = Client(address, timeout=round(0.8 * timeout, 1))  # its own reason, in time
         except OSError as e:  # Dask's reason for a scheduler that did not answer in time
             made["error"] = str(e)
         except Exception as e:  # noqa: BLE001 (its reply made no sense: whatever answered is not Dask)
             made["error"] = f"what answered is not a Dask scheduler: {type(e).__name__}"
-        if made.get("abandoned") and "client" in made:
-            made["client"].close()
+        with lock:
+            if made.get("abandoned") and "client" in made:
+                made["client"].close()
 
     thread = threading.Thread(target=make, daemon=True)
     thread.start()
-    thread.join(left)
-    if "client" in made:
-        return made["client"]
-    made["abandoned"] = True
+    thread.join(timeout)
+    with lock:
+        if "client" in made:
+            return made["client"]
+        made["abandoned"] = True
     reason = made.get("error", f"nothing answered as a Dask scheduler within {timeout:g} s")
     raise AutoproxError(f"cannot reach the Dask scheduler at {address}: {reason}")
 

@@ -35,6 +35,7 @@ from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.bench.benchmark import field_name
 from vit_space.bench.training import Recipe, TrainResult, train, validate_fits
 from vit_space.data.images import BUILTIN, ImageData, load_images
+from vit_space.probe.networks import attention_kernel, same_attention
 from vit_space.spaces import Arch, Space
 
 FORMAT = "autoprox-bench/1"
@@ -126,8 +127,9 @@ def build_bench(
 
         # a folder's absolute path: a worker's working directory is not this one
         where = {d: d if d in BUILTIN else str(Path(d).expanduser().resolve()) for d in plan.datasets}
+        kernel = attention_kernel()
         tasks = [
-            (plan.space, arch, where[dataset], plan.recipe, seed, str(device), data[dataset].digest)
+            (plan.space, arch, where[dataset], plan.recipe, seed, str(device), data[dataset].digest, kernel)
             for arch, dataset, seed in todo
         ]
         for position, result in run_all(client, _train_task, tasks, desc, progress):
@@ -144,14 +146,15 @@ def build_bench(
 
 
 def _train_task(
-    space: Space, arch: Arch, dataset: str, recipe: Recipe, seed: int, device: str, data_sha: str
+    space: Space, arch: Arch, dataset: str, recipe: Recipe, seed: int, device: str, data_sha: str, attention: str
 ) -> TrainResult:
     """A worker's task: one training run, its data loaded (and kept) in the worker; AutoproxError
-    unless that data has the client's sha256 `data_sha`."""
+    unless that data has the client's sha256 `data_sha` and its attention kernel is the client's."""
     from vit_space.cluster import same_data
 
     data = load_images(dataset, space.img_size)
     same_data(f"copy of the data set {dataset}", data_sha, data.digest)
+    same_attention(attention)
     return train(space, arch, data, recipe, seed, device)
 
 

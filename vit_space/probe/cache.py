@@ -29,6 +29,7 @@ from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, conditions, prob
 from vit_space.probe.networks import (
     attention_kernel,
     attention_key,
+    attention_note,
     batch_digest,
     batch_of,
     build_seeded,
@@ -375,7 +376,7 @@ def load_bundle(
         )
         raise AutoproxError(
             f"{missing} of {len(archs)} {space.name} architectures have no cached statistics for "
-            f"{spec.batch.key()} sketch {spec.sketch_size} conditions {lacking_names} "
+            f"{spec.batch.key()} sketch {spec.sketch_size} conditions {lacking_names}{attention_note()} "
             f"in {cache.root}; fill them with `autoprox stats --datasets {spec.batch.dataset} --source "
             f"{spec.batch.source} --batch {spec.batch.batch_size} --seed {spec.batch.seed} --sketch {spec.sketch_size} "
             f"--conditions {','.join(spec.conditions)}{slices} --bench ...`"

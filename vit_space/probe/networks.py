@@ -29,34 +29,48 @@ def batch_digest(spec: BatchSpec) -> str:
 
 
 def attention_kernel() -> str:
-    """ "fused" or "unfused": the attention timm's modules built now run (timm's switch, which
-    `TIMM_FUSED_ATTN` or `timm.layers.set_fused_attn` sets). The two agree to float rounding, not to the bit."""
-    return "fused" if use_fused_attn() else "unfused"
+    """ "fused", "unfused" or "fused+experimental": the attention timm's modules built now run (timm's
+    switch, which `TIMM_FUSED_ATTN` = 1, 0 or 2 or `timm.layers.set_fused_attn` sets; the
+    experimental level makes timm's Swin, XCiT and Visformer fused too). The kernels agree to
+    float rounding, not to the bit."""
+    if not use_fused_attn():
+        return "unfused"
+    return "fused+experimental" if use_fused_attn(experimental=True) else "fused"
 
 
 def attention_key() -> dict:
-    """`{"attention": "unfused"}` where timm's fused attention is switched off (`TIMM_FUSED_ATTN=0`,
-    `timm.layers.set_fused_attn(False)`, or a torch without it), else empty. The two kernels give
-    the same statistics up to float rounding, not to the bit, so a cache keeps them apart. The
-    device, TF32 and oneDNN's bf16 are not in a key: statistics come back to the CPU and are
-    computed in float32 on every device (`vit_space.device.float32_matmul`), and no option changes
-    their dtype."""
-    return {} if attention_kernel() == "fused" else {"attention": "unfused"}
+    """`{"attention": kernel}` where timm's attention is not its default fused kernel
+    (`attention_kernel`), else empty, so entries of the default keep their files. The device,
+    TF32 and oneDNN's bf16 are not in a key: statistics come back to the CPU and are computed in
+    float32 on every device (`vit_space.device.float32_matmul`), and no option changes their dtype."""
+    kernel = attention_kernel()
+    return {} if kernel == "fused" else {"attention": kernel}
+
+
+def attention_note() -> str:
+    """For an error about missing cache entries: " with timm's KERNEL attention" where the key names it
+    (the entries of the default kernel do not count), else empty."""
+    return f" with timm's {attention_kernel()} attention (TIMM_FUSED_ATTN)" if attention_key() else ""
+
+
+def same_attention(client_attention: str) -> None:
+    """On a Dask worker: AutoproxError unless its networks run the client's attention kernel."""
+    from vit_space.cluster import worker_name
+
+    if (found := attention_kernel()) != client_attention:
+        raise AutoproxError(
+            f"{worker_name()} runs timm's {found} attention, this process {client_attention}; "
+            "set TIMM_FUSED_ATTN alike for every worker"
+        )
 
 
 def same_probe(spec: BatchSpec, client_sha: str, client_attention: str) -> None:
     """On a Dask worker: AutoproxError unless its probe batch for `spec` has the client's sha256 and
-    its networks run the client's attention kernel (`attention_kernel`)."""
+    its networks run the client's attention kernel."""
     from vit_space.cluster import same_data
 
     same_data(f"probe batch of {spec.dataset}", client_sha, batch_digest(spec))
-    if (found := attention_kernel()) != client_attention:
-        from dask.distributed import get_worker
-
-        raise AutoproxError(
-            f"worker {get_worker().address} runs timm's {found} attention, this process {client_attention}; "
-            "set TIMM_FUSED_ATTN alike for every worker"
-        )
+    same_attention(client_attention)
 
 
 def build_seeded(space: Space, arch: Arch, batch: BatchSpec, device: str | torch.device = "cpu") -> nn.Module:

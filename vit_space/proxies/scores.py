@@ -36,6 +36,7 @@ from vit_space.probe.cache import ProbeSpec, StatsCache, digest, fill, load_bund
 from vit_space.probe.networks import (
     attention_kernel,
     attention_key,
+    attention_note,
     batch_digest,
     batch_of,
     build_seeded,
@@ -161,7 +162,7 @@ def measure_pass(
 
 
 def _measure_task(
-    batch_sha: str, attention: str, space: Space, arch: Arch, batch: BatchSpec, names: Sequence[str], device: str
+    space: Space, arch: Arch, batch: BatchSpec, names: Sequence[str], device: str, batch_sha: str, attention: str
 ):
     """A worker's task: `measure_pass`, once its probe batch has the client's sha256 `batch_sha` and
     its attention kernel is the client's `attention`."""
@@ -198,14 +199,14 @@ def pass_scores(
         i, missing = todo[0]
         raise AutoproxError(
             f"architecture {space.arch_hash(archs[i])} has no cached {', '.join(missing)} "
-            f"scores for {batch.key()} in {store.root}; compute them with `autoprox rank` without --cached-only"
+            f"scores for {batch.key()}{attention_note()} in {store.root}; compute them with `autoprox rank` "
+            "without --cached-only"
         )
     if client is not None:
         from vit_space.cluster import run_all
 
-        jobs = [
-            (batch_digest(batch), attention_kernel(), space, archs[i], batch, missing, device) for i, missing in todo
-        ]
+        checks = (batch_digest(batch), attention_kernel())
+        jobs = [(space, archs[i], batch, missing, device, *checks) for i, missing in todo]
         results = ((todo[j][0], result) for j, result in run_all(client, _measure_task, jobs, "proxies", progress))
     else:  # on a GPU the next network is built while the current one is scored
         device = resolve_device(device)
