@@ -10,6 +10,7 @@ from gp_proxy import KNOWN_PROXIES, Evaluator, Report, Task, bootstrap_differenc
 from vit_space import BatchSpec, ProbeSpec, StatsCache, bench_tasks, field_dataset, get_dataset, get_space, load_bench
 
 SPACES = ("autoformer", "pit")
+HOLDOUT, SPLIT_SEED = 0.5, 0  # the held-out share and split seed of every ViT-Bench-101 discovery
 
 
 def vitbench_spec(
@@ -23,8 +24,8 @@ def vitbench_tasks(
     cache_dir: str,
     spaces=SPACES,
     datasets=None,
-    holdout: float = 0.5,
-    split_seed: int = 0,
+    holdout: float = HOLDOUT,
+    split_seed: int = SPLIT_SEED,
     batch: int = 16,
     sketch: int = 32,
     source: str = "skimage",

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import SPACES, vitbench_spec
+from common import HOLDOUT, SPACES, SPLIT_SEED, vitbench_spec
 
 from gp_proxy import jcm, load_proxy, table, write_report, write_text
 from gp_proxy.fitness import correlations
@@ -35,8 +35,6 @@ from vit_space import (
     load_bench,
     rank,
 )
-
-HOLDOUT, SPLIT_SEED = 0.5, 0  # the split discovery used (experiments/common.py's vitbench_tasks)
 
 
 def kd_jcm(r: Ranking, part: str = "whole") -> float:

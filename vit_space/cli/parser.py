@@ -75,12 +75,11 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=bounded(int, 8), help=IMAGE_SIZE_HELP)
 
 
-def _add_device_arg(p: argparse.ArgumentParser) -> None:
+def _add_device_arg(p: argparse.ArgumentParser, what: str = "where networks run and programs are evaluated") -> None:
     p.add_argument(
         "--device",
         default="auto",
-        help="where networks run and programs are evaluated: auto (a GPU when torch sees one, else the CPU; "
-        "default), cpu, cuda or cuda:N",
+        help=f"{what}: auto (a GPU when torch sees one, else the CPU; default), cpu, cuda or cuda:N",
     )
 
 
@@ -272,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compute-missing", action="store_true", help="probe architectures missing from the cache")
     p.add_argument("--out", help="write the simplified proxy here (the original expression kept inside)")
     _add_cache_args(p)
-    _add_device_arg(p)
+    _add_device_arg(p, "where --compute-missing probes (programs are checked on the CPU)")
     p.set_defaults(handler="simplify")
 
     p = sub.add_parser("search", help="search a space for the best-scoring architectures within a budget")
