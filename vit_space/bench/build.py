@@ -35,8 +35,7 @@ from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.bench.benchmark import field_name
 from vit_space.bench.training import Recipe, TrainResult, train, validate_fits
 from vit_space.data.images import BUILTIN, ImageData, load_images
-from vit_space.probe.networks import attention_kernel, same_attention
-from vit_space.spaces import Arch, Space
+from vit_space.spaces import Arch, Space, attention_kernel, same_attention
 
 FORMAT = "autoprox-bench/1"
 

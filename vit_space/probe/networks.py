@@ -7,14 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import torch
-from timm.layers import use_fused_attn
 from torch import nn
 
 from gp_proxy.errors import AutoproxError
 from vit_space.data.batches import BatchSpec, get_dataset, make_batch
 from vit_space.data.images import tensors_sha256
 from vit_space.device import cpu_seeded, resolve_device
-from vit_space.spaces import Arch, Space
+from vit_space.spaces import Arch, Space, attention_kernel, same_attention
 
 
 @lru_cache(maxsize=8)
@@ -26,16 +25,6 @@ def batch_of(spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
 def batch_digest(spec: BatchSpec) -> str:
     """sha256 of `spec`'s probe batch, images and labels: a worker checks that it makes the client's."""
     return tensors_sha256(*batch_of(spec))
-
-
-def attention_kernel() -> str:
-    """ "fused", "unfused" or "fused+experimental": the attention timm's modules built now run (timm's
-    switch, which `TIMM_FUSED_ATTN` = 1, 0 or 2 or `timm.layers.set_fused_attn` sets; the
-    experimental level makes timm's Swin, XCiT and Visformer fused too). The kernels agree to
-    float rounding, not to the bit."""
-    if not use_fused_attn():
-        return "unfused"
-    return "fused+experimental" if use_fused_attn(experimental=True) else "fused"
 
 
 def attention_key() -> dict:
@@ -51,17 +40,6 @@ def attention_note() -> str:
     """For an error about missing cache entries: " with timm's KERNEL attention" where the key names it
     (the entries of the default kernel do not count), else empty."""
     return f" with timm's {attention_kernel()} attention (TIMM_FUSED_ATTN)" if attention_key() else ""
-
-
-def same_attention(client_attention: str) -> None:
-    """On a Dask worker: AutoproxError unless its networks run the client's attention kernel."""
-    from vit_space.cluster import worker_name
-
-    if (found := attention_kernel()) != client_attention:
-        raise AutoproxError(
-            f"{worker_name()} runs timm's {found} attention, this process {client_attention}; "
-            "set TIMM_FUSED_ATTN alike for every worker"
-        )
 
 
 def same_probe(spec: BatchSpec, client_sha: str, client_attention: str) -> None:

@@ -8,7 +8,15 @@ from collections.abc import Callable
 from gp_proxy.errors import AutoproxError
 from vit_space.spaces.archfile import read_archs
 from vit_space.spaces.autoformer import AutoFormerSpace
-from vit_space.spaces.base import Arch, Space, count_params, disable_fused_attention, measure_macs
+from vit_space.spaces.base import (
+    Arch,
+    Space,
+    attention_kernel,
+    count_params,
+    disable_fused_attention,
+    measure_macs,
+    same_attention,
+)
 from vit_space.spaces.pit import PiTSpace
 from vit_space.spaces.timm_models import TimmSpace
 from vit_space.spaces.user import PROTOCOL, UserSpace, user_space
@@ -97,10 +105,12 @@ __all__ = [
     "tiny_pit",
     "TimmSpace",
     "PROTOCOL",
+    "attention_kernel",
     "UserSpace",
     "count_params",
     "disable_fused_attention",
     "get_space",
     "measure_macs",
     "read_archs",
+    "same_attention",
 ]

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from timm.layers import use_fused_attn
 from torch import nn
 
 from gp_proxy.errors import AutoproxError
@@ -141,6 +142,27 @@ def disable_fused_attention(model: nn.Module) -> None:
     for module in model.modules():
         if hasattr(module, "fused_attn"):
             module.fused_attn = False
+
+
+def attention_kernel() -> str:
+    """ "fused", "unfused" or "fused+experimental": the attention timm's modules built now run (timm's
+    switch, which `TIMM_FUSED_ATTN` = 1, 0 or 2 or `timm.layers.set_fused_attn` sets; the
+    experimental level makes timm's Swin, XCiT and Visformer fused too). The kernels agree to
+    float rounding, not to the bit."""
+    if not use_fused_attn():
+        return "unfused"
+    return "fused+experimental" if use_fused_attn(experimental=True) else "fused"
+
+
+def same_attention(client_attention: str) -> None:
+    """On a Dask worker: AutoproxError unless its networks run the client's attention kernel."""
+    from vit_space.cluster import worker_name
+
+    if (found := attention_kernel()) != client_attention:
+        raise AutoproxError(
+            f"{worker_name()} runs timm's {found} attention, this process {client_attention}; "
+            "set TIMM_FUSED_ATTN alike for every worker"
+        )
 
 
 def measure_macs(model: nn.Module, img_size: int, in_chans: int = 3) -> int:
