@@ -59,9 +59,114 @@ def killed_while_busy(client):
 def test_parse_cluster_and_bad_addresses():
     assert parse_cluster("local:3") == ("local", 3)
     assert parse_cluster("tcp://10.0.0.5:8786") == ("tcp", "tcp://10.0.0.5:8786")
-    for bad in ("local:0", "local", "local:two", "10.0.0.5:8786", "tcp://host", "ssh://h:1"):
+    assert parse_cluster("tls://head.example.org:8786") == ("tls", "tls://head.example.org:8786")
+    assert parse_cluster("tcp://[fe80::1]:8786") == ("tcp", "tcp://[fe80::1]:8786")
+    bad_ones = (
+        "local:0",
+        "local",
+        "local:two",
+        "10.0.0.5:8786",
+        "tcp://host",
+        "ssh://h:1",
+        "tcp://::1:8786",
+        "tcp://[h]:1",
+    )
+    for bad in bad_ones:
         with pytest.raises(AutoproxError, match="--cluster"):
             parse_cluster(bad)
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_a_scheduler_at_an_ipv6_address_is_joined():
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, processes=False, protocol="tcp", host="[::1]", dashboard_address=None, silence_logs=logging.ERROR
+    ) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://[::1]:")
+        with connect(cluster.scheduler_address) as joined:
+            assert [r for _, r in run_all(joined, abs, [(-3,)], "ipv6", progress=False)] == [3]
+    with pytest.raises(
+        AutoproxError, match=r"^cannot reach the Dask scheduler at tcp://\[::1\]:9: Connection refused$"
+    ):
+        with connect("tcp://[::1]:9"):
+            pass
+
+
+def _certificates(folder) -> dict[str, str] | None:
+    """A test CA and a certificate it signed (for scheduler, worker and client alike), made by
+    the openssl command; None where there is none."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        return None
+    paths = {name: str(folder / f"{name}.pem") for name in ("ca", "ca-key", "cert", "key", "request")}
+    for command in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=autoprox-test-ca"]
+        + ["-keyout", paths["ca-key"], "-out", paths["ca"]],
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            paths["key"],
+            "-out",
+            paths["request"],
+        ],
+        ["x509", "-req", "-days", "1", "-in", paths["request"], "-CA", paths["ca"], "-CAkey", paths["ca-key"]]
+        + ["-set_serial", "1", "-out", paths["cert"]],
+    ):
+        subprocess.run(["openssl", *command], check=True, capture_output=True)
+    return paths
+
+
+def test_a_tls_scheduler_is_joined_with_dasks_tls_settings_and_refused_in_one_line_without(tmp_path):
+    from dask.distributed import LocalCluster
+    from distributed.security import Security
+
+    paths = _certificates(tmp_path)
+    if paths is None:
+        pytest.skip("no openssl command to make test certificates")
+    pair = {"cert": paths["cert"], "key": paths["key"]}
+    security = Security(
+        tls_ca_file=paths["ca"],
+        require_encryption=True,
+        **{f"tls_{who}_{what}": path for who in ("scheduler", "worker", "client") for what, path in pair.items()},
+    )
+    with LocalCluster(
+        n_workers=1,
+        processes=False,
+        protocol="tls://",
+        security=security,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://")
+        with pytest.raises(
+            AutoproxError, match=rf"^--cluster {address} takes TLS: set Dask's distributed.comm.tls.ca-file"
+        ):
+            with connect(address):
+                pass
+        settings = {"ca-file": paths["ca"], "client.cert": paths["cert"], "client.key": paths["key"]}
+        with dask.config.set({f"distributed.comm.tls.{k}": v for k, v in settings.items()}):
+            with connect(address) as joined:
+                assert [r for _, r in run_all(joined, abs, [(-4,)], "tls", progress=False)] == [4]
 
 
 def test_an_address_where_nothing_listens_is_one_error_at_once():

@@ -3,7 +3,7 @@
 The layers, each importing only the ones before it:
 
     device     where networks run: `--device auto|cpu|cuda|cuda:N` (`resolve_device`)
-    cluster    Dask clients for `--cluster local:N|tcp://HOST:PORT` (`connect`, `run_all`)
+    cluster    Dask clients for `--cluster local:N|tcp://HOST:PORT|tls://HOST:PORT` (`connect`, `run_all`)
     data       image files, training data sets, proxy batches (`BatchSpec`, `make_batch`, `load_images`)
     spaces     AutoFormer, PiT, small CPU spaces, timm models (`get_space`, `read_archs`)
     bench      benchmark files, training, building benchmarks (`load_bench`, `Recipe`, `build_bench`)

@@ -1,5 +1,7 @@
 """Dask clusters: `--cluster local:N` (N one-thread worker processes on this machine) or
-`--cluster tcp://HOST:PORT` (a running `dask scheduler` with its `dask worker`s).
+`--cluster tcp://HOST:PORT` (a running `dask scheduler` with its `dask worker`s; `tls://HOST:PORT`
+for one that takes TLS, its certificates in Dask's `distributed.comm.tls` settings; an IPv6 host
+in brackets, `tcp://[::1]:8786`).
 
     with connect("local:2") as client:
         for index, result in run_all(client, probe_one, jobs, "probing"):
@@ -39,15 +41,22 @@ LOST_WORKER_TIMEOUT = "120s"  # how long a local cluster waits for a lost worker
 RETRIES = 2  # reruns of a task that raised (not an AutoproxError), before its error is the caller's
 
 
+ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d+)")  # a host, or an IPv6 one in brackets
+
+
 def parse_cluster(text: str) -> tuple[str, int | str]:
-    """`local:N` -> ("local", N); `tcp://HOST:PORT` -> ("tcp", the address); AutoproxError otherwise."""
+    """`local:N` -> ("local", N); `tcp://HOST:PORT` or `tls://HOST:PORT` (HOST a name, an IPv4
+    address or an IPv6 one in brackets) -> ("tcp" or "tls", the address); AutoproxError otherwise."""
     if match := re.fullmatch(r"local:(\d+)", text):
         if int(match[1]) < 1:
             raise AutoproxError(f"--cluster local:N needs N >= 1 worker processes, got {text!r}")
         return "local", int(match[1])
-    if re.fullmatch(r"tcp://[^\s:/]+:\d+", text):
-        return "tcp", text
-    raise AutoproxError(f"--cluster must be local:N or tcp://HOST:PORT, got {text!r}")
+    if match := ADDRESS.fullmatch(text):
+        return match[1], text
+    raise AutoproxError(
+        f"--cluster must be local:N, tcp://HOST:PORT or tls://HOST:PORT (an IPv6 host in brackets: "
+        f"tcp://[::1]:8786), got {text!r}"
+    )
 
 
 def same_data(what: str, expected: str, found: str) -> None:
@@ -104,9 +113,9 @@ def _client_within(address: str, timeout: float):
     listening (Dask's own timeout does not cover a port that accepts and never answers)."""
     from dask.distributed import Client
 
-    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    _, host, port = ADDRESS.fullmatch(address).groups()
     try:  # fails at once where nothing listens; anything slower is left to Dask's own connector
-        socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT).close()
     except (ConnectionRefusedError, socket.gaierror) as e:
         raise AutoproxError(f"cannot reach the Dask scheduler at {address}: {e.strerror or e}") from None
     except OSError:  # a timeout or no route to the first address: the connector tries every address
@@ -139,12 +148,17 @@ def _client_within(address: str, timeout: float):
 @contextmanager
 def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
     """A Dask `Client` for `spec` (see `parse_cluster`), closed after the block; a local cluster is
-    shut down with it. AutoproxError when the scheduler cannot be reached within `timeout` seconds
-    or a worker runs another autoprox version."""
+    shut down with it. AutoproxError when the scheduler cannot be reached within `timeout` seconds,
+    a `tls://` one without Dask's TLS settings, or a worker runs another autoprox version."""
     import dask
     from dask.distributed import Client, LocalCluster
 
     kind, where = parse_cluster(spec)
+    if kind == "tls" and not dask.config.get("distributed.comm.tls.ca-file", None):
+        raise AutoproxError(
+            f"--cluster {spec} takes TLS: set Dask's distributed.comm.tls.ca-file, .client.cert and "
+            ".client.key (e.g. DASK_DISTRIBUTED__COMM__TLS__CA_FILE=ca.pem)"
+        )
     cluster = client = None
     client_log = logging.getLogger("distributed.client")
     client_level = client_log.level

@@ -86,8 +86,8 @@ def _add_device_arg(p: argparse.ArgumentParser, what: str = "where networks run 
 def _add_cluster_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cluster",
-        help="run the work on Dask: local:N (N one-thread worker processes here) or tcp://HOST:PORT (a running "
-        "`dask scheduler`); default: this process alone",
+        help="run the work on Dask: local:N (N one-thread worker processes here), tcp://HOST:PORT or "
+        "tls://HOST:PORT (a running `dask scheduler`); default: this process alone",
     )
 
 
