@@ -9,7 +9,8 @@ workers, the scheduler's overhead per task, and a paper estimate of a ViT-Bench-
               `--vitbench-cache DIR` (the cache `benchmarks/cache_full.py` fills), also on
               ViT-Bench-101's six search tasks (AutoFormer and PiT x three KD data sets, the
               50% search split of `experiments/discover_vitbench.py`), at 1, 4 and 16 programs per
-              step: statistics large enough that a program takes tens of milliseconds;
+              step: statistics large enough that a program takes tens of milliseconds; and the
+              seconds a cluster takes, once per run, to hold each objective on its workers;
   scoring     with `--vitbench-cache`: what a worker is sent to discover on ViT-Bench-101 (the
               training rows; MB pickled, next to the whole objective), the seconds to send it to
               1 worker and to send its statistic tensors alone as torch pickles them, and the
@@ -44,6 +45,7 @@ from deap import gp
 from vitbench_scale import EPOCH_IMAGES, EPOCHS, RUNS, autoformer_step, days_on, steps_per_run  # sibling script
 
 from gp_proxy import DiscoveryConfig, discover, table, write_report
+from gp_proxy.dask_map import dask_map
 from gp_proxy.objective import Objective, task_pset
 from gp_proxy.program import generate, parse
 from vit_space import BatchSpec, BuildPlan, ProbeSpec, Recipe, StatsCache, build_bench, fill, get_space, tasks_for
@@ -80,6 +82,16 @@ def timed_discover(tasks: list, iterations: int, parents: int, client) -> tuple[
     start = time.perf_counter()
     found = discover(tasks, config, tempfile.mkdtemp(prefix="scaling_discover_"), progress=False, client=client)
     return time.perf_counter() - start, [str(p) for p in found.halloffame]
+
+
+def timed_hold(tasks: list, client) -> float:
+    """Seconds `discover` takes, once per run, to hold its objective on every worker (entering
+    `dask_map`: the training rows picked, sent through the scheduler, unpickled on each worker)."""
+    objective = Objective(tasks)
+    start = time.perf_counter()
+    with dask_map(objective, client):
+        seconds = time.perf_counter() - start
+    return seconds
 
 
 def _score(objective: Objective, expressions: list[str]) -> float:
@@ -169,12 +181,16 @@ def main() -> None:
         )
         searches |= {("ViT-Bench-101", parents): large for parents in (1, 4, 16)}
     stats, build, search, found = {}, {}, {key: {} for key in searches}, set()
+    hold: dict[str, dict[int, float]] = {bench: {} for bench, _ in searches}
     for workers in (0, 1, 2):  # 0: one process, no cluster
         with connect(f"local:{workers}") if workers else nullcontext() as client:
             timed_stats(probe_archs[:2], client)  # warm-up: imports, the batch, the training data
             timed_build(build_archs[:1], 5, client)
             stats[workers] = timed_stats(probe_archs, client)
             build[workers] = timed_build(build_archs, args.steps, client)
+            if workers:
+                for bench in hold:
+                    hold[bench][workers] = timed_hold(searches[bench, 1], client)
             for (bench, parents), seconds in search.items():
                 seconds[workers], halloffame = timed_discover(
                     searches[bench, parents], args.iterations, parents, client
@@ -225,6 +241,13 @@ def main() -> None:
                 ),
             ],
         ),
+        "Of a cluster's `discover` time, holding the objective on its workers (once per run: the "
+        "training rows picked, sent through the scheduler, unpickled on each worker) takes "
+        + "; ".join(
+            f"{bench}: " + ", ".join(f"{seconds:.1f} s on {n} worker{'s' * (n > 1)}" for n, seconds in by.items())
+            for bench, by in hold.items()
+        )
+        + "; the rest is its steps (each one a round trip to the workers).",
         *(
             [
                 f"What a worker is sent to discover on ViT-Bench-101: its training rows, {scored['sent']:,.0f} MB "

@@ -68,6 +68,7 @@ class Objective:
     ):
         self.tasks, self.mode, self.decimals, self.memo_bytes = list(tasks), mode, decimals, memo_bytes
         self.stack, self.clears = stack, 0
+        self._training: dict[tuple, StatsBundle] = {}  # training rows an evaluator holds alone, for `training_only`
         if stack is None:
             stack = any(t.bundle.block.device.type != "cpu" for t in self.tasks)
         by_layout: dict[tuple, list[int]] = {}
@@ -87,6 +88,8 @@ class Objective:
                 bundles.append(task.bundle.subset(task.train))
                 parts[key], start = slice(start, start + len(task.train)), start + len(task.train)
             rows.append((i, parts[key], task.accuracy[task.train]))
+        if len(bundles) == 1:
+            self._training[key] = bundles[0]
         return Evaluator(bundles[0] if len(bundles) == 1 else concat(bundles), self.memo_bytes * len(bundles)), rows
 
     def __call__(self, tree: gp.PrimitiveTree) -> tuple[float, int]:
@@ -110,8 +113,9 @@ class Objective:
     def training_only(self) -> Objective:
         """The same fitness from the training architectures alone (the held-out rows dropped; tasks
         that shared statistics and a split still share one copy): what a Dask worker, which only
-        scores programs, is sent. Its `report` has no held-out correlations."""
-        kept: dict[tuple, StatsBundle] = {}
+        scores programs, is sent. Its `report` has no held-out correlations. The training rows an
+        evaluator of this objective holds are shared, not copied."""
+        kept = dict(self._training)
         tasks = []
         for t in self.tasks:
             key = (id(t.bundle), t.train.tobytes())

@@ -85,8 +85,11 @@ class StatsBundle:
         return int(next(iter(self.tensors.values())).shape[-1])
 
     def subset(self, index: torch.Tensor | list[int]) -> StatsBundle:
-        """The bundle restricted to the architectures at `index` (positions)."""
+        """The bundle restricted to the architectures at `index` (positions); the bundle itself when
+        `index` is every position in order (bundles are never modified, so need no copy)."""
         index = torch.as_tensor(index, dtype=torch.long).to(self.block.device)
+        if torch.equal(index, torch.arange(self.num_archs, device=index.device)):
+            return self
         pick = lambda d: {k: v.index_select(0, index) for k, v in d.items()}  # noqa: E731
         return StatsBundle(
             pick(self.tensors),

@@ -416,6 +416,23 @@ def test_workers_are_sent_the_training_rows_only_and_score_to_the_bit_as_the_who
     assert len({f for f in fitnesses if f[0] != float("-inf")}) > 20  # the programs differ, not all invalid
 
 
+def test_the_training_rows_are_not_copied_again_to_be_sent_or_scored_on_a_worker():
+    """`training_only` sends the rows the objective's evaluators hold, and a worker's objective
+    over them (each row a training row) copies none: each copy of ViT-Bench-101's took seconds."""
+    from synthetic import planted_tasks
+
+    from gp_proxy.objective import Objective
+
+    whole = Objective(planted_tasks(archs=40))
+    sent = whole.training_only()
+    bundle = sent.tasks[0].bundle
+    assert whole.training_only().tasks[0].bundle is bundle
+    assert bundle.subset(range(bundle.num_archs)) is bundle
+    reordered = bundle.subset([1, 0, *range(2, bundle.num_archs)])
+    assert reordered is not bundle and reordered.ids[:2] == bundle.ids[1::-1]
+    assert Objective(sent.tasks).training_only().tasks[0].bundle is bundle
+
+
 @pytest.fixture(scope="module")
 def client():
     with connect("local:2") as client:
