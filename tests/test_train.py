@@ -1,5 +1,6 @@
 """Training data sets, the trainer and the resumable benchmark build, on real images."""
 
+import argparse
 import gzip
 import json
 import pickle
@@ -16,6 +17,7 @@ from vit_space.bench.benchmark import load_bench
 from vit_space.bench.build import BuildPlan, build_bench, journal_path, read_journal
 from vit_space.bench.training import Recipe, train, validate_fits
 from vit_space.cli import main
+from vit_space.cli.bench_commands import _build_command
 from vit_space.cli.parser import build_parser
 from vit_space.data import images as datasets
 from vit_space.data import readers
@@ -273,6 +275,8 @@ def test_cli_bench_build_and_bad_inputs(tmp_path, capsys):
     rerun = vars(build_parser().parse_args(shlex.split(command)[1:]))  # the recorded command parses again
     assert rerun["archs"] == "2" and rerun["seeds"] == "1" and rerun["steps"] == 5 and rerun["test_size"] == 50
     assert rerun["out"] == str(out) and rerun["cluster"] is None and "--device" not in command
+    flags = argparse.Namespace(space="af-tiny", on=True, off=False, unset=None, quiet=True, lr=0.5)
+    assert _build_command(flags) == "autoprox bench build --space af-tiny --on --lr 0.5"
     (tmp_path / "empty").mkdir()
     cases = [
         (["--dataset", str(tmp_path / "empty")], "unknown data layout"),

@@ -43,9 +43,14 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _build_command(args: argparse.Namespace) -> str:
     """The `bench build` command that reproduces `args`, runnable anywhere: the parser's own
-    fields and the options that say only where or how fast it runs are left out."""
+    fields and the options that say only where or how fast it runs are left out, as are unset
+    ones (None, or a flag that is off); a flag that is on is written alone."""
     skip = {"handler", "command", "bench_command", "resume", "shard", "threads", "quiet", "device", "cluster"}
-    parts = [f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in vars(args).items() if k not in skip]
+    parts = [
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {shlex.quote(str(v))}")
+        for k, v in vars(args).items()
+        if k not in skip and v is not None and v is not False
+    ]
     return "autoprox bench build " + " ".join(parts)
 
 
