@@ -1,12 +1,16 @@
-"""A Dask worker scoring programs with freed memory kept for reuse (`gp_proxy.memory`, as
-discovery's workers do) and with the malloc settings Dask's nanny gives it, side by side in one
-run, on ViT-Bench-101's six search tasks (AutoFormer and PiT x three KD data sets, the training
-rows of the 50% search split of `experiments/discover_vitbench.py`, as discovery sends them).
+"""Freed memory kept for reuse while programs are scored (`gp_proxy.memory`), measured side by
+side in one run on ViT-Bench-101's six search tasks (AutoFormer and PiT x three KD data sets, the
+training rows of the 50% search split of `experiments/discover_vitbench.py`).
 
-The same `--programs` random programs (memo cleared before each batch) are scored as a task on
-the worker of a 1-worker `LocalCluster`, within `freed_memory_kept` and not, alternated
-`--repeats` times after a warm-up each: seconds and the worker's minor page faults per batch;
-next to them the same batches in this process, whose malloc keeps glibc's own settings.
+  worker      the same `--programs` random programs (memo cleared before each batch) scored as a
+              task on the worker of a 1-worker `LocalCluster`, within `freed_memory_kept` (what a
+              discovery's workers do) and with the malloc settings Dask's nanny gives it,
+              alternated `--repeats` times after a warm-up each; next to them the same batches in
+              this process, whose malloc keeps glibc's own settings: seconds and minor page faults;
+  discovery   `discover` in one process, `--steps` elitism steps of 4 programs, each run in a
+              fresh process: as it runs (freed memory kept for the run) and with glibc's own
+              settings (`freed_memory_kept` replaced by a no-op), `--runs` runs each way,
+              alternated; the hall of fame checked equal.
 
     python benchmarks/freed_memory.py --cache DIR --out results/freed_memory.md
 """
@@ -14,17 +18,20 @@ next to them the same batches in this process, whose malloc keeps glibc's own se
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import resource
 import statistics
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 
 import torch
 from deap import gp
 
-from gp_proxy import Objective, freed_memory_kept, table, write_report
+from gp_proxy import DiscoveryConfig, Objective, discover, freed_memory_kept, table, write_report
 from gp_proxy.objective import task_pset
 from gp_proxy.program import generate, parse
 from vit_space import BatchSpec, ProbeSpec, StatsCache, tasks_for
@@ -45,16 +52,37 @@ def scored(objective: Objective, expressions: list[str], kept: bool) -> tuple[fl
     return seconds, faults, os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
+def discovery_run(cache: str, steps: int, kept: bool) -> tuple[float, int, list[str]]:
+    """In a fresh process: (seconds, minor page faults, hall of fame) of `discover` on the six
+    tasks, `steps` elitism steps of 4 programs, freed memory kept as `discover` does or not."""
+    import gp_proxy.discovery
+
+    torch.set_num_threads(1)
+    if not kept:
+        gp_proxy.discovery.freed_memory_kept = nullcontext
+    tasks = search_tasks(cache)
+    faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+    found = discover(tasks, DiscoveryConfig(iterations=steps, batch=4, seed=0), tempfile.mkdtemp(), progress=False)
+    seconds = time.perf_counter() - start
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults, [str(p) for p in found.halloffame]
+
+
+def search_tasks(cache: str) -> list:
+    spec = ProbeSpec(BatchSpec("c100"), 32)
+    return tasks_for(["autoformer", "pit"], None, spec, StatsCache(cache), test_fraction=0.5, split_seed=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", required=True, help="ViT-Bench-101's statistics (batch 16, sketch 32)")
     parser.add_argument("--programs", type=int, default=40, help="random programs per batch")
     parser.add_argument("--repeats", type=int, default=5, help="batches each way, alternated")
+    parser.add_argument("--steps", type=int, default=200, help="elitism steps of each one-process discovery")
+    parser.add_argument("--runs", type=int, default=2, help="one-process discoveries each way, alternated")
     parser.add_argument("--out", default="results/freed_memory.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    spec = ProbeSpec(BatchSpec("c100"), 32)
-    tasks = tasks_for(["autoformer", "pit"], None, spec, StatsCache(args.cache), test_fraction=0.5, split_seed=0)
+    tasks = search_tasks(args.cache)
     objective = Objective(tasks).training_only()
     random.seed(0)
     expressions = [str(gp.PrimitiveTree(generate(task_pset(tasks), 1, 5))) for _ in range(args.programs)]
@@ -71,24 +99,43 @@ def main() -> None:
             runs["here"].append(scored(objective, expressions, False)[:2])
             print(f"batch {repeat + 1}: " + ", ".join(f"{k}: {v[-1][0]:.2f} s" for k, v in runs.items()), flush=True)
 
-    def row(name: str, key) -> str:
-        seconds, faults = (statistics.mean(r[i] for r in runs[key]) for i in (0, 1))
-        each, ratio = ", ".join(f"{r[0]:.2f}" for r in runs[key]), seconds / statistics.mean(r[0] for r in runs[True])
-        return f"| {name} | {seconds:.2f} ({each}) | {faults:,.0f} | {ratio:.2f} |"
+    searches: dict[bool, list] = {True: [], False: []}
+    for run in range(args.runs):
+        for kept in (True, False):
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+                searches[kept].append(fresh.submit(discovery_run, args.cache, args.steps, kept).result())
+            print(f"discovery {run + 1}, kept {kept}: {searches[kept][-1][0]:.1f} s", flush=True)
+    assert len({tuple(r[2]) for rs in searches.values() for r in rs}) == 1, "the runs found different proxies"
+
+    def row(name: str, results: list, baseline: list, digits: int = 2) -> str:
+        seconds, faults = (statistics.mean(r[i] for r in results) for i in (0, 1))
+        each = ", ".join(f"{r[0]:.{digits}f}" for r in results)
+        ratio = seconds / statistics.mean(r[0] for r in baseline)
+        return f"| {name} | {seconds:.{digits}f} ({each}) | {faults:,.0f} | {ratio:.2f} |"
 
     write_report(
         args.out,
-        "A Dask worker scoring programs with freed memory kept for reuse",
-        f"python benchmarks/freed_memory.py --cache {args.cache} --programs {args.programs} --repeats {args.repeats}",
+        "Scoring programs with freed memory kept for reuse: on a Dask worker, and a discovery in one process",
+        f"python benchmarks/freed_memory.py --cache {args.cache} --programs {args.programs} --repeats {args.repeats} "
+        f"--steps {args.steps} --runs {args.runs} --out {args.out}",
         f"(CPU, torch {torch.__version__}, one thread per process; {len(tasks)} tasks, the training rows "
         f"of the 50% split; {args.programs} random programs per batch, memo cleared before each; the "
         f"worker's nanny set MALLOC_TRIM_THRESHOLD_={trim}; {args.repeats} batches each way, alternated)",
         table(
             ["where", "seconds per batch: mean (each)", "minor page faults per batch", "time / kept worker's"],
             [
-                row("worker, Dask's malloc settings", False),
-                row("worker, freed memory kept (what discovery's workers do)", True),
-                row("this process, glibc's own settings", "here"),
+                row("worker, Dask's malloc settings", runs[False], runs[True]),
+                row("worker, freed memory kept (what discovery's workers do)", runs[True], runs[True]),
+                row("this process, glibc's own settings", runs["here"], runs[True]),
+            ],
+        ),
+        f"`discover` in one process: {args.steps} elitism steps of 4 programs (`--parents 4`, seed 0), each "
+        f"run in a fresh process, {args.runs} runs each way, alternated; the same hall of fame every run.",
+        table(
+            ["malloc", "seconds per run: mean (each)", "minor page faults per run", "time / kept's"],
+            [
+                row("freed memory kept for the run (what `discover` does)", searches[True], searches[True], 1),
+                row("glibc's own settings", searches[False], searches[True], 1),
             ],
         ),
     )

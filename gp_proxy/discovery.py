@@ -32,6 +32,7 @@ from gp_proxy.evolve import ALGORITHMS, StopHook, jcm_of, make_stats, make_toolb
 from gp_proxy.fitness import Task, split_for_validation
 from gp_proxy.halloffame import HallOfFame
 from gp_proxy.library import known_proxy
+from gp_proxy.memory import freed_memory_kept
 from gp_proxy.objective import Objective, task_pset, tasks_on
 from gp_proxy.program import parse
 from gp_proxy.results import DiscoveryResult, save_results
@@ -201,8 +202,9 @@ def _evaluation_map(
     objective: Objective, workers: int, client=None, device: str | torch.device | None = None
 ) -> Iterator[Callable]:
     """`map` for `workers` <= 1, else a forked process pool whose workers share the objective's
-    statistics copy-on-write (only trees and fitnesses cross the process boundary); with a Dask
-    `client`, `gp_proxy.dask_map.dask_map` (each worker holds the objective, moved there to `device`)."""
+    statistics copy-on-write (only trees and fitnesses cross the process boundary), both keeping
+    freed memory for reuse for the run (`gp_proxy.memory`); with a Dask `client`,
+    `gp_proxy.dask_map.dask_map` (each worker holds the objective, moved there to `device`)."""
     global _WORKER_OBJECTIVE
     if client is not None:
         from gp_proxy.dask_map import dask_map
@@ -210,10 +212,11 @@ def _evaluation_map(
         with dask_map(objective, client, device) as on_cluster:
             yield on_cluster
         return
-    if workers <= 1:
-        yield map
-        return
-    _WORKER_OBJECTIVE = objective
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_single_threaded) as pool:
-        yield lambda _evaluate, trees: pool.map(_evaluate_in_worker, list(trees))
-    _WORKER_OBJECTIVE = None
+    with freed_memory_kept():  # forked workers inherit it
+        if workers <= 1:
+            yield map
+            return
+        _WORKER_OBJECTIVE = objective
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_single_threaded) as pool:
+            yield lambda _evaluate, trees: pool.map(_evaluate_in_worker, list(trees))
+        _WORKER_OBJECTIVE = None

@@ -5,8 +5,8 @@ glibc's malloc serves large blocks from `mmap` and trims the top of its heap, so
 tensors back to the OS, and every new tensor page-faults its memory in again (Dask's nanny sets
 `MALLOC_TRIM_THRESHOLD_` low on its workers, which makes them hand back even more).
 `keep_freed_memory` turns that off: each Dask worker of a discovery keeps freed memory from its
-objective's set-up to its removal (`return_freed_memory`), `freed_memory_kept` for a block.
-`benchmarks/freed_memory.py` measures it on a worker.
+objective's set-up to its removal (`return_freed_memory`), and a discovery in one process (and its
+forked workers) for the whole run (`freed_memory_kept`). `benchmarks/freed_memory.py` measures both.
 """
 
 from __future__ import annotations

@@ -47,3 +47,20 @@ def test_freed_memory_is_reused_within_the_block_and_returned_after_it(trim):
     assert kept == "True" and int(before) > pages / 2
     assert int(inside) < pages / 100  # the same block, reused
     assert int(released) < int(held) - 32 * 2**20  # handed back to the OS after the block
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="sets glibc's malloc")
+def test_a_discovery_in_one_process_keeps_freed_memory_while_it_scores_and_returns_it_after(monkeypatch, tmp_path):
+    from synthetic import planted_tasks
+
+    import gp_proxy.memory
+    from gp_proxy.discovery import DiscoveryConfig, discover
+    from gp_proxy.objective import Objective
+
+    holders, score = [], Objective.__call__
+    monkeypatch.setattr(
+        Objective, "__call__", lambda self, tree: holders.append(gp_proxy.memory._holders) or score(self, tree)
+    )
+    discover(planted_tasks(), DiscoveryConfig(iterations=5, population=6, seed=0), tmp_path, progress=False)
+    assert len(holders) >= 6 and set(holders) == {1}  # every program scored with freed memory kept
+    assert gp_proxy.memory._holders == 0
