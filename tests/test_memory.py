@@ -57,10 +57,10 @@ def test_a_discovery_in_one_process_keeps_freed_memory_while_it_scores_and_retur
     from gp_proxy.discovery import DiscoveryConfig, discover
     from gp_proxy.objective import Objective
 
-    holders, score = [], Objective.__call__
+    holders, score, before = [], Objective.__call__, gp_proxy.memory._holders  # in-process Dask workers may hold too
     monkeypatch.setattr(
         Objective, "__call__", lambda self, tree: holders.append(gp_proxy.memory._holders) or score(self, tree)
     )
     discover(planted_tasks(), DiscoveryConfig(iterations=5, population=6, seed=0), tmp_path, progress=False)
-    assert len(holders) >= 6 and set(holders) == {1}  # every program scored with freed memory kept
-    assert gp_proxy.memory._holders == 0
+    assert len(holders) >= 6 and set(holders) == {before + 1}  # every program scored with freed memory kept
+    assert gp_proxy.memory._holders == before

@@ -19,6 +19,7 @@ not imported and nothing changes.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -130,6 +131,8 @@ def _client_within(address: str, timeout: float):
             made["error"] = str(e)
         except Exception as e:  # noqa: BLE001 (its reply made no sense: whatever answered is not Dask)
             made["error"] = f"what answered is not a Dask scheduler: {type(e).__name__}"
+        if "error" in made:  # the failed Client is cyclic garbage whose __del__ closes it: collected here,
+            gc.collect()  # not wherever the next collection falls (within another Dask loop's start, it deadlocks)
         with lock:
             if made.get("abandoned") and "client" in made:
                 made["client"].close()
