@@ -27,6 +27,7 @@ from vit_space.spaces import get_space
 
 SPACE = get_space("af-tiny")
 ARCHS = [SPACE.sample(random.Random(s)) for s in range(6)]
+QUIET_HTTP = {"dashboard_address": "127.0.0.1:0"}  # the scheduler's HTTP server on a free port: no clash over 8787
 SPECS = [ProbeSpec(BatchSpec(d, image_size=None), conditions=("data", "heads")) for d in ("digits",)]
 
 
@@ -92,7 +93,13 @@ def test_a_scheduler_at_an_ipv6_address_is_joined():
     from dask.distributed import LocalCluster
 
     with LocalCluster(
-        n_workers=1, processes=False, protocol="tcp", host="[::1]", dashboard_address=None, silence_logs=logging.ERROR
+        n_workers=1,
+        processes=False,
+        protocol="tcp",
+        host="[::1]",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        scheduler_kwargs=QUIET_HTTP,
     ) as cluster:
         assert cluster.scheduler_address.startswith("tcp://[::1]:")
         with connect(cluster.scheduler_address) as joined:
@@ -154,6 +161,7 @@ def test_a_tls_scheduler_is_joined_with_dasks_tls_settings_and_refused_in_one_li
         protocol="tls://",
         security=security,
         dashboard_address=None,
+        scheduler_kwargs=QUIET_HTTP,
         silence_logs=logging.ERROR,
     ) as cluster:
         address = cluster.scheduler_address
@@ -244,6 +252,7 @@ def in_process(workers: int):
         threads_per_worker=1,
         protocol="tcp",  # not in-process queues: a tcp:// address, as `--cluster tcp://HOST:PORT` takes
         dashboard_address=None,
+        scheduler_kwargs=QUIET_HTTP,
         silence_logs=logging.ERROR,
     ) as cluster:
         with Client(cluster) as client:
