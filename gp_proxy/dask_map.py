@@ -1,7 +1,7 @@
 """Programs evaluated on a Dask cluster (imported only when `discover` is given a client).
 
     with dask_map(objective, client, device="cuda") as map_fn:
-        fitnesses = map_fn(toolbox.evaluate, trees)  # one batch of expressions per worker
+        fitnesses = map_fn(toolbox.evaluate, trees)  # at most one batch of expressions per worker
 
 The objective travels to the workers as a `WorkerPlugin`, not as scattered data: Dask runs a
 registered plugin on every worker, those that join or restart later included, and its Active
@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
@@ -189,36 +190,49 @@ def _evaluate_on_worker(plugin: str, expressions: list[str], clears: int) -> lis
     return get_worker().plugins[plugin].evaluate(expressions, clears)
 
 
+def batch_of(tree: gp.PrimitiveTree, count: int) -> int:
+    """Which of `count` batches (one per worker) scores `tree`: fixed by its root's first argument,
+    which a mutation elsewhere in the tree leaves as it was, so a parent's children mostly go where
+    its subtrees are already in the memo (round-robin batches made each worker's memo see half of
+    them). Any batch scores a tree alike, so this changes only where the time goes."""
+    first = gp.PrimitiveTree(tree[tree.searchSubtree(1)]) if len(tree) > 1 else tree
+    return zlib.crc32(str(first).encode()) % count
+
+
 @contextmanager
 def dask_map(objective: Objective, client, device: str | torch.device | None = None) -> Iterator[Callable]:
     """`map(evaluate, trees)` over the workers of `client`: every call splits the trees (as
-    expressions) in one batch per worker connected at that moment; the objective, its training
-    architectures only (`Objective.training_only`: a worker only scores programs), is held on each
-    worker (see `ObjectivePlugin`) for the duration of the block. The results are `map`'s."""
+    expressions) in at most one batch per worker connected at that moment (`batch_of`); the
+    objective, its training architectures only (`Objective.training_only`: a worker only scores
+    programs), is held on each worker (see `ObjectivePlugin`) for the duration of the block. The
+    results are `map`'s."""
     where = None if device is None else device_name(device)  # spelling checked here, resolved by each worker
     name = f"autoprox-objective-{uuid.uuid4().hex}"
     with own_random_state():
         client.register_plugin(ObjectivePlugin(objective.training_only(), where), name=name)
 
     def on_cluster(_evaluate, trees) -> list[tuple[float, int]]:
-        expressions = [str(t) for t in trees]
+        trees = list(trees)
         with own_random_state():
             count = max(workers(client), 1)
-            batches = [expressions[i::count] for i in range(count) if expressions[i::count]]
-            n = len(batches)
+            owners = [batch_of(t, count) for t in trees]
+            places = [[i for i, owner in enumerate(owners) if owner == b] for b in range(count)]
+            places = [p for p in places if p]
+            n = len(places)
             futures = client.map(
                 checked,
                 [__version__] * n,
                 [_evaluate_on_worker] * n,
                 [name] * n,
-                batches,
+                [[str(trees[i]) for i in p] for p in places],
                 [objective.clears] * n,
                 pure=False,
             )
             done = {future.key: values for future, values in finished(client, futures)}
-        out = [None] * len(expressions)
-        for i, future in enumerate(futures):
-            out[i::count] = done[future.key]
+        out = [None] * len(trees)
+        for p, future in zip(places, futures):
+            for i, value in zip(p, done[future.key]):
+                out[i] = value
         return out
 
     try:

@@ -436,6 +436,28 @@ def test_workers_are_sent_the_training_rows_only_and_score_to_the_bit_as_the_who
     assert len({f for f in fitnesses if f[0] != float("-inf")}) > 20  # the programs differ, not all invalid
 
 
+def test_a_step_sends_the_programs_that_share_the_roots_first_argument_to_one_worker():
+    """So a parent's mutants mostly find their subtrees in that worker's memo; the batches still spread."""
+    from collections import Counter
+
+    from deap import gp
+    from synthetic import planted_tasks
+
+    from gp_proxy.dask_map import batch_of
+    from gp_proxy.objective import task_pset
+    from gp_proxy.program import generate
+
+    pset = task_pset(planted_tasks())
+    parent = gp.PrimitiveTree.from_string("s_add(agg_sum_mlp(fro(gW)), agg_sum_msa(fro(X)))", pset)
+    mutant = gp.PrimitiveTree.from_string("s_add(agg_sum_mlp(fro(gW)), agg_mean_msa(l1(W)))", pset)
+    other = gp.PrimitiveTree.from_string("s_add(agg_sum_mlp(l1(gW)), agg_sum_msa(fro(X)))", pset)
+    assert all(batch_of(parent, n) == batch_of(mutant, n) for n in range(1, 9))
+    assert any(batch_of(parent, n) != batch_of(other, n) for n in range(2, 9))
+    random.seed(0)
+    counts = Counter(batch_of(gp.PrimitiveTree(generate(pset, 2, 4)), 3) for _ in range(300))
+    assert sorted(counts) == [0, 1, 2] and min(counts.values()) > 50
+
+
 def test_the_training_rows_are_not_copied_again_to_be_sent_or_scored_on_a_worker():
     """`training_only` sends the rows the objective's evaluators hold, and a worker's objective
     over them (each row a training row) copies none: each copy of ViT-Bench-101's took seconds."""
