@@ -68,6 +68,8 @@ def discovery_run(cache: str, steps: int, kept: bool) -> tuple[float, int, list[
 
 
 def search_tasks(cache: str) -> list:
+    """ViT-Bench-101's six search tasks from the statistics in `cache`: AutoFormer and PiT x three KD
+    data sets, each with the 50% search split (seed 0) of `experiments/discover_vitbench.py`."""
     spec = ProbeSpec(BatchSpec("c100"), 32)
     return tasks_for(["autoformer", "pit"], None, spec, StatsCache(cache), test_fraction=0.5, split_seed=0)
 

@@ -23,13 +23,13 @@ from contextlib import contextmanager
 
 import torch
 from deap import gp
+from freed_memory import search_tasks  # sibling script: the same six tasks
 
 import gp_proxy.discovery
 from gp_proxy import DiscoveryConfig, discover, freed_memory_kept, table, write_report
 from gp_proxy.dask_map import batch_of
 from gp_proxy.objective import Objective, task_pset
 from gp_proxy.program import parse
-from vit_space import BatchSpec, ProbeSpec, StatsCache, tasks_for
 
 Step = tuple[list[str], int]  # a map call's expressions, and how often the memo had been cleared
 
@@ -91,8 +91,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/worker_memo.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    spec = ProbeSpec(BatchSpec("c100", "skimage", 16, 0), 32)
-    tasks = tasks_for(["autoformer", "pit"], None, spec, StatsCache(args.cache), test_fraction=0.5, split_seed=0)
+    tasks = search_tasks(args.cache)
     steps = recorded_steps(tasks, args.iterations, args.parents)
     n = args.workers
     rows = []

@@ -215,9 +215,10 @@ def dask_map(objective: Objective, client, device: str | torch.device | None = N
         trees = list(trees)
         with own_random_state():
             count = max(workers(client), 1)
-            owners = [batch_of(t, count) for t in trees]
-            places = [[i for i, owner in enumerate(owners) if owner == b] for b in range(count)]
-            places = [p for p in places if p]
+            batches: dict[int, list[int]] = {}  # a batch's positions in `trees`
+            for i, tree in enumerate(trees):
+                batches.setdefault(batch_of(tree, count), []).append(i)
+            places = list(batches.values())
             n = len(places)
             futures = client.map(
                 checked,

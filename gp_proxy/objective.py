@@ -88,8 +88,8 @@ class Objective:
                 bundles.append(task.bundle.subset(task.train))
                 parts[key], start = slice(start, start + len(task.train)), start + len(task.train)
             rows.append((i, parts[key], task.accuracy[task.train]))
-        if len(bundles) == 1:
-            self._training[key] = bundles[0]
+        if len(bundles) == 1:  # one task's training rows, or tasks sharing them: held as they are
+            self._training[next(iter(parts))] = bundles[0]
         return Evaluator(bundles[0] if len(bundles) == 1 else concat(bundles), self.memo_bytes * len(bundles)), rows
 
     def __call__(self, tree: gp.PrimitiveTree) -> tuple[float, int]:
