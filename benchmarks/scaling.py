@@ -9,8 +9,10 @@ workers, the scheduler's overhead per task, and a paper estimate of a ViT-Bench-
               `--vitbench-cache DIR` (the cache `benchmarks/cache_full.py` fills), also on
               ViT-Bench-101's six search tasks (AutoFormer and PiT x three KD data sets, the
               50% search split of `experiments/discover_vitbench.py`), at 1, 4 and 16 programs per
-              step: statistics large enough that a program takes tens of milliseconds; and the
-              seconds a cluster takes, once per run, to hold each objective on its workers;
+              step: statistics large enough that a program takes tens of milliseconds (read, as
+              `discover --cache` does, from the cache folder, which the local workers see); and the
+              seconds a cluster takes, once per run, to hold each objective on its workers, sent
+              through the scheduler and read from the cache folder;
   scoring     with `--vitbench-cache`: what a worker is sent to discover on ViT-Bench-101 (the
               training rows; MB pickled, next to the whole objective), the seconds to send it to
               1 worker and to send its statistic tensors alone as torch pickles them, and the
@@ -77,21 +79,38 @@ def timed_build(archs: list[dict], steps: int, client) -> float:
     return time.perf_counter() - start
 
 
-def timed_discover(tasks: list, iterations: int, parents: int, client) -> tuple[float, list[str]]:
+def timed_discover(tasks: list, iterations: int, parents: int, client, share: str) -> tuple[float, list[str]]:
+    """Seconds of a discovery on `client` (None: in one process) reading statistics from `share`
+    where its workers see it (as `discover --cache` does), and its hall of fame."""
     config = DiscoveryConfig(iterations=iterations, batch=parents, seed=0)
+    out = tempfile.mkdtemp(prefix="scaling_discover_")
     start = time.perf_counter()
-    found = discover(tasks, config, tempfile.mkdtemp(prefix="scaling_discover_"), progress=False, client=client)
+    found = discover(tasks, config, out, progress=False, client=client, share=share)
     return time.perf_counter() - start, [str(p) for p in found.halloffame]
 
 
-def timed_hold(tasks: list, client) -> float:
-    """Seconds `discover` takes, once per run, to hold its objective on every worker (entering
-    `dask_map`: the training rows picked, sent through the scheduler, unpickled on each worker)."""
+def _score_one(expression: str, dask_worker=None) -> None:
+    for name, plugin in dask_worker.plugins.items():
+        if name.startswith("autoprox-objective-"):
+            plugin.evaluate([expression], 0)
+
+
+def _kept_by_scheduler(dask_scheduler=None) -> int:
+    return sum(len(p) for name, p in dask_scheduler.worker_plugins.items() if name.startswith("autoprox-objective-"))
+
+
+def timed_hold(tasks: list, client, share: str | None) -> tuple[float, int]:
+    """Seconds until every worker holds discovery's objective and has scored one program with it
+    (the training rows picked and sent through the scheduler, or with `share` written there and
+    read by each worker; once per run), and the bytes the scheduler keeps of it meanwhile."""
     objective = Objective(tasks)
+    expression = f"agg_sum_all(fro({tasks[0].bundle.names[0]}))"
     start = time.perf_counter()
-    with dask_map(objective, client):
+    with dask_map(objective, client, share=share):
+        client.run(_score_one, expression)
         seconds = time.perf_counter() - start
-    return seconds
+        kept = client.run_on_scheduler(_kept_by_scheduler)
+    return seconds, kept
 
 
 def _score(objective: Objective, expressions: list[str]) -> float:
@@ -148,6 +167,15 @@ def overhead(client, tasks: int) -> float:
     return (time.perf_counter() - start) / tasks
 
 
+def hold_text(bench: str, way: str, by: dict[int, tuple[float, int]]) -> str:
+    """One benchmark's `timed_hold` results, `way` "sent" (through the scheduler) or "shared" (a file)."""
+    how = "sent through the scheduler" if way == "sent" else "read from the shared cache folder"
+    seconds = ", ".join(f"{s:.1f} s on {n} worker{'s' * (n > 1)}" for n, (s, _) in by.items())
+    kept = max(k for _, k in by.values())
+    size = f"{kept / 1e6:,.1f} MB" if kept >= 1e6 else f"{kept / 1e3:,.1f} kB"
+    return f"{bench} {how}: {seconds} (the scheduler keeping {size} of it)"
+
+
 def row(name: str, alone: float, by_workers: dict[int, float]) -> str:
     cells = [f"{alone:.1f}"]
     for workers, seconds in by_workers.items():
@@ -174,14 +202,18 @@ def main() -> None:
     cache = StatsCache(tempfile.mkdtemp(prefix="scaling_tasks_"))
     tasks = tasks_for(["af-tiny"], None, spec, cache, compute_missing=True)  # probed here, not timed
     searches = {("af-tiny", 1): tasks, ("af-tiny", 4): tasks}
+    shares = {"af-tiny": str(cache.root)}  # the cache folder each benchmark's statistics are read from
     if args.vitbench_cache:
         spec = ProbeSpec(BatchSpec("c100", "skimage", 16, 0), 32)
         large = tasks_for(
             ["autoformer", "pit"], None, spec, StatsCache(args.vitbench_cache), test_fraction=0.5, split_seed=0
         )
         searches |= {("ViT-Bench-101", parents): large for parents in (1, 4, 16)}
+        shares["ViT-Bench-101"] = args.vitbench_cache
     stats, build, search, found = {}, {}, {key: {} for key in searches}, set()
-    hold: dict[str, dict[int, float]] = {bench: {} for bench, _ in searches}
+    hold: dict[tuple[str, str], dict[int, tuple[float, int]]] = {
+        (bench, way): {} for bench in shares for way in ("sent", "shared")
+    }
     for workers in (0, 1, 2):  # 0: one process, no cluster
         with connect(f"local:{workers}") if workers else nullcontext() as client:
             timed_stats(probe_archs[:2], client)  # warm-up: imports, the batch, the training data
@@ -189,11 +221,11 @@ def main() -> None:
             stats[workers] = timed_stats(probe_archs, client)
             build[workers] = timed_build(build_archs, args.steps, client)
             if workers:
-                for bench in hold:
-                    hold[bench][workers] = timed_hold(searches[bench, 1], client)
+                for (bench, way), by in hold.items():
+                    by[workers] = timed_hold(searches[bench, 1], client, shares[bench] if way == "shared" else None)
             for (bench, parents), seconds in search.items():
                 seconds[workers], halloffame = timed_discover(
-                    searches[bench, parents], args.iterations, parents, client
+                    searches[bench, parents], args.iterations, parents, client, shares[bench]
                 )
                 found.add((bench, parents, tuple(halloffame)))
             if workers == 1 and args.vitbench_cache:
@@ -241,13 +273,11 @@ def main() -> None:
                 ),
             ],
         ),
-        "Of a cluster's `discover` time, holding the objective on its workers (once per run: the "
-        "training rows picked, sent through the scheduler, unpickled on each worker) takes "
-        + "; ".join(
-            f"{bench}: " + ", ".join(f"{seconds:.1f} s on {n} worker{'s' * (n > 1)}" for n, seconds in by.items())
-            for bench, by in hold.items()
-        )
-        + "; the rest is its steps (each one a round trip to the workers).",
+        "Of a cluster's `discover` time, holding the objective on its workers, once per run, until each "
+        "has scored one program with it: "
+        + "; ".join(hold_text(bench, way, by) for (bench, way), by in hold.items())
+        + ". The discover rows above read the statistics from the cache folder, as `discover --cache` does "
+        "where every worker sees it; the rest of their time is the steps (each one a round trip to the workers).",
         *(
             [
                 f"What a worker is sent to discover on ViT-Bench-101: its training rows, {scored['sent']:,.0f} MB "

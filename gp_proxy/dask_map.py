@@ -3,7 +3,8 @@
     with dask_map(objective, client, device="cuda") as map_fn:
         fitnesses = map_fn(toolbox.evaluate, trees)  # at most one batch of expressions per worker
 
-The objective travels to the workers as a `WorkerPlugin`, not as scattered data: Dask runs a
+The objective travels to the workers as a `WorkerPlugin` (or, given a folder they all see, only an
+`ObjectiveFile` reference to its statistics written there), not as scattered data: Dask runs a
 registered plugin on every worker, those that join or restart later included, and its Active
 Memory Manager cannot drop the copies (it drops the extra replicas of scattered data, which left
 one worker doing every task and lost the run when that worker died). A task carries only its
@@ -19,6 +20,7 @@ when unset).
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -29,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dask
@@ -43,6 +46,7 @@ from gp_proxy.device import device_name, resolve_device
 from gp_proxy.errors import AutoproxError, AutoproxWarning
 from gp_proxy.memory import keep_freed_memory, return_freed_memory
 from gp_proxy.objective import Objective, task_pset
+from gp_proxy.objective_file import ObjectiveFile
 from gp_proxy.program import parse
 
 
@@ -151,10 +155,11 @@ def finished(client, futures: Iterable[Future]) -> Iterator[tuple[Future, Any]]:
 
 
 class ObjectivePlugin(WorkerPlugin):
-    """A worker's copy of the objective, moved on first use to `device` as the worker resolves it
-    (None: left where it is; `auto`: the worker's own first GPU, else its CPU)."""
+    """A worker's copy of the objective, or of its `ObjectiveFile` to read it from, moved on first
+    use to `device` as the worker resolves it (None: left where it is; `auto`: the worker's own first
+    GPU, else its CPU)."""
 
-    def __init__(self, objective: Objective, device: str | None):
+    def __init__(self, objective: Objective | ObjectiveFile, device: str | None):
         self.objective, self.device = objective, device
         self._ready: tuple[Objective, gp.PrimitiveSetTyped] | None = None
         self._clears = 0  # how often this copy's memo was cleared
@@ -176,13 +181,27 @@ class ObjectivePlugin(WorkerPlugin):
         whenever the client's objective has been (`clears`: how often), as in one process."""
         with self._lock:
             if self._ready is None:
-                objective = self.objective if self.device is None else self.objective.to(resolve_device(self.device))
+                objective = self.objective
+                if isinstance(objective, ObjectiveFile):
+                    objective = _read_on_worker(objective)
+                if self.device is not None:
+                    objective = objective.to(resolve_device(self.device))
                 self.objective, self._ready = None, (objective, task_pset(objective.tasks))  # one copy of statistics
             objective, pset = self._ready
             if self._clears < clears:
                 objective.clear()
                 self._clears = clears
             return [objective(parse(e, pset)) for e in expressions]
+
+
+def _read_on_worker(reference: ObjectiveFile) -> Objective:
+    """`reference.read()`, its error naming this worker and what to do."""
+    try:
+        return reference.read()
+    except AutoproxError as e:
+        raise AutoproxError(
+            f"worker {get_worker().address} {e}; every worker must see the folder this client shares statistics in"
+        ) from None
 
 
 def _evaluate_on_worker(plugin: str, expressions: list[str], clears: int) -> list[tuple[float, int]]:
@@ -199,17 +218,41 @@ def batch_of(tree: gp.PrimitiveTree, count: int) -> int:
     return zlib.crc32(str(first).encode()) % count
 
 
+def for_workers(client, objective: Objective, share: str | os.PathLike | None, name: str) -> Objective | ObjectiveFile:
+    """What the workers are sent of `objective` (its training rows only): an `ObjectiveFile` written
+    to `share` as `name`.pt when every worker connected now sees that file, else the objective
+    itself (no `share`, a folder this process cannot write, or one some worker does not see)."""
+    training = objective.training_only()
+    if share is None:
+        return training
+    try:
+        reference = ObjectiveFile.write(training, Path(share) / f".{name}.pt")
+    except OSError:
+        return training
+    seen = False
+    try:
+        seen = all(client.run(os.path.exists, reference.path).values())
+    finally:
+        if not seen:
+            os.unlink(reference.path)
+    return reference if seen else training
+
+
 @contextmanager
-def dask_map(objective: Objective, client, device: str | torch.device | None = None) -> Iterator[Callable]:
+def dask_map(
+    objective: Objective, client, device: str | torch.device | None = None, share: str | os.PathLike | None = None
+) -> Iterator[Callable]:
     """`map(evaluate, trees)` over the workers of `client`: every call splits the trees (as
     expressions) in at most one batch per worker connected at that moment (`batch_of`); the
     objective, its training architectures only (`Objective.training_only`: a worker only scores
-    programs), is held on each worker (see `ObjectivePlugin`) for the duration of the block. The
-    results are `map`'s."""
+    programs), is held on each worker (see `ObjectivePlugin`) for the duration of the block. With
+    `share`, a folder the workers see too (a shared cache), the statistics are written there and each
+    worker reads them from the file (`for_workers`): the scheduler, which keeps a plugin to send to every
+    worker that joins, then holds kilobytes, not the statistics. The results are `map`'s."""
     where = None if device is None else device_name(device)  # spelling checked here, resolved by each worker
     name = f"autoprox-objective-{uuid.uuid4().hex}"
     with own_random_state():
-        client.register_plugin(ObjectivePlugin(objective.training_only(), where), name=name)
+        source = for_workers(client, objective, share, name)
 
     def on_cluster(_evaluate, trees) -> list[tuple[float, int]]:
         trees = list(trees)
@@ -237,7 +280,13 @@ def dask_map(objective: Objective, client, device: str | torch.device | None = N
         return out
 
     try:
-        yield on_cluster
-    finally:
         with own_random_state():
-            client.unregister_worker_plugin(name)
+            client.register_plugin(ObjectivePlugin(source, where), name=name)
+        try:
+            yield on_cluster
+        finally:
+            with own_random_state():
+                client.unregister_worker_plugin(name)
+    finally:
+        if isinstance(source, ObjectiveFile):
+            Path(source.path).unlink(missing_ok=True)  # a file someone removed meanwhile is gone too

@@ -65,6 +65,7 @@ def discover(
     progress: bool = True,
     client=None,
     device: str | torch.device | None = None,
+    share: str | Path | None = None,
 ) -> DiscoveryResult:
     """Evolve proxies on `tasks` and save the hall of fame, the logbook and a summary in `out_dir`.
 
@@ -75,7 +76,9 @@ def discover(
     `probe` (how the statistics were measured) and `provenance` go into every saved proxy.
     `workers` > 1 evaluates through a process pool (the (mu + lambda) offspring, or the `batch`
     children of an elitism step); a Dask `client` evaluates them on its workers instead, each
-    holding one copy of the tasks' statistics. Results depend on neither. `device` (`auto`, `cpu`,
+    holding one copy of the tasks' statistics (read from a file this process writes to `share`,
+    e.g. a cache folder, when every worker sees that folder; else sent to them through the
+    scheduler). Results depend on neither. `device` (`auto`, `cpu`,
     `cuda`, `cuda:N`; None: where the statistics are) is where programs are evaluated: the tasks'
     statistics are moved there, or with a `client` each worker moves its copy to its own `device`
     (a worker's `auto` is its own first GPU). With `resume`, continues from
@@ -101,7 +104,7 @@ def discover(
     )
     objective = Objective(fit_tasks, config.jcm)
     halloffame = HallOfFame(config.hall_of_fame)
-    with _evaluation_map(objective, workers, client, device) as map_fn:
+    with _evaluation_map(objective, workers, client, device, share) as map_fn:
         toolbox = make_toolbox(
             pset, objective, config.min_height, config.max_height, config.height_limit, config.size_limit, map_fn
         )
@@ -199,17 +202,22 @@ def _single_threaded() -> None:
 
 @contextmanager
 def _evaluation_map(
-    objective: Objective, workers: int, client=None, device: str | torch.device | None = None
+    objective: Objective,
+    workers: int,
+    client=None,
+    device: str | torch.device | None = None,
+    share: str | Path | None = None,
 ) -> Iterator[Callable]:
     """`map` for `workers` <= 1, else a forked process pool whose workers share the objective's
     statistics copy-on-write (only trees and fitnesses cross the process boundary), both keeping
     freed memory for reuse for the run (`gp_proxy.memory`); with a Dask `client`,
-    `gp_proxy.dask_map.dask_map` (each worker holds the objective, moved there to `device`)."""
+    `gp_proxy.dask_map.dask_map` (each worker holds the objective, moved there to `device`, read
+    from a file in `share` where they all see that folder)."""
     global _WORKER_OBJECTIVE
     if client is not None:
         from gp_proxy.dask_map import dask_map
 
-        with dask_map(objective, client, device) as on_cluster:
+        with dask_map(objective, client, device, share) as on_cluster:
             yield on_cluster
         return
     with freed_memory_kept():  # forked workers inherit it

@@ -475,6 +475,36 @@ def test_the_training_rows_are_not_copied_again_to_be_sent_or_scored_on_a_worker
     assert Objective(sent.tasks).training_only().tasks[0].bundle is bundle
 
 
+def test_an_objective_file_reads_back_the_same_fitness_and_names_itself_when_missing(tmp_path):
+    """What workers that see a shared folder read instead of being sent the statistics: tensors
+    only (`torch.load(weights_only=True)`), memory-mapped; a reference of kilobytes."""
+    import pickle
+
+    from deap import gp
+    from synthetic import planted_tasks
+
+    from gp_proxy.objective import Objective, task_pset
+    from gp_proxy.objective_file import ObjectiveFile
+    from gp_proxy.program import generate
+
+    tasks = planted_tasks(archs=40)  # two tasks sharing one bundle
+    sent = Objective(tasks).training_only()
+    reference = ObjectiveFile.write(sent, tmp_path / "objective.pt")
+    assert len(pickle.dumps(reference)) < 4096 < len(pickle.dumps(sent)) / 10
+    read = reference.read()
+    assert read.tasks[0].bundle is read.tasks[1].bundle and [t.name for t in read.tasks] == [t.name for t in tasks]
+    assert read.tasks[0].bundle.ids == sent.tasks[0].bundle.ids
+    pset = task_pset(tasks)
+    random.seed(6)
+    trees = [gp.PrimitiveTree(generate(pset, 1, 5)) for _ in range(200)]
+    trees.append(gp.PrimitiveTree.from_string("agg_sum_mlp(fro(gW))", pset))
+    fitnesses = [sent(t) for t in trees]
+    assert [read(t) for t in trees] == fitnesses and fitnesses[-1][0] > 0.3
+    os.unlink(reference.path)
+    with pytest.raises(AutoproxError, match=r"^cannot read the statistics file .*objective\.pt \(.*No such file"):
+        reference.read()
+
+
 @pytest.fixture(scope="module")
 def client():
     with connect("local:2") as client:
@@ -746,6 +776,59 @@ def test_discovery_holds_the_objective_on_every_worker_and_survives_a_killed_one
     assert caught and caught[0]  # a worker died while it scored programs
     assert [str(i) for i in survived.halloffame] == [str(i) for i in alone.halloffame]
     assert list(survived.logbook) == list(alone.logbook) and survived.evaluations == alone.evaluations
+
+
+def test_workers_that_see_the_shared_folder_read_the_statistics_from_it(client, tmp_path):
+    """The scheduler, which keeps a plugin for every worker that joins, then holds kilobytes; the
+    file lives as long as the block; a worker that cannot read it is one line naming it."""
+    from deap import gp
+    from synthetic import planted_tasks
+
+    from gp_proxy.dask_map import dask_map
+    from gp_proxy.objective import Objective, task_pset
+    from gp_proxy.program import generate
+
+    def on_scheduler() -> list[int]:  # the pickled size of each objective the scheduler keeps
+        sizes = lambda dask_scheduler: [len(p) for n, p in dask_scheduler.worker_plugins.items() if "objective" in n]  # noqa: E731
+        return client.run_on_scheduler(sizes)
+
+    tasks = planted_tasks(archs=60)
+    objective, pset = Objective(tasks), task_pset(tasks)
+    random.seed(2)
+    trees = [gp.PrimitiveTree(generate(pset, 1, 4)) for _ in range(30)]
+    expected = [objective(t) for t in trees]
+    with dask_map(objective, client) as map_fn:
+        sent = on_scheduler()
+        assert map_fn(None, trees) == expected
+    with dask_map(objective, client, share=tmp_path) as map_fn:
+        shared = on_scheduler()
+        assert [p.name for p in tmp_path.iterdir()][0].startswith(".autoprox-objective-")
+        assert map_fn(None, trees) == expected
+    assert not list(tmp_path.iterdir())
+    assert len(sent) == len(shared) == 1 and shared[0] < 8192 < sent[0] / 10
+    with dask_map(objective, client, share=tmp_path) as map_fn:
+        next(tmp_path.iterdir()).unlink()  # as for a worker that joined later without the folder
+        with pytest.raises(AutoproxError, match=r"^worker tcp://\S+ cannot read the statistics file .*; every worker"):
+            map_fn(None, trees)
+
+
+def test_workers_that_do_not_see_the_shared_folder_are_sent_the_statistics(tmp_path, monkeypatch):
+    from synthetic import planted_tasks
+
+    from gp_proxy.dask_map import for_workers
+    from gp_proxy.objective import Objective
+    from gp_proxy.objective_file import ObjectiveFile
+
+    objective = Objective(planted_tasks())
+    with in_process(2) as (_, client):
+        assert isinstance(for_workers(client, objective, tmp_path, "seen"), ObjectiveFile)
+        (tmp_path / "file").touch()
+        assert isinstance(for_workers(client, objective, tmp_path / "file", "unwritable"), Objective)
+        first = sorted(client.nthreads())[0]
+        seen = client.run(os.path.exists, str(tmp_path))
+        monkeypatch.setattr(client, "run", lambda fn, path: {a: a != first and fn(path) for a in seen})
+        assert isinstance(for_workers(client, objective, tmp_path, "unseen"), Objective)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".seen.pt", "file"]  # only the one kept for workers
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the workers see a GPU")

@@ -116,6 +116,7 @@ def run_job(
             progress=progress,
             client=client,
             device=device,
+            share=cache.root,
         )
     best = load_proxy(discovery.saved[0])
 

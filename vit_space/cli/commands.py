@@ -125,12 +125,13 @@ def cmd_discover(args: argparse.Namespace) -> None:
         where = f"--cluster {args.cluster}" if args.cluster else f"--device {device}"
         raise AutoproxError(f"--workers {args.workers} evaluates in local CPU processes; with {where} leave it at 1")
     benches = csv_list(args.bench)
+    cache = StatsCache(args.cache)
     with cluster_client(args) as client:
         tasks = tasks_for(
             benches,
             csv_list(args.datasets) or None,
             spec,
-            StatsCache(args.cache),
+            cache,
             kind=args.fields,
             test_fraction=args.holdout,
             split_seed=args.split_seed,
@@ -157,6 +158,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
             progress=not args.quiet,
             client=client,
             device=device,
+            share=cache.root,
         )
     best = result.saved[0]
     print(f"{result.evaluations} programs evaluated in {result.seconds:.0f} s; best proxy: {best}")
