@@ -10,8 +10,9 @@ The public API, for experiment scripts::
 Names are imported on first use (PEP 562), so `import gp_proxy` stays cheap: torch, scipy,
 DEAP and sympy load with the first name that needs them, networkx with `to_graph`; never
 vit_space. The modules: `primitives`, `program` (the language), `fitness`, `objective` (the
-fitness of a program), `objective_file` and `dask_map` (scoring on a Dask cluster), `evolve` (the algorithms), `config`, `discovery`, `checkpoint`, `results`
-(a run), `library`, `store`, `simplification`, `symbolic`, `export`, `markdown`, `atomic`, `device`, `memory`.
+fitness of a program), `objective_file` and `dask_map` (scoring on a Dask cluster), `evolve` (the
+algorithms), `config`, `discovery`, `checkpoint`, `results` (a run), `library`, `store`,
+`simplification`, `symbolic`, `export`, `markdown`, `atomic`, `device`, `memory`.
 """
 
 from __future__ import annotations

@@ -123,6 +123,19 @@ def test_discover_fields_apply_to_every_benchmark(capsys, tmp_path, monkeypatch)
         assert asked == [(name, kind, ["c100", "flowers", "chaoyang"]) for name in ("autoformer", "pit")]
 
 
+def test_discover_offers_its_cache_folder_to_share_statistics_with_cluster_workers(capsys, tmp_path, monkeypatch):
+    """Workers that see `--cache` read the statistics from it (`gp_proxy.dask_map.for_workers`)."""
+    import vit_space.cli.commands
+
+    def stop(*args, share, **kwargs):
+        raise AutoproxError(f"stopped; share={share}")
+
+    monkeypatch.setattr(vit_space.cli.commands, "tasks_for", lambda *args, **kwargs: [])
+    monkeypatch.setattr(vit_space.cli.commands, "discover", stop)
+    code, _, err = run(capsys, "discover", "--bench", "af-tiny", "--cache", str(tmp_path / "c"), "--out", "o")
+    assert code == 2 and f"stopped; share={tmp_path / 'c'}" in err
+
+
 def test_discover_end_to_end_on_a_slice(capsys, tmp_path):
     bench("pit")
     argv = [

@@ -858,9 +858,14 @@ def test_a_search_probes_its_candidates_on_the_cluster(client, tmp_path):
     assert entries(tmp_path / "s") == entries(tmp_path / "a") and len(entries(tmp_path / "a")) == 16
 
 
-def test_the_main_job_on_the_cluster_gives_the_results_of_one_process(client, tmp_path):
+def test_the_main_job_on_the_cluster_gives_the_results_of_one_process(client, tmp_path, monkeypatch):
+    from gp_proxy.objective_file import ObjectiveFile
     from vit_space.bench.benchmark import SHIPPED_DIR
     from vit_space.pipeline import run_job
+
+    shared, write = [], ObjectiveFile.write.__func__
+    recorded = lambda cls, objective, path: shared.append(path) or write(cls, objective, path)  # noqa: E731
+    monkeypatch.setattr(ObjectiveFile, "write", classmethod(recorded))
 
     bench = json.loads((SHIPPED_DIR / "af-tiny.json").read_text())
     bench["records"] = bench["records"][:8]
@@ -869,6 +874,7 @@ def test_the_main_job_on_the_cluster_gives_the_results_of_one_process(client, tm
     alone = run(tmp_path / "alone", StatsCache(tmp_path / "a"))
     spread = run(tmp_path / "spread", StatsCache(tmp_path / "s"), client=client)
     assert spread.stats.computed == alone.stats.computed == 16  # 8 architectures x 2 data sets
+    assert [p.parent for p in shared] == [tmp_path / "s"]  # the workers read the statistics from the cache
     assert entries(tmp_path / "s") == entries(tmp_path / "a")
     assert [str(i) for i in spread.discovery.halloffame] == [str(i) for i in alone.discovery.halloffame]
     found = [[(c.arch, c.fitness) for c in job.search.evaluated] for job in (alone, spread)]
