@@ -772,8 +772,10 @@ def test_discovery_holds_the_objective_on_every_worker_and_survives_a_killed_one
     config = DiscoveryConfig(iterations=60, population=20, hall_of_fame=5, seed=3)
     alone = discover(tasks, config, tmp_path / "alone", progress=False)
     with killed_while_busy(client) as caught:
-        survived = discover(tasks, config, tmp_path / "killed", progress=False, client=client)
+        share = tmp_path / "cache"  # a worker that restarts reads the statistics from the file again
+        survived = discover(tasks, config, tmp_path / "killed", progress=False, client=client, share=share)
     assert caught and caught[0]  # a worker died while it scored programs
+    assert not list(share.iterdir())
     assert [str(i) for i in survived.halloffame] == [str(i) for i in alone.halloffame]
     assert list(survived.logbook) == list(alone.logbook) and survived.evaluations == alone.evaluations
 
