@@ -29,7 +29,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,22 +220,32 @@ def batch_of(tree: gp.PrimitiveTree, count: int) -> int:
 
 def for_workers(client, objective: Objective, share: str | os.PathLike | None, name: str) -> Objective | ObjectiveFile:
     """What the workers are sent of `objective` (its training rows only): an `ObjectiveFile` written
-    to `share` as `name`.pt when every worker connected now sees that file, else the objective
-    itself (no `share`, a folder this process cannot write, or one some worker does not see)."""
+    to `share` as `name`.pt when every worker connected now can read that file, else the objective
+    itself, with a warning saying why when `share` was given (a folder this process cannot write,
+    or one some worker cannot read, or no worker to ask)."""
     training = objective.training_only()
     if share is None:
         return training
     try:
         reference = ObjectiveFile.write(training, Path(share) / f".{name}.pt")
-    except OSError:
-        return training
-    seen = False
-    try:
-        seen = all(client.run(os.path.exists, reference.path).values())
-    finally:
-        if not seen:
-            os.unlink(reference.path)
-    return reference if seen else training
+    except (OSError, RuntimeError) as e:  # torch.save raises RuntimeError on a full disk
+        return _sent(training, f"could not write them to {share} ({e})")
+    readable = client.run(os.access, reference.path, os.R_OK, on_error="return")
+    unread = sorted(address for address, ok in readable.items() if ok is not True)
+    if readable and not unread:
+        return reference
+    os.unlink(reference.path)
+    why = f"workers {', '.join(unread)} cannot read {share}" if unread else "the cluster has no worker to ask"
+    return _sent(training, why)
+
+
+def _sent(training: Objective, why: str) -> Objective:
+    warnings.warn(
+        f"discovery sends its statistics to the workers through the scheduler: {why}; they read them "
+        "from the cache folder where every worker can",
+        AutoproxWarning,
+    )
+    return training
 
 
 @contextmanager
@@ -284,9 +294,12 @@ def dask_map(
             client.register_plugin(ObjectivePlugin(source, where), name=name)
         try:
             yield on_cluster
-        finally:
-            with own_random_state():
+        except BaseException:
+            with own_random_state(), suppress(Exception):  # a lost scheduler: the error raised is the one to show
                 client.unregister_worker_plugin(name)
+            raise
+        with own_random_state():
+            client.unregister_worker_plugin(name)
     finally:
         if isinstance(source, ObjectiveFile):
             Path(source.path).unlink(missing_ok=True)  # a file someone removed meanwhile is gone too

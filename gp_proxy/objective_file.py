@@ -67,9 +67,9 @@ class ObjectiveFile:
         the file when it cannot be read (a worker that does not see the folder it was written to)."""
         try:
             content = torch.load(self.path, weights_only=True, mmap=True)
-        except (OSError, RuntimeError) as e:
-            raise AutoproxError(f"cannot read the statistics file {self.path} ({e})") from None
-        bundles = {key: StatsBundle(**{**parts, "ids": tuple(parts["ids"])}) for key, parts in content.items()}
+            bundles = {key: StatsBundle(**{**parts, "ids": tuple(parts["ids"])}) for key, parts in content.items()}
+        except Exception as e:  # missing, unreadable, not tensors (weights_only refuses the rest) or not these
+            raise AutoproxError(f"cannot read the statistics file {self.path} ({type(e).__name__}: {e})") from None
         tasks = [Task(e.name, bundles[e.bundle], e.accuracy, e.train, e.test) for e in self.tasks]
         return Objective(tasks, *self.settings)
 

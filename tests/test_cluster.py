@@ -323,6 +323,26 @@ def test_a_lost_scheduler_is_one_error(caplog):
     assert not [r for r in caplog.records if r.name == "distributed.client" and r.levelno >= logging.ERROR]
 
 
+def test_a_scheduler_lost_during_discovery_is_one_error_and_leaves_no_file(tmp_path):
+    """Leaving the discovery's block cannot take the plugin off the lost scheduler's workers: that
+    failure must not replace the one line."""
+    from synthetic import planted_tasks
+
+    from gp_proxy.dask_map import dask_map
+    from gp_proxy.objective import Objective, task_pset
+    from gp_proxy.program import parse
+
+    tasks = planted_tasks()
+    objective, tree = Objective(tasks), parse("agg_sum_mlp(fro(gW))", task_pset(tasks))
+    with in_process(1) as (cluster, _), connect(cluster.scheduler_address, timeout=2) as client:
+        with pytest.raises(AutoproxError, match=r"^(Dask cancelled the tasks|lost the Dask scheduler) \("):
+            with dask_map(objective, client, share=tmp_path) as map_fn:
+                assert map_fn(None, [tree]) == [objective(tree)]
+                cluster.close()
+                map_fn(None, [tree] * 4)
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_run_on_a_cluster_without_workers_goes_on_when_one_joins():
     with in_process(0) as (cluster, client), dask.config.set({"distributed.scheduler.no-workers-timeout": "60s"}):
         joins = threading.Timer(2.5, cluster.scale, (1,))
@@ -502,6 +522,12 @@ def test_an_objective_file_reads_back_the_same_fitness_and_names_itself_when_mis
     assert [read(t) for t in trees] == fitnesses and fitnesses[-1][0] > 0.3
     os.unlink(reference.path)
     with pytest.raises(AutoproxError, match=r"^cannot read the statistics file .*objective\.pt \(.*No such file"):
+        reference.read()
+    torch.save({"0": {"tensors": {}, "ids": []}}, reference.path)  # tensors, but not these statistics
+    with pytest.raises(AutoproxError, match=r"^cannot read the statistics file .* \(TypeError: "):
+        reference.read()
+    torch.save({"0": os.getpid}, reference.path)  # a function: weights_only refuses to load it
+    with pytest.raises(AutoproxError, match=r"^cannot read the statistics file .* \(UnpicklingError: "):
         reference.read()
 
 
@@ -822,14 +848,23 @@ def test_workers_that_do_not_see_the_shared_folder_are_sent_the_statistics(tmp_p
     from gp_proxy.objective_file import ObjectiveFile
 
     objective = Objective(planted_tasks())
+    sent = r"^discovery sends its statistics to the workers through the scheduler: "
     with in_process(2) as (_, client):
         assert isinstance(for_workers(client, objective, tmp_path, "seen"), ObjectiveFile)
         (tmp_path / "file").touch()
-        assert isinstance(for_workers(client, objective, tmp_path / "file", "unwritable"), Objective)
-        first = sorted(client.nthreads())[0]
-        seen = client.run(os.path.exists, str(tmp_path))
-        monkeypatch.setattr(client, "run", lambda fn, path: {a: a != first and fn(path) for a in seen})
-        assert isinstance(for_workers(client, objective, tmp_path, "unseen"), Objective)
+        with pytest.warns(AutoproxWarning, match=sent + r"could not write them to .*file \("):
+            assert isinstance(for_workers(client, objective, tmp_path / "file", "unwritable"), Objective)
+        with monkeypatch.context() as patch:  # a full disk
+            patch.setattr(torch, "save", lambda *args: (_ for _ in ()).throw(RuntimeError("enforce fail")))
+            with pytest.warns(AutoproxWarning, match=sent + r"could not write them to .* \(enforce fail\)"):
+                assert isinstance(for_workers(client, objective, tmp_path, "full"), Objective)
+        first, answers = sorted(client.nthreads())[0], client.run(os.getpid)
+        unread = lambda fn, *args, **kwargs: {a: a != first and fn(*args) for a in answers}  # noqa: E731
+        monkeypatch.setattr(client, "run", unread)
+        with pytest.warns(AutoproxWarning, match=sent + rf"workers {first} cannot read {tmp_path}; they read"):
+            assert isinstance(for_workers(client, objective, tmp_path, "unseen"), Objective)
+    with in_process(0) as (_, client), pytest.warns(AutoproxWarning, match=sent + "the cluster has no worker to ask"):
+        assert isinstance(for_workers(client, objective, tmp_path, "alone"), Objective)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".seen.pt", "file"]  # only the one kept for workers
 
 
