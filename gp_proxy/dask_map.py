@@ -46,7 +46,7 @@ from gp_proxy.device import device_name, resolve_device
 from gp_proxy.errors import AutoproxError, AutoproxWarning
 from gp_proxy.memory import keep_freed_memory, return_freed_memory
 from gp_proxy.objective import Objective, task_pset
-from gp_proxy.objective_file import ObjectiveFile
+from gp_proxy.objective_file import ObjectiveFile, file_name, remove_stale
 from gp_proxy.program import parse
 
 
@@ -218,16 +218,18 @@ def batch_of(tree: gp.PrimitiveTree, count: int) -> int:
     return zlib.crc32(str(first).encode()) % count
 
 
-def for_workers(client, objective: Objective, share: str | os.PathLike | None, name: str) -> Objective | ObjectiveFile:
+def for_workers(client, objective: Objective, share: str | os.PathLike | None) -> Objective | ObjectiveFile:
     """What the workers are sent of `objective` (its training rows only): an `ObjectiveFile` written
-    to `share` as `name`.pt when every worker connected now can read that file, else the objective
+    to `share` (`file_name`; files there that killed runs of this host left behind are removed
+    first) when every worker connected now can read that file, else the objective
     itself, with a warning saying why when `share` was given (a folder this process cannot write,
     or one some worker cannot read, or no worker to ask)."""
     training = objective.training_only()
     if share is None:
         return training
     try:
-        reference = ObjectiveFile.write(training, Path(share) / f".{name}.pt")
+        remove_stale(share)
+        reference = ObjectiveFile.write(training, Path(share) / file_name())
     except (OSError, RuntimeError) as e:  # torch.save raises RuntimeError on a full disk
         return _sent(training, f"could not write them to {share} ({e})")
     readable = client.run(os.access, reference.path, os.R_OK, on_error="return")
@@ -262,7 +264,7 @@ def dask_map(
     where = None if device is None else device_name(device)  # spelling checked here, resolved by each worker
     name = f"autoprox-objective-{uuid.uuid4().hex}"
     with own_random_state():
-        source = for_workers(client, objective, share, name)
+        source = for_workers(client, objective, share)
 
     def on_cluster(_evaluate, trees) -> list[tuple[float, int]]:
         trees = list(trees)

@@ -12,6 +12,9 @@ reference itself.
 from __future__ import annotations
 
 import os
+import re
+import socket
+import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -72,6 +75,38 @@ class ObjectiveFile:
             raise AutoproxError(f"cannot read the statistics file {self.path} ({type(e).__name__}: {e})") from None
         tasks = [Task(e.name, bundles[e.bundle], e.accuracy, e.train, e.test) for e in self.tasks]
         return Objective(tasks, *self.settings)
+
+
+PREFIX = ".autoprox-objective-"  # a shared file's name: PREFIX, then HOST-PID-HEX.pt of the process that wrote it
+NAME = re.compile(re.escape(PREFIX) + r"(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{32}\.pt")
+
+
+def file_name() -> str:
+    """A new shared file's name, saying which process on which host wrote it (`remove_stale`)."""
+    return f"{PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}.pt"
+
+
+def remove_stale(folder: str | os.PathLike) -> list[Path]:
+    """Delete the shared files in `folder` that processes of this host wrote and that are no longer
+    running (a run killed before it could remove its own); return them. Files of other hosts are
+    left: their processes cannot be asked."""
+    stale = []
+    for path in Path(folder).glob(f"{PREFIX}*.pt"):
+        match = NAME.fullmatch(path.name)
+        if match and match["host"] == socket.gethostname() and not _running(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            stale.append(path)
+    return stale
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _cpu(value):

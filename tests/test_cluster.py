@@ -4,6 +4,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -850,22 +851,45 @@ def test_workers_that_do_not_see_the_shared_folder_are_sent_the_statistics(tmp_p
     objective = Objective(planted_tasks())
     sent = r"^discovery sends its statistics to the workers through the scheduler: "
     with in_process(2) as (_, client):
-        assert isinstance(for_workers(client, objective, tmp_path, "seen"), ObjectiveFile)
+        assert isinstance(for_workers(client, objective, tmp_path), ObjectiveFile)
         (tmp_path / "file").touch()
         with pytest.warns(AutoproxWarning, match=sent + r"could not write them to .*file \("):
-            assert isinstance(for_workers(client, objective, tmp_path / "file", "unwritable"), Objective)
+            assert isinstance(for_workers(client, objective, tmp_path / "file"), Objective)
         with monkeypatch.context() as patch:  # a full disk
             patch.setattr(torch, "save", lambda *args: (_ for _ in ()).throw(RuntimeError("enforce fail")))
             with pytest.warns(AutoproxWarning, match=sent + r"could not write them to .* \(enforce fail\)"):
-                assert isinstance(for_workers(client, objective, tmp_path, "full"), Objective)
+                assert isinstance(for_workers(client, objective, tmp_path), Objective)
         first, answers = sorted(client.nthreads())[0], client.run(os.getpid)
         unread = lambda fn, *args, **kwargs: {a: a != first and fn(*args) for a in answers}  # noqa: E731
         monkeypatch.setattr(client, "run", unread)
         with pytest.warns(AutoproxWarning, match=sent + rf"workers {first} cannot read {tmp_path}; they read"):
-            assert isinstance(for_workers(client, objective, tmp_path, "unseen"), Objective)
+            assert isinstance(for_workers(client, objective, tmp_path), Objective)
     with in_process(0) as (_, client), pytest.warns(AutoproxWarning, match=sent + "the cluster has no worker to ask"):
-        assert isinstance(for_workers(client, objective, tmp_path, "alone"), Objective)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".seen.pt", "file"]  # only the one kept for workers
+        assert isinstance(for_workers(client, objective, tmp_path), Objective)
+    kept = sorted(p.name for p in tmp_path.iterdir())  # only the one kept for workers
+    assert len(kept) == 2 and kept[0].startswith(f".autoprox-objective-{socket.gethostname()}-{os.getpid()}-")
+
+
+def test_shared_files_that_killed_runs_of_this_host_left_are_removed_and_not_counted_as_cache(tmp_path):
+    import subprocess
+
+    from gp_proxy.objective_file import remove_stale
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    host, hexes = socket.gethostname(), ("a" * 32, "b" * 32, "c" * 32)
+    names = [
+        f".autoprox-objective-{host}-{ended.pid}-{hexes[0]}.pt",
+        f".autoprox-objective-{host}-{os.getpid()}-{hexes[1]}.pt",
+    ]
+    names.append(f".autoprox-objective-other-host-{ended.pid}-{hexes[2]}.pt")
+    for name in names:
+        (tmp_path / name).write_bytes(b"x" * 100)
+    (tmp_path / "autoformer").mkdir()
+    (tmp_path / "autoformer" / "entry.pt").write_bytes(b"x" * 7)
+    assert StatsCache(tmp_path).size_bytes() == 7
+    assert remove_stale(tmp_path) == [tmp_path / names[0]]
+    assert sorted(p.name for p in tmp_path.glob(".*")) == sorted(names[1:])  # a live process's, another host's
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the workers see a GPU")

@@ -197,7 +197,9 @@ class StatsCache:
         return path
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.rglob("*.pt")) if self.root.is_dir() else 0
+        """Bytes of the cached statistics (not the hidden files a discovery shares with its workers)."""
+        entries = self.root.rglob("*.pt") if self.root.is_dir() else ()
+        return sum(p.stat().st_size for p in entries if not p.name.startswith("."))
 
 
 def probe_arch(
