@@ -599,6 +599,19 @@ def test_a_cache_folder_workers_cannot_write_is_refused(client, tmp_path, monkey
             pass
 
 
+@pytest.mark.parametrize("where", ["here", "cluster"])
+def test_a_cache_folder_that_cannot_be_written_is_one_line_from_the_command(client, tmp_path, capsys, where):
+    from vit_space.cli.main import main
+
+    (tmp_path / "file").touch()
+    cluster = ["--cluster", client.scheduler.address] if where == "cluster" else []
+    argv = ["stats", "--bench", "af-tiny", "--limit", "1", "--cache", str(tmp_path / "file" / "x"), "--quiet"]
+    assert main(argv + cluster) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"autoprox: error: cannot write into the cache folder {tmp_path / 'file' / 'x'} (Not a")
+    assert len(err.splitlines()) == 1
+
+
 def test_a_worker_that_does_not_see_the_shared_folder_returns_its_statistics(tmp_path):
     """Decided per task, as a worker may join after the folder was checked: without the marker
     the task writes nothing and returns the statistics; with it, it writes them."""

@@ -222,9 +222,12 @@ def shared_folder(client, folder: os.PathLike) -> Iterator[str | None]:
     where they see the marker, so a worker that joins later without the folder returns its results
     instead. AutoproxError naming the folder when a worker sees it but cannot write there."""
     marker = os.path.join(os.fspath(folder), f".autoprox-shared-{uuid.uuid4().hex}")
-    os.makedirs(os.fspath(folder), exist_ok=True)
-    with open(marker, "w"):
-        pass
+    try:
+        os.makedirs(os.fspath(folder), exist_ok=True)
+        with open(marker, "w"):
+            pass
+    except OSError as e:
+        raise AutoproxError(f"cannot write into the cache folder {folder} ({e.strerror or e})") from None
     try:
         seen = client.run(os.path.exists, marker)
         writable = client.run(os.access, os.fspath(folder), os.W_OK)

@@ -153,6 +153,12 @@ def digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def unwritable(folder: Path, error: Exception) -> AutoproxError:
+    """The error for a cache folder that cannot be written, with the OS's reason."""
+    reason = getattr(error, "strerror", None) or str(error)
+    return AutoproxError(f"cannot write into the cache folder {folder} ({reason}); pass --cache with one you can write")
+
+
 class StatsCache:
     """A folder of cached `UnitStats` (default `cache_root()/stats`)."""
 
@@ -183,7 +189,8 @@ class StatsCache:
         return stats
 
     def save(self, key: dict, stats: UnitStats) -> Path:
-        """Write `stats` under `key` atomically and return the path."""
+        """Write `stats` under `key` atomically and return the path; AutoproxError naming the folder
+        when it cannot be written (not a folder, no permission, a full disk)."""
         path = self.path(key)
         payload = {
             "key": json.dumps(key, sort_keys=True),
@@ -192,8 +199,11 @@ class StatsCache:
             "groups": stats.groups,
             "block": stats.block,
         }
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: no temp name inside the archive
-            torch.save(payload, f)
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: no temp name inside the archive
+                torch.save(payload, f)
+        except (OSError, RuntimeError) as e:  # torch.save raises RuntimeError on a full disk
+            raise unwritable(self.root, e) from None
         return path
 
     def size_bytes(self) -> int:
