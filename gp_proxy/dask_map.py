@@ -11,11 +11,11 @@ one worker doing every task and lost the run when that worker died). A task carr
 expressions, so a task whose worker dies runs again on any other.
 
 Shared by every Dask path (`vit_space.cluster.run_all` too): `checked` runs a task on a worker of
-the client's version and returns an AutoproxError rather than raising it (it would only repeat, so
-Dask must not retry it); `finished` yields futures with their results as they finish, raising those
-AutoproxErrors, one line when Dask cancelled the tasks (a lost scheduler), and one line on a cluster
-that has had no worker for `distributed.scheduler.no-workers-timeout` (Dask's own setting; 300 s
-when unset).
+the client's version and returns an AutoproxError (a GPU out of memory as one too) rather than
+raising it (it would only repeat, so Dask must not retry it); `finished` yields futures with their
+results as they finish, raising those AutoproxErrors, one line when Dask cancelled the tasks (a
+lost scheduler) or every worker that ran a task died, and one line on a cluster that has had no
+worker for `distributed.scheduler.no-workers-timeout` (Dask's own setting; 300 s when unset).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ import torch
 from dask.utils import parse_timedelta
 from deap import gp
 from distributed import Future, WorkerPlugin, as_completed, get_worker
-from distributed.scheduler import NoWorkerError
+from distributed.scheduler import KilledWorker, NoWorkerError
 
 from gp_proxy import __version__
-from gp_proxy.device import device_name, resolve_device
+from gp_proxy.device import device_name, out_of_memory, resolve_device
 from gp_proxy.errors import AutoproxError, AutoproxWarning
 from gp_proxy.memory import keep_freed_memory, return_freed_memory
 from gp_proxy.objective import Objective, task_pset
@@ -91,6 +91,8 @@ def checked(client_version: str, fn: Callable, *args: Any) -> Any:
         return fn(*args)
     except AutoproxError as e:
         return UserFault(str(e))
+    except torch.OutOfMemoryError as e:
+        return UserFault(str(out_of_memory(f"worker {get_worker().address}", e)))
 
 
 def _cancelled(error: CancelledError) -> AutoproxError:
@@ -124,6 +126,13 @@ def _outcome(future: Future, result: Any) -> Any:
         _, error, traceback = result
         if isinstance(error, NoWorkerError):  # the scheduler's own distributed.scheduler.no-workers-timeout
             raise _no_workers("the scheduler's distributed.scheduler.no-workers-timeout") from None
+        if isinstance(error, KilledWorker):  # distributed.scheduler.allowed-failures + 1 workers died running it
+            last = getattr(error.last_worker, "address", error.last_worker)
+            raise AutoproxError(
+                f"every worker that ran task {error.task} died ({error.allowed_failures + 1}, the last {last}); "
+                "out of memory is the usual cause: check the workers' logs, use a smaller batch or fewer workers "
+                "per machine"
+            ) from None
         raise error.with_traceback(traceback)
     if isinstance(result, UserFault):
         raise AutoproxError(result.message)

@@ -25,6 +25,15 @@ def _seen() -> str:
     return f"{build}; it sees {gpus}"
 
 
+def out_of_memory(where: str, error: torch.OutOfMemoryError) -> AutoproxError:
+    """One line for a GPU that ran out of memory in `where` (e.g. "this process"): torch's first
+    sentence, and what to lower (a retry would only repeat it)."""
+    first = str(error).split(". ")[0].strip()
+    return AutoproxError(
+        f"{where} ran out of GPU memory ({first}); use a smaller batch or image size, or fewer workers per GPU"
+    )
+
+
 def device_name(device: str | torch.device) -> str:
     """`device` as one of `DEVICES`' spellings, checked without looking for it (AutoproxError if not one)."""
     if isinstance(device, torch.device):

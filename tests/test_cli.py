@@ -123,6 +123,22 @@ def test_discover_fields_apply_to_every_benchmark(capsys, tmp_path, monkeypatch)
         assert asked == [(name, kind, ["c100", "flowers", "chaoyang"]) for name in ("autoformer", "pit")]
 
 
+def test_a_gpu_out_of_memory_is_one_line(capsys, monkeypatch):
+    import torch
+
+    from vit_space.cli.commands import HANDLERS
+
+    def out_of_memory(args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has 79 GiB")
+
+    monkeypatch.setitem(HANDLERS, "stats", out_of_memory)
+    code, _, err = run(capsys, "stats", "--bench", "af-tiny")
+    assert code == 2 and err == (
+        "autoprox: error: this process ran out of GPU memory (CUDA out of memory); use a smaller batch or image "
+        "size, or fewer workers per GPU\n"
+    )
+
+
 def test_discover_offers_its_cache_folder_to_share_statistics_with_cluster_workers(capsys, tmp_path, monkeypatch):
     """Workers that see `--cache` read the statistics from it (`gp_proxy.dask_map.for_workers`)."""
     import vit_space.cli.commands

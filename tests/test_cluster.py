@@ -275,6 +275,11 @@ def _flaky_once(x: int) -> int:
     return x
 
 
+def _out_of_gpu_memory(x: int) -> None:
+    CALLS.append(x)
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79 GiB")
+
+
 def test_a_users_error_in_a_task_reaches_the_caller_at_once_and_other_errors_are_retried():
     CALLS.clear()
     with in_process(1) as (_, client):
@@ -283,6 +288,21 @@ def test_a_users_error_in_a_task_reaches_the_caller_at_once_and_other_errors_are
         assert CALLS == [7]  # run once: 3 times (RETRIES = 2) before
         assert [r for _, r in run_all(client, _flaky_once, [(5,)], "flaky", progress=False)] == [5]
         assert CALLS == [7, 5, 5]
+        oom = r"^worker tcp://\S+ ran out of GPU memory \(CUDA out of memory\); use a smaller batch or image size, or"
+        with pytest.raises(AutoproxError, match=oom):
+            list(run_all(client, _out_of_gpu_memory, [(3,)], "oom", progress=False))
+        assert CALLS == [7, 5, 5, 3]  # a retry would only repeat it
+
+
+def _dies(x: int) -> None:
+    os._exit(1)
+
+
+def test_a_task_every_worker_dies_running_is_one_error_naming_it():
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), connect("local:1") as client:
+        dead = r"^every worker that ran task dies-\w+-0 died \(1, the last tcp://\S+\); out of memory is the usual"
+        with pytest.raises(AutoproxError, match=dead):
+            list(run_all(client, _dies, [(0,)], "dies", progress=False))
 
 
 def test_a_cluster_without_workers_is_one_error_after_dasks_no_workers_timeout(tmp_path):

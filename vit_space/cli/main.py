@@ -7,8 +7,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 
+import torch
 from tqdm.auto import tqdm
 
+from gp_proxy.device import out_of_memory
 from gp_proxy.errors import AutoproxError, AutoproxWarning
 from vit_space.cli.commands import HANDLERS
 from vit_space.cli.parser import build_parser
@@ -36,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             func(args)
     except AutoproxError as e:
         print(f"autoprox: error: {e}", file=sys.stderr)
+        return 2
+    except torch.OutOfMemoryError as e:
+        print(f"autoprox: error: {out_of_memory('this process', e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("autoprox: interrupted; everything finished so far is saved, rerun to resume", file=sys.stderr)
