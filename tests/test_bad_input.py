@@ -107,6 +107,10 @@ def run(capsys, *argv):
             ],
             "distinct",
         ),
+        (
+            "bench build --space af-tiny --dataset digits --archs 1 --out x --threads 2 --cluster local:1".split(),
+            "--threads sets this process's torch threads, which trains nothing with --cluster",
+        ),
     ],
 )
 def test_out_of_range_options_are_refused_naming_the_option(capsys, argv, message):

@@ -60,6 +60,11 @@ def cmd_bench_build(args: argparse.Namespace) -> None:
     from vit_space.bench.build import BuildPlan, build_bench
     from vit_space.bench.training import Recipe
 
+    if args.threads and args.cluster:
+        raise AutoproxError(
+            "--threads sets this process's torch threads, which trains nothing with --cluster (each local:N "
+            "worker runs one thread); leave it out"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     space = get_space(args.space)

@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="benchmark JSON (its journal BENCH.runs.jsonl goes beside it)")
     p.add_argument("--resume", action="store_true", help="continue the build journalled beside --out")
     p.add_argument("--shard", default="0/1", help="I/N: train every N-th run from the I-th (parallel processes)")
-    p.add_argument("--threads", type=POSITIVE, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=POSITIVE, help="torch threads here (default: torch's choice; not with --cluster)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device_arg(p)
     _add_cluster_arg(p)
