@@ -469,3 +469,22 @@ def test_search_command_writes_its_outputs_and_reports_bad_budgets(capsys, tmp_p
     assert code == 2 and "pass --resume" in err
     code, _, err = run(capsys, *[a if a != "0.5-3" else "400-500" for a in argv[:-3]], "--out", str(tmp_path / "r2"))
     assert code == 2 and "spans about" in err
+
+
+def test_commands_without_cluster_never_import_dask(tmp_path):
+    """The README's promise: without --cluster nothing changes and Dask is not imported."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from vit_space.cli import main
+cache, out = {str(tmp_path / "c")!r}, {str(tmp_path / "d")!r}
+assert main(["stats", "--bench", "af-tiny", "--limit", "6", "--cache", cache, "--quiet"]) == 0
+argv = ["discover", "--bench", "af-tiny", "--limit", "6", "--iterations", "2", "--population", "6"]
+assert main(argv + ["--cache", cache, "--out", out, "--quiet"]) == 0
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

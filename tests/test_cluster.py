@@ -3,6 +3,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import threading
@@ -185,6 +186,35 @@ def test_an_address_where_nothing_listens_is_one_error_at_once():
             with connect(address, timeout=5):
                 pass
         assert time.perf_counter() - start < 2.5
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "stats --bench af-tiny",
+        "discover --bench af-tiny --out {out}/d",
+        "search --space af-tiny --proxy snip --out {out}/s",
+        "run --out {out}/r",
+        "bench build --space af-tiny --dataset digits --archs 1 --out {out}/b.json",
+    ],
+)
+def test_every_command_on_a_cluster_it_cannot_use_is_one_line_and_exit_status_2(command, tmp_path, capsys):
+    from vit_space.cli.main import main
+
+    bad = {
+        "tcp://127.0.0.1:9": r"cannot reach the Dask scheduler at tcp://127.0.0.1:9: .*Connection refused",
+        "local:0": r"--cluster local:N needs N >= 1 worker processes, got 'local:0'",
+        "udp://host:1": r"--cluster must be local:N, tcp://HOST:PORT or tls://HOST:PORT",
+        "tls://127.0.0.1:9": r"--cluster tls://127.0.0.1:9 takes TLS: set Dask's distributed.comm.tls.ca-file",
+    }
+    for cluster, message in bad.items():
+        start = time.perf_counter()
+        cache = [] if command.startswith("bench") else ["--cache", str(tmp_path / "c")]
+        code = main([*command.format(out=tmp_path).split(), *cache, "--cluster", cluster])
+        err = capsys.readouterr().err
+        assert code == 2 and re.match(rf"autoprox: error: {message}", err) and len(err.strip().splitlines()) == 1
+        assert time.perf_counter() - start < 5
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # refused before any work
 
 
 def test_a_port_that_answers_but_is_not_dask_is_one_error_and_leaves_no_client_behind():
