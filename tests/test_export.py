@@ -19,7 +19,7 @@ from gp_proxy.stats import stack
 from gp_proxy.store import SavedProxy, save_proxy
 from gp_proxy.symbolic import to_latex, to_sympy
 from vit_space.cli import main
-from vit_space.probe.cache import latex_names
+from vit_space.probe.conditions import latex_names
 from vit_space.probe.hooks import GROUPS, KINDS, probe
 from vit_space.spaces import get_space
 

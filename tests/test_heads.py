@@ -8,7 +8,8 @@ from torch import nn
 
 from gp_proxy.errors import AutoproxError
 from vit_space.data.batches import BatchSpec
-from vit_space.probe.cache import ProbeSpec, StatsCache, fill, latex_names, load_bundle
+from vit_space.probe.cache import ProbeSpec, StatsCache, fill, load_bundle
+from vit_space.probe.conditions import latex_names
 from vit_space.probe.heads import head_statistics, probe_heads, spectral_norm
 from vit_space.probe.hooks import find_blocks
 from vit_space.probe.sketch import sketch

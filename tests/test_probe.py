@@ -177,7 +177,8 @@ def test_minibatch_condition_is_the_mean_and_std_of_slice_gradients():
 
 def test_minibatch_statistics_reach_programs_through_the_cache(tmp_path):
     from gp_proxy import Evaluator, build_pset, parse
-    from vit_space.probe.cache import StatsCache, fill, latex_names, load_bundle
+    from vit_space.probe.cache import StatsCache, fill, load_bundle
+    from vit_space.probe.conditions import latex_names
 
     space, spec = (
         get_space("af-tiny"),

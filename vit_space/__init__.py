@@ -28,7 +28,7 @@ from vit_space.data import BatchSpec, ImageData, get_dataset, load_images, make_
 from vit_space.device import resolve_device
 from vit_space.pipeline import JobResult, run_job
 from vit_space.probe import ProbeSpec, StatsCache, fill, probe_arch
-from vit_space.probe.cache import latex_names
+from vit_space.probe.conditions import latex_names
 from vit_space.proxies import Ranking, Scores, bench_tasks, catalogue, proxy_scores, rank, resolve_proxy, tasks_for
 from vit_space.proxies.export import export_file, export_text
 from vit_space.proxies.ranking import bench_fields, format_rankings

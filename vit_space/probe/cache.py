@@ -25,7 +25,7 @@ from gp_proxy.stats import StatsBundle, UnitStats, stack
 from vit_space.data.batches import BatchSpec
 from vit_space.data.paths import cache_root
 from vit_space.device import float32_matmul, resolve_device
-from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, conditions, probe_conditions
+from vit_space.probe.conditions import CONDITIONS, MINIBATCHES, PREFIX, conditions, probe_conditions
 from vit_space.probe.networks import (
     attention_kernel,
     attention_key,
@@ -39,30 +39,6 @@ from vit_space.probe.networks import (
 from vit_space.spaces import Arch, Space
 
 FORMAT_VERSION = 1
-PREFIX = {"data": "", "noise": "noise.", "minibatch": "mb.", "init2": "i2.", "heads": "h.", "synflow": "sf."}
-_LATEX = {
-    "W": "W",
-    "gW": r"\nabla W",
-    "sgW": r"\sigma_{\nabla W}",
-    "X": "X",
-    "gX": r"\nabla X",
-    "Y": "Y",
-    "gY": r"\nabla Y",
-    "A": "A",
-    "Ae": r"\mathcal{H}_A",
-    "Ar": r"\rho_A",
-    "Ah": r"\cos_A",
-}
-
-
-def latex_names(names: Sequence[str]) -> dict[str, str]:
-    """LaTeX for statistic names: gW -> \\nabla W, sf.X -> X^{\\text{sf}} (condition as superscript)."""
-    out = {}
-    for name in names:
-        condition, _, kind = name.rpartition(".")
-        if kind in _LATEX:
-            out[name] = _LATEX[kind] + (rf"^{{\text{{{condition}}}}}" if condition else "")
-    return out
 
 
 @dataclass(frozen=True)
@@ -404,7 +380,6 @@ __all__ = [
     "StatsCache",
     "digest",
     "fill",
-    "latex_names",
     "load_bundle",
     "merge_conditions",
     "probe_arch",

@@ -1,8 +1,9 @@
-"""Probe conditions: how a network is fed for each set of statistics, and the pass that measures it."""
+"""Probe conditions: how a network is fed for each set of statistics, the pass that measures it, and how
+its statistics are named (`PREFIX`, and `latex_names` for formulas)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,30 @@ from vit_space.probe.hooks import probe, probe_minibatches
 
 CONDITIONS = ("data", "noise", "minibatch", "init2", "heads", "synflow")
 MINIBATCHES = 4  # default slices of the probe batch in the "minibatch" condition (ProbeSpec.minibatches)
+PREFIX = {"data": "", "noise": "noise.", "minibatch": "mb.", "init2": "i2.", "heads": "h.", "synflow": "sf."}
+_LATEX = {
+    "W": "W",
+    "gW": r"\nabla W",
+    "sgW": r"\sigma_{\nabla W}",
+    "X": "X",
+    "gX": r"\nabla X",
+    "Y": "Y",
+    "gY": r"\nabla Y",
+    "A": "A",
+    "Ae": r"\mathcal{H}_A",
+    "Ar": r"\rho_A",
+    "Ah": r"\cos_A",
+}
+
+
+def latex_names(names: Sequence[str]) -> dict[str, str]:
+    """LaTeX for statistic names: gW -> \\nabla W, sf.X -> X^{\\text{sf}} (condition as superscript)."""
+    out = {}
+    for name in names:
+        condition, _, kind = name.rpartition(".")
+        if kind in _LATEX:
+            out[name] = _LATEX[kind] + (rf"^{{\text{{{condition}}}}}" if condition else "")
+    return out
 
 
 @dataclass(frozen=True)

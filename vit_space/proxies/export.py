@@ -12,7 +12,7 @@ from gp_proxy.atomic import write_text
 from gp_proxy.errors import AutoproxError
 from gp_proxy.store import SavedProxy, load_proxy
 from gp_proxy.symbolic import to_latex, to_sympy
-from vit_space.probe.cache import latex_names
+from vit_space.probe.conditions import latex_names
 from vit_space.proxies.scorer import scorer_source
 
 EXPORTS = ("latex", "python", "sympy", "graphml", "dot", "png", "json", "latex-table")

@@ -16,7 +16,7 @@ import json
 
 from gp_proxy.export import defined_names, source_of
 from vit_space.probe import conditions, heads, hooks, sketch
-from vit_space.probe.cache import PREFIX
+from vit_space.probe.conditions import PREFIX
 
 STITCHED = (  # module, the top-level names the scorer copies from it (with what they call)
     (sketch, {"sketch_indices", "as_matrix", "sketch", "stack_sketches"}),
