@@ -25,7 +25,8 @@ def searcher(tmp_path, proxies=("snip",), **config) -> Searcher:
 
 
 def rows(folder):
-    return list(csv.DictReader((folder / "evaluated.csv").open()))
+    with (folder / "evaluated.csv").open() as f:
+        return list(csv.DictReader(f))
 
 
 @pytest.mark.parametrize("algorithm", ["evolution", "random"])

@@ -6,6 +6,7 @@ import json
 import pickle
 import random
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -438,7 +439,7 @@ def test_a_cifar_folder_benchmark_is_built_probed_and_ranked(tmp_path, capsys):
 
 def test_shipped_benchmark_is_complete():
     bench = load_bench("af-tiny")
-    payload = json.loads(open(bench.source).read())
+    payload = json.loads(Path(bench.source).read_text())
     space = get_space(bench.space)
     assert len(bench) >= 80 and bench.fields == ["fmnist_base_acc", "digits_base_acc"]
     assert all(np.isfinite(bench.accuracy(f)).all() for f in bench.fields)
@@ -449,7 +450,7 @@ def test_shipped_benchmark_is_complete():
 @pytest.mark.slow
 def test_a_shipped_run_retrains_to_its_numbers_and_a_retrain_is_bit_equal(digits, space):
     bench = load_bench("af-tiny")
-    payload = json.loads(open(bench.source).read())
+    payload = json.loads(Path(bench.source).read_text())
     recipe = Recipe.from_dict(payload["recipe"])
     record = min(payload["records"], key=lambda r: r["digits_seconds"])  # the quickest to retrain
     _, runs = read_journal(journal_path(bench.source))
@@ -465,8 +466,6 @@ def test_a_shipped_run_retrains_to_its_numbers_and_a_retrain_is_bit_equal(digits
 
 
 def test_a_saved_proxy_scores_small_networks_at_their_own_input_size(tmp_path):
-    from pathlib import Path
-
     from gp_proxy.store import load_proxy
     from vit_space.data.batches import BatchSpec
     from vit_space.probe.cache import ProbeSpec, StatsCache
