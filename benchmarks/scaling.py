@@ -89,10 +89,10 @@ def timed_discover(tasks: list, iterations: int, parents: int, client, share: st
     return time.perf_counter() - start, [str(p) for p in found.halloffame]
 
 
-def _score_one(expression: str, dask_worker=None) -> None:
+def _score_each(expressions: list[str], dask_worker=None) -> None:
     for name, plugin in dask_worker.plugins.items():
         if name.startswith("autoprox-objective-"):
-            plugin.evaluate([expression], 0)
+            plugin.evaluate(expressions, 0)
 
 
 def _kept_by_scheduler(dask_scheduler=None) -> int:
@@ -100,14 +100,15 @@ def _kept_by_scheduler(dask_scheduler=None) -> int:
 
 
 def timed_hold(tasks: list, client, share: str | None) -> tuple[float, int]:
-    """Seconds until every worker holds discovery's objective and has scored one program with it
-    (the training rows picked and sent through the scheduler, or with `share` written there and
-    read by each worker; once per run), and the bytes the scheduler keeps of it meanwhile."""
+    """Seconds until every worker holds discovery's objective and has scored one program per
+    statistic with it, so has read every statistic (the training rows picked and sent through the
+    scheduler, or with `share` written there and read by each worker, memory-mapped; once per run),
+    and the bytes the scheduler keeps of it meanwhile."""
     objective = Objective(tasks)
-    expression = f"agg_sum_all(fro({tasks[0].bundle.names[0]}))"
+    expressions = [f"agg_sum_all(fro({name}))" for name in tasks[0].bundle.names]
     start = time.perf_counter()
     with dask_map(objective, client, share=share):
-        client.run(_score_one, expression)
+        client.run(_score_each, expressions)
         seconds = time.perf_counter() - start
         kept = client.run_on_scheduler(_kept_by_scheduler)
     return seconds, kept
@@ -274,7 +275,8 @@ def main() -> None:
             ],
         ),
         "Of a cluster's `discover` time, holding the objective on its workers, once per run, until each "
-        "has scored one program with it: "
+        "has scored one program per statistic with it (so has read every statistic; a file just written is "
+        "in this machine's page cache): "
         + "; ".join(hold_text(bench, way, by) for (bench, way), by in hold.items())
         + ". The discover rows above read the statistics from the cache folder, as `discover --cache` does "
         "where every worker sees it; the rest of their time is the steps (each one a round trip to the workers).",

@@ -29,7 +29,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,12 +108,26 @@ def _no_workers(how_long: str) -> AutoproxError:
     )
 
 
+def _lost(error: OSError) -> AutoproxError:
+    return AutoproxError(f"lost the Dask scheduler ({error}); check it and run again")
+
+
 def workers(client) -> int:
     """How many workers the cluster has now; AutoproxError when its scheduler cannot be reached."""
     try:
         return len(client.nthreads())
     except OSError as e:
-        raise AutoproxError(f"lost the Dask scheduler ({e}); check it and run again") from None
+        raise _lost(e) from None
+
+
+def access(client, path: str, mode: int) -> dict[str, bool]:
+    """Whether each worker connected now has `os.access(path, mode)` (a worker whose check failed:
+    False); AutoproxError when the scheduler cannot be reached."""
+    try:
+        answers = client.run(os.access, path, mode, on_error="return")
+    except OSError as e:
+        raise _lost(e) from None
+    return {address: ok is True for address, ok in answers.items()}
 
 
 def _outcome(future: Future, result: Any) -> Any:
@@ -127,11 +141,11 @@ def _outcome(future: Future, result: Any) -> Any:
         if isinstance(error, NoWorkerError):  # the scheduler's own distributed.scheduler.no-workers-timeout
             raise _no_workers("the scheduler's distributed.scheduler.no-workers-timeout") from None
         if isinstance(error, KilledWorker):  # distributed.scheduler.allowed-failures + 1 workers died running it
-            last = getattr(error.last_worker, "address", error.last_worker)
+            last, runs = getattr(error.last_worker, "address", error.last_worker), error.allowed_failures + 1
             raise AutoproxError(
-                f"every worker that ran task {error.task} died ({error.allowed_failures + 1}, the last {last}); "
-                "out of memory is the usual cause: check the workers' logs, use a smaller batch or fewer workers "
-                "per machine"
+                f"task {error.task} was run {runs} time{'s' * (runs > 1)} and its worker died each time (the "
+                f"last: {last}); out of memory is the usual cause: check the workers' logs, use a smaller batch or "
+                "fewer workers per machine"
             ) from None
         raise error.with_traceback(traceback)
     if isinstance(result, UserFault):
@@ -227,27 +241,27 @@ def batch_of(tree: gp.PrimitiveTree, count: int) -> int:
     return zlib.crc32(str(first).encode()) % count
 
 
-def for_workers(client, objective: Objective, share: str | os.PathLike | None) -> Objective | ObjectiveFile:
-    """What the workers are sent of `objective` (its training rows only): an `ObjectiveFile` written
-    to `share` (`file_name`; files there that killed runs of this host left behind are removed
-    first) when every worker connected now can read that file, else the objective
-    itself, with a warning saying why when `share` was given (a folder this process cannot write,
-    or one some worker cannot read, or no worker to ask)."""
-    training = objective.training_only()
-    if share is None:
-        return training
+@contextmanager
+def shared(client, training: Objective, share: str | os.PathLike) -> Iterator[Objective | ObjectiveFile]:
+    """What the workers are sent of `training` for the block: an `ObjectiveFile` written to `share`
+    (`file_name`, in use for the block, removed after; files that killed runs of this host left
+    there are removed first) when every worker connected now can read it, else `training` itself,
+    with a one-line warning saying why (a folder this process cannot write, one some worker cannot
+    read, no worker to ask)."""
+    remove_stale(share)
     try:
-        remove_stale(share)
         reference = ObjectiveFile.write(training, Path(share) / file_name())
     except (OSError, RuntimeError) as e:  # torch.save raises RuntimeError on a full disk
-        return _sent(training, f"could not write them to {share} ({e})")
-    readable = client.run(os.access, reference.path, os.R_OK, on_error="return")
-    unread = sorted(address for address, ok in readable.items() if ok is not True)
-    if readable and not unread:
-        return reference
-    os.unlink(reference.path)
+        yield _sent(training, f"could not write them to {share} ({e})")
+        return
+    with reference.held():
+        readable = access(client, reference.path, os.R_OK)
+        unread = sorted(address for address, ok in readable.items() if not ok)
+        if readable and not unread:
+            yield reference
+            return
     why = f"workers {', '.join(unread)} cannot read {share}" if unread else "the cluster has no worker to ask"
-    return _sent(training, why)
+    yield _sent(training, why)
 
 
 def _sent(training: Objective, why: str) -> Objective:
@@ -268,12 +282,10 @@ def dask_map(
     objective, its training architectures only (`Objective.training_only`: a worker only scores
     programs), is held on each worker (see `ObjectivePlugin`) for the duration of the block. With
     `share`, a folder the workers see too (a shared cache), the statistics are written there and each
-    worker reads them from the file (`for_workers`): the scheduler, which keeps a plugin to send to every
+    worker reads them from the file (`shared`): the scheduler, which keeps a plugin to send to every
     worker that joins, then holds kilobytes, not the statistics. The results are `map`'s."""
     where = None if device is None else device_name(device)  # spelling checked here, resolved by each worker
     name = f"autoprox-objective-{uuid.uuid4().hex}"
-    with own_random_state():
-        source = for_workers(client, objective, share)
 
     def on_cluster(_evaluate, trees) -> list[tuple[float, int]]:
         trees = list(trees)
@@ -300,17 +312,27 @@ def dask_map(
                 out[i] = value
         return out
 
+    stack = ExitStack()  # the shared file, if any: removed at the end, whatever happened
     try:
         with own_random_state():
+            training = objective.training_only()
+            source = training if share is None else stack.enter_context(shared(client, training, share))
             client.register_plugin(ObjectivePlugin(source, where), name=name)
         try:
             yield on_cluster
         except BaseException:
-            with own_random_state(), suppress(Exception):  # a lost scheduler: the error raised is the one to show
-                client.unregister_worker_plugin(name)
+            with suppress(AutoproxError):  # a lost scheduler: the error raised is the one to show
+                _unregister(client, name)
             raise
+        _unregister(client, name)
+    finally:
+        stack.close()
+
+
+def _unregister(client, name: str) -> None:
+    """Take plugin `name` off the workers; AutoproxError when the scheduler is lost."""
+    try:
         with own_random_state():
             client.unregister_worker_plugin(name)
-    finally:
-        if isinstance(source, ObjectiveFile):
-            Path(source.path).unlink(missing_ok=True)  # a file someone removed meanwhile is gone too
+    except OSError as e:
+        raise _lost(e) from None

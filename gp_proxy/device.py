@@ -30,7 +30,7 @@ def out_of_memory(where: str, error: torch.OutOfMemoryError) -> AutoproxError:
     sentence, and what to lower (a retry would only repeat it)."""
     first = str(error).split(". ")[0].strip()
     return AutoproxError(
-        f"{where} ran out of GPU memory ({first}); use a smaller batch or image size, or fewer workers per GPU"
+        f"{where} ran out of GPU memory ({first}); give it less work at once (a smaller batch) or fewer workers per GPU"
     )
 
 

@@ -11,10 +11,13 @@ reference itself.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -42,17 +45,20 @@ class TaskEntry:
 
 @dataclass(frozen=True)
 class ObjectiveFile:
-    """Where an objective's statistics are (`path`), and the rest of it: its tasks (`TaskEntry`)
-    and its settings (mode, decimals, memo_bytes, stack: `Objective`'s arguments)."""
+    """Where an objective's statistics are (`path`) and on which device they were (`device`), and
+    the rest of it: its tasks (`TaskEntry`) and its settings (mode, decimals, memo_bytes, stack:
+    `Objective`'s arguments)."""
 
     path: str
+    device: str
     tasks: tuple[TaskEntry, ...]
     settings: tuple
 
     @classmethod
     def write(cls, objective: Objective, path: str | os.PathLike) -> ObjectiveFile:
         """Write `objective`'s statistics to `path` atomically (tasks that share a bundle share one
-        entry) and return the reference to them; OSError when `path` cannot be written."""
+        entry) and return the reference to them; OSError, or torch's RuntimeError on a full disk,
+        when `path` cannot be written."""
         bundles: dict[int, str] = {}
         content: dict[str, dict] = {}
         for task in objective.tasks:
@@ -63,39 +69,56 @@ class ObjectiveFile:
             torch.save(content, tmp)
         entries = tuple(TaskEntry(t.name, bundles[id(t.bundle)], t.accuracy, t.train, t.test) for t in objective.tasks)
         settings = (objective.mode, objective.decimals, objective.memo_bytes, objective.stack)
-        return cls(os.fspath(Path(path).absolute()), entries, settings)
+        device = str(objective.tasks[0].bundle.block.device)
+        return cls(os.fspath(Path(path).absolute()), device, entries, settings)
 
     def read(self) -> Objective:
-        """The objective, its statistics memory-mapped from `path` on the CPU; AutoproxError naming
-        the file when it cannot be read (a worker that does not see the folder it was written to)."""
+        """The objective, its statistics memory-mapped from `path` (moved to `device` if that is not
+        the CPU); AutoproxError naming the file when it cannot be read (a worker that does not see
+        the folder it was written to) or does not hold these statistics."""
         try:
             content = torch.load(self.path, weights_only=True, mmap=True)
             bundles = {key: StatsBundle(**{**parts, "ids": tuple(parts["ids"])}) for key, parts in content.items()}
+            tasks = [Task(e.name, bundles[e.bundle], e.accuracy, e.train, e.test) for e in self.tasks]
+            objective = Objective(tasks, *self.settings)
         except Exception as e:  # missing, unreadable, not tensors (weights_only refuses the rest) or not these
             raise AutoproxError(f"cannot read the statistics file {self.path} ({type(e).__name__}: {e})") from None
-        tasks = [Task(e.name, bundles[e.bundle], e.accuracy, e.train, e.test) for e in self.tasks]
-        return Objective(tasks, *self.settings)
+        return objective if self.device == "cpu" else objective.to(self.device)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Within the block the file is in use (a shared lock, which `remove_stale` respects); after
+        it, removed."""
+        try:
+            with open(self.path, "rb") as f:
+                fcntl.flock(f, fcntl.LOCK_SH)
+                yield
+        finally:
+            with suppress(OSError):
+                os.unlink(self.path)
 
 
-PREFIX = ".autoprox-objective-"  # a shared file's name: PREFIX, then HOST-PID-HEX.pt of the process that wrote it
-NAME = re.compile(re.escape(PREFIX) + r"(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{32}\.pt")
+FILE_PREFIX = ".autoprox-objective-"  # then HOST-PID-HEX.pt, of the process that wrote it
+NAME = re.compile(r"\.?" + re.escape(FILE_PREFIX) + r"(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{32}\.pt(\.[^.]+\.part)?")
 
 
 def file_name() -> str:
     """A new shared file's name, saying which process on which host wrote it (`remove_stale`)."""
-    return f"{PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}.pt"
+    return f"{FILE_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}.pt"
 
 
 def remove_stale(folder: str | os.PathLike) -> list[Path]:
-    """Delete the shared files in `folder` that processes of this host wrote and that are no longer
-    running (a run killed before it could remove its own); return them. Files of other hosts are
-    left: their processes cannot be asked."""
+    """Delete the shared files in `folder` (and their half-written temporary files) that processes
+    of this host wrote, that are no longer running and that no process holds (`ObjectiveFile.held`):
+    what runs killed before they could remove their own left behind. Return them. Files of other
+    hosts are left alone, and so are files that cannot be deleted."""
     stale = []
-    for path in Path(folder).glob(f"{PREFIX}*.pt"):
+    for path in Path(folder).glob(f"*{FILE_PREFIX}*"):
         match = NAME.fullmatch(path.name)
-        if match and match["host"] == socket.gethostname() and not _running(int(match["pid"])):
-            path.unlink(missing_ok=True)
-            stale.append(path)
+        if match and match["host"] == socket.gethostname() and not _running(int(match["pid"])) and _unheld(path):
+            with suppress(OSError):
+                path.unlink()
+                stale.append(path)
     return stale
 
 
@@ -106,6 +129,16 @@ def _running(pid: int) -> bool:
         return False
     except PermissionError:  # another user's process
         return True
+    return True
+
+
+def _unheld(path: Path) -> bool:
+    """Whether no process holds `path` (a run in another PID namespace of this host may)."""
+    try:
+        with open(path, "rb") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held (BlockingIOError), or unreadable
+        return False
     return True
 
 

@@ -134,13 +134,13 @@ def test_a_gpu_out_of_memory_is_one_line(capsys, monkeypatch):
     monkeypatch.setitem(HANDLERS, "stats", out_of_memory)
     code, _, err = run(capsys, "stats", "--bench", "af-tiny")
     assert code == 2 and err == (
-        "autoprox: error: this process ran out of GPU memory (CUDA out of memory); use a smaller batch or image "
-        "size, or fewer workers per GPU\n"
+        "autoprox: error: this process ran out of GPU memory (CUDA out of memory); give it less work at once (a "
+        "smaller batch) or fewer workers per GPU\n"
     )
 
 
 def test_discover_offers_its_cache_folder_to_share_statistics_with_cluster_workers(capsys, tmp_path, monkeypatch):
-    """Workers that see `--cache` read the statistics from it (`gp_proxy.dask_map.for_workers`)."""
+    """Workers that see `--cache` read the statistics from it (`gp_proxy.dask_map.shared`)."""
     import vit_space.cli.commands
 
     def stop(*args, share, **kwargs):

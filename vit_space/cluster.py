@@ -33,7 +33,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from gp_proxy import __version__
-from gp_proxy.dask_map import checked, finished, refusal
+from gp_proxy.dask_map import access, checked, finished, refusal
 from gp_proxy.errors import AutoproxError
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach a scheduler before giving up (a handshake takes milliseconds)
@@ -215,27 +215,16 @@ def run_all(client, fn: Callable, jobs: Sequence[tuple], desc: str, progress: bo
             future.release()
 
 
-@contextmanager
-def shared_folder(client, folder: os.PathLike) -> Iterator[str | None]:
-    """A marker file in `folder` for the block, when every worker connected now sees it as this
-    process does (the same files) and can write there, else None. Tasks write into `folder` only
-    where they see the marker, so a worker that joins later without the folder returns its results
-    instead. AutoproxError naming the folder when a worker sees it but cannot write there."""
-    marker = os.path.join(os.fspath(folder), f".autoprox-shared-{uuid.uuid4().hex}")
-    try:
-        os.makedirs(os.fspath(folder), exist_ok=True)
-        with open(marker, "w"):
-            pass
-    except OSError as e:
-        raise AutoproxError(f"cannot write into the cache folder {folder} ({e.strerror or e})") from None
-    try:
-        seen = client.run(os.path.exists, marker)
-        writable = client.run(os.access, os.fspath(folder), os.W_OK)
-        unwritable = sorted(address for address, ok in writable.items() if not ok)
-        if all(seen.values()) and unwritable:
-            raise AutoproxError(
-                f"workers {', '.join(unwritable)} see the cache folder {folder} but cannot write into it"
-            )
-        yield marker if all(seen.values()) else None
-    finally:
-        os.unlink(marker)
+def shared_folder(client, marker: str) -> str | None:
+    """`marker`, a file this process just made in a folder, when every worker connected now sees it
+    (the same files as this process) and can write into its folder, else None. Tasks write into the
+    folder only where they see the marker, so a worker that joins later without the folder returns
+    its results instead. AutoproxError naming the folder when a worker sees it but cannot write there."""
+    folder = os.path.dirname(marker)
+    seen = access(client, marker, os.F_OK)
+    if not seen or not all(seen.values()):
+        return None
+    unwritable = sorted(address for address, ok in access(client, folder, os.W_OK).items() if not ok)
+    if unwritable:
+        raise AutoproxError(f"workers {', '.join(unwritable)} see the cache folder {folder} but cannot write into it")
+    return marker

@@ -11,7 +11,9 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -168,19 +170,29 @@ class StatsCache:
         """Write `stats` under `key` atomically and return the path; AutoproxError naming the folder
         when it cannot be written (not a folder, no permission, a full disk)."""
         path = self.path(key)
-        payload = {
-            "key": json.dumps(key, sort_keys=True),
-            "tensors": stats.tensors,
-            "numel": stats.numel,
-            "groups": stats.groups,
-            "block": stats.block,
-        }
+        parts = {name: getattr(stats, name) for name in ("tensors", "numel", "groups", "block")}
+        payload = {"key": json.dumps(key, sort_keys=True), **parts}
         try:
             with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: no temp name inside the archive
                 torch.save(payload, f)
         except (OSError, RuntimeError) as e:  # torch.save raises RuntimeError on a full disk
             raise unwritable(self.root, e) from None
         return path
+
+    @contextmanager
+    def marker(self) -> Iterator[str]:
+        """A new hidden file in the folder for the block (`vit_space.cluster.shared_folder` asks the
+        workers for it); AutoproxError naming the folder when it cannot be written."""
+        path = self.root / f".autoprox-shared-{uuid.uuid4().hex}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        except OSError as e:
+            raise unwritable(self.root, e) from None
+        try:
+            yield str(path)
+        finally:
+            path.unlink(missing_ok=True)
 
     def size_bytes(self) -> int:
         """Bytes of the cached statistics (not the hidden files a discovery shares with its workers)."""
@@ -315,7 +327,8 @@ def _fill_on(client, space: Space, todo: list, cache: StatsCache, progress: bool
     if not todo:  # nothing to probe: the folder is not checked either
         return
     kernel = attention_kernel()
-    with shared_folder(client, cache.root) as marker:
+    with cache.marker() as made:
+        marker = shared_folder(client, made)
         tasks = [
             (space, arch, spec, missing, str(device), marker, batch_digest(spec.for_space(space).batch), kernel)
             for arch, spec, missing in todo
