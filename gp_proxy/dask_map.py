@@ -84,7 +84,7 @@ class UserFault:
 def checked(client_version: str, fn: Callable, *args: Any) -> Any:
     """`fn(*args)` on a worker that runs the client's autoprox version (`client_version`); a
     `UserFault` for AutoproxError, the refusal naming both versions included (a worker can join a
-    cluster after the client's first check)."""
+    cluster after the client's first check), and for a GPU out of memory (it would repeat too)."""
     if __version__ != client_version:
         return UserFault(str(refusal(get_worker().address, __version__, client_version)))
     try:

@@ -91,7 +91,8 @@ class ObjectiveFile:
         it, removed."""
         try:
             with open(self.path, "rb") as f:
-                fcntl.flock(f, fcntl.LOCK_SH)
+                with suppress(OSError):  # a file system without locks: the PID in the name is then all there is
+                    fcntl.flock(f, fcntl.LOCK_SH)
                 yield
         finally:
             with suppress(OSError):
