@@ -241,6 +241,30 @@ def batch_of(tree: gp.PrimitiveTree, count: int) -> int:
     return zlib.crc32(str(first).encode()) % count
 
 
+def _auto_device() -> str:
+    return resolve_device("auto").type
+
+
+def warn_of_mixed_devices(client) -> None:
+    """Warn when device `auto` resolves to a GPU on some workers and to the CPU on others: their
+    fitnesses agree to float rounding, not to the bit, so a run could depend on which worker scored what."""
+    try:
+        kinds = client.run(_auto_device, on_error="return")
+    except OSError as e:
+        raise _lost(e) from None
+    by_kind: dict[str, list[str]] = {}
+    for address, kind in sorted(kinds.items()):
+        if isinstance(kind, str):
+            by_kind.setdefault(kind, []).append(address)
+    if len(by_kind) > 1:
+        where = "; ".join(f"{kind} on {', '.join(addresses)}" for kind, addresses in sorted(by_kind.items()))
+        warnings.warn(
+            f"device auto resolves differently on the workers ({where}): their fitnesses agree to float "
+            "rounding, not to the bit, so the run may depend on which worker scores what; name one device",
+            AutoproxWarning,
+        )
+
+
 @contextmanager
 def shared(client, training: Objective, share: str | os.PathLike) -> Iterator[Objective | ObjectiveFile]:
     """What the workers are sent of `training` for the block: an `ObjectiveFile` written to `share`
@@ -286,6 +310,8 @@ def dask_map(
     worker that joins, then holds kilobytes, not the statistics. The results are `map`'s."""
     where = None if device is None else device_name(device)  # spelling checked here, resolved by each worker
     name = f"autoprox-objective-{uuid.uuid4().hex}"
+    if where == "auto":
+        warn_of_mixed_devices(client)
 
     def on_cluster(_evaluate, trees) -> list[tuple[float, int]]:
         trees = list(trees)

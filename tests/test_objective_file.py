@@ -6,6 +6,7 @@ import pickle
 import random
 import socket
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,23 @@ def test_a_scheduler_lost_during_discovery_is_one_error_and_leaves_no_file(tmp_p
                 cluster.close()
                 map_fn(None, [tree] * 4)
     assert not list(tmp_path.iterdir())
+
+
+def test_workers_that_resolve_device_auto_differently_are_warned_of(tmp_path, monkeypatch):
+    import gp_proxy.dask_map
+
+    objective = Objective(planted_tasks())
+    with in_process(2) as (_, client):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AutoproxWarning)  # all workers on this machine's CPU: no warning
+            with dask_map(objective, client, device="auto"):
+                pass
+        first, second = sorted(client.nthreads())
+        real_run = client.run
+        told = {first: "cuda", second: "cpu"}  # one with a GPU, one without
+        mixed = lambda fn, *a, **k: told if fn is gp_proxy.dask_map._auto_device else real_run(fn, *a, **k)  # noqa: E731
+        monkeypatch.setattr(client, "run", mixed)
+        expected = rf"^device auto resolves differently on the workers \(cpu on {second}; cuda on {first}\): their"
+        with pytest.warns(AutoproxWarning, match=expected):
+            with dask_map(objective, client, device="auto"):
+                pass
