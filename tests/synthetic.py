@@ -33,3 +33,19 @@ def planted_tasks(archs: int = 40, seed: int = 0, noise: float = 0.3) -> list[Ta
         accuracy = 70 + 5 * (signal - signal.mean()) / signal.std() + noise * 5 * rng.standard_normal(archs)
         tasks.append(Task(name, bundle, accuracy, train, test))
     return tasks
+
+
+PLANTED = "agg_sum_mlp(fro(gW))"  # the program `planted_tasks` rewards (training JCM > 0.3)
+
+
+def sample_trees(pset, seed: int, count: int = 200) -> list:
+    """`count` random programs (heights 1 to 5, Python's `random` seeded with `seed`), then `PLANTED`."""
+    import random
+
+    from deap import gp
+
+    from gp_proxy.program import generate
+
+    random.seed(seed)
+    trees = [gp.PrimitiveTree(generate(pset, 1, 5)) for _ in range(count)]
+    return trees + [gp.PrimitiveTree.from_string(PLANTED, pset)]

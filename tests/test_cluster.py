@@ -463,11 +463,9 @@ def test_statistics_pickle_as_numpy_arrays_and_come_back_equal(kind):
 def test_workers_are_sent_the_training_rows_only_and_score_to_the_bit_as_the_whole_objective():
     import pickle
 
-    from deap import gp
-    from synthetic import planted_tasks
+    from synthetic import planted_tasks, sample_trees
 
     from gp_proxy.objective import Objective, task_pset
-    from gp_proxy.program import generate
 
     tasks = planted_tasks(archs=40)  # two tasks sharing one bundle and one 20/20 split
     whole = Objective(tasks)
@@ -476,9 +474,7 @@ def test_workers_are_sent_the_training_rows_only_and_score_to_the_bit_as_the_who
     assert sent.tasks[0].bundle is sent.tasks[1].bundle and sent.tasks[0].bundle.num_archs == 20
     assert 0.45 < len(pickle.dumps(sent)) / len(pickle.dumps(whole)) < 0.55
     pset = task_pset(tasks)
-    random.seed(5)
-    trees = [gp.PrimitiveTree(generate(pset, 1, 5)) for _ in range(200)]
-    trees.append(gp.PrimitiveTree.from_string("agg_sum_mlp(fro(gW))", pset))
+    trees = sample_trees(pset, 5)
     fitnesses = [whole(t) for t in trees]
     assert [sent(t) for t in trees] == fitnesses and fitnesses[-1][0] > 0.3
     assert len({f for f in fitnesses if f[0] != float("-inf")}) > 20  # the programs differ, not all invalid

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from deap import gp
-from synthetic import planted_tasks
+from synthetic import planted_tasks, sample_trees
 from test_cluster import in_process
 
 from gp_proxy.dask_map import dask_map, shared
@@ -43,9 +43,7 @@ def test_an_objective_file_reads_back_the_same_fitness_and_names_itself_when_unr
     assert read.tasks[0].bundle is read.tasks[1].bundle and [t.name for t in read.tasks] == [t.name for t in tasks]
     assert read.tasks[0].bundle.ids == sent.tasks[0].bundle.ids and read.tasks[0].bundle.block.device.type == "cpu"
     pset = task_pset(tasks)
-    random.seed(6)
-    trees = [gp.PrimitiveTree(generate(pset, 1, 5)) for _ in range(200)]
-    trees.append(gp.PrimitiveTree.from_string("agg_sum_mlp(fro(gW))", pset))
+    trees = sample_trees(pset, 6)
     fitnesses = [sent(t) for t in trees]
     assert [read(t) for t in trees] == fitnesses and fitnesses[-1][0] > 0.3
     unreadable = {
