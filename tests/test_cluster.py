@@ -59,6 +59,20 @@ def killed_while_busy(client):
         killer.join()
 
 
+def test_more_local_workers_than_usable_cores_warns_in_one_line(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cluster_mod.warn_of_oversubscription(2)
+    assert caught == []
+    with pytest.warns(AutoproxWarning) as warned:
+        cluster_mod.warn_of_oversubscription(5)
+    assert [str(w.message) for w in warned] == [
+        "--cluster local:5 starts 5 worker processes on 2 core(s); they take turns on them, so local:2 is "
+        "usually as fast and holds less memory"
+    ]
+
+
 def test_parse_cluster_and_bad_addresses():
     assert parse_cluster("local:3") == ("local", 3)
     assert parse_cluster("tcp://10.0.0.5:8786") == ("tcp", "tcp://10.0.0.5:8786")

@@ -26,6 +26,7 @@ import re
 import socket
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 
 from gp_proxy import __version__
 from gp_proxy.dask_map import access, checked, finished, refusal
-from gp_proxy.errors import AutoproxError
+from gp_proxy.errors import AutoproxError, AutoproxWarning
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach a scheduler before giving up (a handshake takes milliseconds)
 PROBE_TIMEOUT = 1.0  # seconds the TCP check waits for the port to accept before leaving it to Dask
@@ -148,6 +149,19 @@ def _client_within(address: str, timeout: float):
     raise AutoproxError(f"cannot reach the Dask scheduler at {address}: {reason}")
 
 
+def warn_of_oversubscription(workers: int) -> None:
+    """One line when `local:workers` starts more one-thread worker processes than this process may
+    run on at once (its CPU affinity): allowed, as it can be meant, but they take turns on the cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if workers > cores:
+        warnings.warn(
+            f"--cluster local:{workers} starts {workers} worker processes on {cores} core(s); they take turns "
+            f"on them, so local:{cores} is usually as fast and holds less memory",
+            AutoproxWarning,
+            stacklevel=3,
+        )
+
+
 @contextmanager
 def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
     """A Dask `Client` for `spec` (see `parse_cluster`), closed after the block; a local cluster is
@@ -157,6 +171,8 @@ def connect(spec: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
     from dask.distributed import Client, LocalCluster
 
     kind, where = parse_cluster(spec)
+    if kind == "local":
+        warn_of_oversubscription(where)
     if kind == "tls" and not dask.config.get("distributed.comm.tls.ca-file", None):
         raise AutoproxError(
             f"--cluster {spec} takes TLS: set Dask's distributed.comm.tls.ca-file, .client.cert and "
