@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import random
+import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -194,10 +195,12 @@ def _evaluate_in_worker(tree: gp.PrimitiveTree) -> tuple[float, int]:
     return _WORKER_OBJECTIVE(tree)
 
 
-def _single_threaded() -> None:
+def _worker_start() -> None:
     """Worker start-up: one torch thread each (the workers are the parallelism, and OpenMP's
-    thread pool does not survive a fork)."""
+    thread pool does not survive a fork), and SIGTERM's default action back (the pool ends its
+    workers with it; a handler inherited from the parent, such as the CLI's, would not end them)."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextmanager
@@ -225,6 +228,6 @@ def _evaluation_map(
             yield map
             return
         _WORKER_OBJECTIVE = objective
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_single_threaded) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start) as pool:
             yield lambda _evaluate, trees: pool.map(_evaluate_in_worker, list(trees))
         _WORKER_OBJECTIVE = None

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 from conftest import bench
@@ -488,3 +489,59 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _session_processes(session: int) -> list[int]:
+    """PIDs of the live processes in session `session` (Linux's /proc; zombies left out)."""
+    import pathlib
+
+    pids = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while listed
+            continue
+        if fields[0] != "Z" and int(fields[3]) == session:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pool", [["--workers", "2"], ["--cluster", "local:1"]])
+def test_sigterm_stops_discovery_as_ctrl_c_does_and_leaves_nothing_running(pool, tmp_path):
+    """A batch system's time limit sends SIGTERM: the run ends with status 130 and the interrupted
+    line, its checkpoint stays, its worker processes end, and a shared statistics file is removed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache, out = tmp_path / "c", tmp_path / "d"
+    assert main(["stats", "--bench", "af-tiny", "--limit", "6", "--cache", str(cache), "--quiet"]) == 0
+    argv = ["discover", "--bench", "af-tiny", "--limit", "6", "--iterations", "10000000", "--population", "6"]
+    argv += ["--cache", str(cache), "--out", str(out), "--quiet", *pool]
+    script = "import sys; from vit_space.cli import main; sys.exit(main(sys.argv[1:]))"
+    run = subprocess.Popen(
+        [sys.executable, "-c", script, *argv], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.json").exists() and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+        assert (out / "checkpoint.json").exists(), run.stderr.read() if run.poll() is not None else "no checkpoint"
+        if "--cluster" in pool:
+            assert list(cache.glob(".autoprox-objective-*.pt")), "the workers were not reading a shared file"
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "autoprox: interrupted; everything finished so far is saved, rerun to resume"
+    assert "Traceback" not in err
+    assert json.loads((out / "checkpoint.json").read_text())["version"]
+    assert not list(cache.glob(".autoprox-objective-*"))
+    deadline = time.monotonic() + 10  # worker processes get a moment to finish ending
+    while _session_processes(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _session_processes(run.pid) == []

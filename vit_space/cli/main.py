@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 
 import torch
@@ -25,15 +28,31 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, *, 
         fallback(message, category, filename, lineno, file, line)
 
 
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (a batch system's time limit, `kill`) stops the command as Ctrl-C
+    does: its cleanups run (a shared statistics file removed, Dask clients closed) and everything
+    saved stays. The handler is set in the main thread only (Python's rule) and restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `autoprox ARGV`; returns the exit status (0 done, 2 user error, 130 interrupted)."""
+    """Run `autoprox ARGV`; returns the exit status (0 done, 2 user error, 130 interrupted by Ctrl-C
+    or SIGTERM)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a bad option already reported on one line
         return e.code if isinstance(e.code, int) else 2
     func = HANDLERS[args.handler]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), sigterm_as_interrupt():
             warnings.showwarning = partial(_show_warning, fallback=warnings.showwarning)
             func(args)
     except AutoproxError as e:
