@@ -507,10 +507,12 @@ def _session_processes(session: int) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pool", [["--workers", "2"], ["--cluster", "local:1"]])
-def test_sigterm_stops_discovery_as_ctrl_c_does_and_leaves_nothing_running(pool, tmp_path):
-    """A batch system's time limit sends SIGTERM: the run ends with status 130 and the interrupted
-    line, its checkpoint stays, its worker processes end, and a shared statistics file is removed."""
+@pytest.mark.parametrize("pool", [["--workers", "2"], ["--cluster", "local:1"]], ids=" ".join)
+@pytest.mark.parametrize("group", [False, True], ids=["to the command", "to its process group"])
+def test_sigterm_stops_discovery_as_ctrl_c_does_and_leaves_nothing_running(pool, group, tmp_path):
+    """`kill PID` signals the command, a batch system's time limit (SLURM, `timeout`) its whole process
+    group: either way the run ends with status 130 and the interrupted line, its checkpoint stays, its
+    worker processes end, and a shared statistics file is removed."""
     import signal
     import subprocess
     import sys
@@ -531,7 +533,7 @@ def test_sigterm_stops_discovery_as_ctrl_c_does_and_leaves_nothing_running(pool,
         assert (out / "checkpoint.json").exists(), run.stderr.read() if run.poll() is not None else "no checkpoint"
         if "--cluster" in pool:
             assert list(cache.glob(".autoprox-objective-*.pt")), "the workers were not reading a shared file"
-        run.send_signal(signal.SIGTERM)
+        os.killpg(run.pid, signal.SIGTERM) if group else run.send_signal(signal.SIGTERM)
         _, err = run.communicate(timeout=60)
     finally:
         if run.poll() is None:

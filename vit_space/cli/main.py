@@ -32,15 +32,24 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, *, 
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM (a batch system's time limit, `kill`) stops the command as Ctrl-C
     does: its cleanups run (a shared statistics file removed, Dask clients closed) and everything
-    saved stays. The handler is set in the main thread only (Python's rule) and restored after."""
+    saved stays; a second SIGTERM ends it at once. Set in the main thread only (Python's rule), and
+    the previous handler restored after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:  # None: a handler set outside Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Raise KeyboardInterrupt for the first SIGTERM; a second one, during the cleanups, ends the
+    process at once (the default action)."""
+    signal.signal(signum, signal.SIG_DFL)
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
