@@ -266,16 +266,16 @@ def main() -> None:
         tasks = measured.pop("tasks")
         cpu_programs, on_cpu = min(args.programs, CPU_PROGRAMS), [replace(t, bundle=t.bundle.to("cpu")) for t in tasks]
         rows = []
-        for stacked, way in (
-            (True, "one pass per space (the default on a GPU)"),
-            (False, "one pass per task (on a CPU)"),
+        for stacked, way, target in (
+            (True, "one pass per space (the default on a GPU)", ">= 500"),
+            (False, "one pass per task (on a CPU)", "none (the GPU's target is for its default)"),
         ):
             rate = discovery_rate(tasks, args.programs, stacked)
             cpu_rate = discovery_rate(on_cpu, cpu_programs, stacked)
             rows.append(
                 f"| discovery, {way}: random programs per second on all {len(tasks)} tasks (memo cleared; "
                 f"statistics on {tasks[0].bundle.block.device} for the device column; the CPU's from the first "
-                f"{cpu_programs} of the {args.programs} programs) | {cpu_rate:.1f} | {rate:.1f} | >= 500 |"
+                f"{cpu_programs} of the {args.programs} programs) | {cpu_rate:.1f} | {rate:.1f} | {target} |"
             )
         return [table(workload, rows)]
 

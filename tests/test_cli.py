@@ -547,3 +547,24 @@ def test_sigterm_stops_discovery_as_ctrl_c_does_and_leaves_nothing_running(pool,
     while _session_processes(run.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _session_processes(run.pid) == []
+
+
+def test_a_first_sigterm_interrupts_and_a_second_takes_the_default_action():
+    import signal
+    import time
+
+    from vit_space.cli.main import sigterm_as_interrupt
+
+    def before(signum, frame):
+        raise AssertionError("the handler from before the command ran")
+
+    previous = signal.signal(signal.SIGTERM, before)
+    try:
+        with sigterm_as_interrupt():
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the signal ends the sleep and its handler raises
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # a second one ends the process
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGTERM, previous)
