@@ -15,7 +15,6 @@ import itertools
 import multiprocessing
 import random
 import signal
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -198,16 +197,11 @@ def _evaluate_in_worker(tree: gp.PrimitiveTree) -> tuple[float, int]:
 
 def _worker_start() -> None:
     """Worker start-up: one torch thread each (the workers are the parallelism, and OpenMP's
-    thread pool does not survive a fork), and SIGTERM handled by `_exit_on_sigterm`."""
+    thread pool does not survive a fork), and SIGTERM's default action back: the pool's `terminate`
+    ends its workers with SIGTERM, and a Python handler inherited from the parent can miss it (a
+    worker about to wait on the pool's queue lock waited on, and `terminate` with it, in a test)."""
     torch.set_num_threads(1)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    """A pool worker's SIGTERM (the pool's `terminate`, or a batch system signalling the whole
-    process group): exit through Python, releasing the pool's queue lock a waiting worker holds
-    (dying outright leaves the parent's `terminate` waiting for that lock forever)."""
-    sys.exit(128 + signum)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextmanager

@@ -29,12 +29,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, *, 
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt(enabled: bool = True) -> Iterator[None]:
     """Within the block, SIGTERM (a batch system's time limit, `kill`) stops the command as Ctrl-C
     does: its cleanups run (a shared statistics file removed, Dask clients closed) and everything
     saved stays; a second SIGTERM ends it at once. Set in the main thread only (Python's rule), and
-    the previous handler restored after."""
-    if threading.current_thread() is not threading.main_thread():
+    the previous handler restored after; nothing is set unless `enabled`."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -61,7 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     func = HANDLERS[args.handler]
     try:
-        with warnings.catch_warnings(), sigterm_as_interrupt():
+        # not with forked workers (`discover --workers N`): where SIGTERM reaches the whole process
+        # group, a worker killed while holding the pool's queue lock leaves the pool's cleanup waiting
+        # on it for ever, so SIGTERM ends such a run at once, as before (its workers then see the
+        # pool's pipe close and exit)
+        with warnings.catch_warnings(), sigterm_as_interrupt(getattr(args, "workers", 1) == 1):
             warnings.showwarning = partial(_show_warning, fallback=warnings.showwarning)
             func(args)
     except AutoproxError as e:
