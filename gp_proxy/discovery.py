@@ -198,8 +198,8 @@ def _evaluate_in_worker(tree: gp.PrimitiveTree) -> tuple[float, int]:
 def _worker_start() -> None:
     """Worker start-up: one torch thread each (the workers are the parallelism, and OpenMP's
     thread pool does not survive a fork), and SIGTERM's default action back: the pool's `terminate`
-    ends its workers with SIGTERM, and a Python handler inherited from the parent can miss it (a
-    worker about to wait on the pool's queue lock waited on, and `terminate` with it, in a test)."""
+    ends its workers with SIGTERM, which a Python handler inherited from the parent can miss while
+    the worker waits in C (a worker went on waiting for the pool's queue lock, and `terminate` for it)."""
     torch.set_num_threads(1)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

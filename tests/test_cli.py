@@ -543,9 +543,6 @@ def _sigterm_during_discovery(pool: list[str], group: bool, tmp_path) -> tuple[i
     return run.returncode, err
 
 
-GROUP = pytest.mark.parametrize("group", [False, True], ids=["to the command", "to its process group"])
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "pool, group",
@@ -564,7 +561,7 @@ def test_sigterm_stops_discovery_as_ctrl_c_does_and_leaves_nothing_behind(pool, 
 
 
 @pytest.mark.slow
-@GROUP
+@pytest.mark.parametrize("group", [False, True], ids=["to the command", "to its process group"])
 def test_sigterm_ends_discovery_with_forked_workers_at_once_and_its_workers_with_it(group, tmp_path):
     """With `--workers N` SIGTERM keeps its default action (a pool's cleanup could wait for ever on a
     lock a killed worker held): the command ends at once, its workers after it, its checkpoint whole."""
